@@ -1,0 +1,1 @@
+"""Datasets: one registry of tasks (real and embedded), their splits, class names and templates."""

@@ -1,0 +1,94 @@
+"""The one registry of tasks. Real datasets and the embedded benchmark's tasks register here,
+so every script accepts any of them by name.
+
+A task belongs to a benchmark (e.g. "real8", "embedded"); each benchmark has a control task
+used for negation and as extra tau-Jp penalty data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from torch.utils.data import Dataset
+
+from ..errors import UserError
+
+# (data_location, split in {"train", "test"}, transform or None) -> Dataset of (image, label)
+SplitLoader = Callable[[Path, str, Callable | None], Dataset]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    benchmark: str
+    templates: tuple[str, ...]  # format strings with one "{}" for the class name
+    load_split: SplitLoader
+    load_classnames: Callable[[Path], list[str]]
+    expected_layout: str  # shown when the data is missing
+    is_control: bool = False
+    # Tensors-ready tasks (the embedded ones) ignore the PIL transform.
+    tensor_native: bool = False
+    defaults: dict = field(default_factory=dict)  # per-task training defaults, e.g. {"epochs": 35}
+
+
+_TASKS: dict[str, TaskSpec] = {}
+_BENCHMARK_LOADERS: dict[str, Callable[[], None]] = {}
+
+
+def register_task(spec: TaskSpec) -> None:
+    _TASKS[spec.name] = spec
+
+
+def register_benchmark_loader(benchmark: str, loader: Callable[[], None]) -> None:
+    """A function that imports/registers a benchmark's tasks lazily (keeps imports light)."""
+    _BENCHMARK_LOADERS[benchmark] = loader
+
+
+def _load_all() -> None:
+    for loader in list(_BENCHMARK_LOADERS.values()):
+        loader()
+
+
+def base_task_name(name: str) -> str:
+    """`CarsVal` names the same data as `Cars` (the held-out split); accept both spellings."""
+    return name[:-3] if name.endswith("Val") and name[:-3] in _TASKS else name
+
+
+def get_task(name: str) -> TaskSpec:
+    _load_all()
+    key = base_task_name(name)
+    if key not in _TASKS:
+        raise UserError(f"unknown task '{name}'; valid tasks: {', '.join(all_task_names())}")
+    return _TASKS[key]
+
+
+def all_task_names() -> list[str]:
+    _load_all()
+    return list(_TASKS)
+
+
+def benchmark_tasks(benchmark: str, include_control: bool = False) -> list[str]:
+    _load_all()
+    names = [t.name for t in _TASKS.values() if t.benchmark == benchmark and (include_control or not t.is_control)]
+    if not names:
+        benchmarks = sorted({t.benchmark for t in _TASKS.values()})
+        raise UserError(f"unknown benchmark '{benchmark}'; valid benchmarks: {', '.join(benchmarks)}")
+    return names
+
+
+def control_task(benchmark: str) -> str | None:
+    _load_all()
+    controls = [t.name for t in _TASKS.values() if t.benchmark == benchmark and t.is_control]
+    return controls[0] if controls else None
+
+
+def parse_task_list(text: str | Sequence[str]) -> list[str]:
+    """Comma-separated names (or a benchmark name) -> validated task names."""
+    items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
+    _load_all()
+    benchmarks = {t.benchmark for t in _TASKS.values()}
+    if len(items) == 1 and items[0] in benchmarks:
+        return benchmark_tasks(items[0])
+    return [get_task(item).name for item in items]

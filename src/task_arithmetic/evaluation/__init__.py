@@ -1,0 +1,1 @@
+"""Evaluation: accuracy loops, task-vector edits (addition, negation, pairs), tau-Jp, disentanglement."""

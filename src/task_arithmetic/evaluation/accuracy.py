@@ -1,0 +1,32 @@
+"""The one accuracy loop: an embedding function, a frozen head, a loader."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+EmbedFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@torch.inference_mode()
+def collect_logits(embed: EmbedFn, head: torch.nn.Module, loader: DataLoader, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    all_logits, all_labels = [], []
+    for images, labels in loader:
+        all_logits.append(head(embed(images.to(device))).float().cpu())
+        all_labels.append(torch.as_tensor(labels))
+    return torch.cat(all_logits), torch.cat(all_labels)
+
+
+def accuracy_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    return {
+        "accuracy": (logits.argmax(dim=-1) == labels).float().mean().item(),
+        "loss": F.cross_entropy(logits, labels).item(),
+        "n": int(labels.numel()),
+    }
+
+
+def evaluate(embed: EmbedFn, head: torch.nn.Module, loader: DataLoader, device: torch.device | str = "cpu") -> dict[str, float]:
+    return accuracy_from_logits(*collect_logits(embed, head, loader, device))

@@ -1,0 +1,1 @@
+"""CLIP model factory, the image-encoder wrapper, zero-shot heads and linearisation."""

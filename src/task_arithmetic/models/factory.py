@@ -1,0 +1,174 @@
+"""Build open_clip CLIP models by name, with weights from a tag, a local file, or none.
+
+Custom architectures (the embedded benchmark's tiny ViT) are JSON configs in `configs/`,
+registered with open_clip through its public `add_model_config`. Extra weight sources (the
+embedded benchmark's self-pretrained weights) register a resolver for a pseudo-tag.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import open_clip
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ..io import load_weights
+
+CONFIG_DIR = Path(__file__).with_name("configs")
+open_clip.add_model_config(CONFIG_DIR)
+
+# (model name, pseudo-tag) -> function returning a local full-CLIP weights file, creating it if needed.
+_WEIGHT_RESOLVERS: dict[tuple[str, str], Callable[[], Path]] = {}
+
+
+def register_weight_source(model_name: str, tag: str, resolver: Callable[[], Path]) -> None:
+    """Make `--pretrained <tag>` for `model_name` resolve to a local file produced by `resolver`."""
+    _WEIGHT_RESOLVERS[(model_name, tag)] = resolver
+
+
+def register_model_config(name: str, config: dict[str, Any]) -> None:
+    """Register an open_clip architecture from a config dict (e.g. one stored in checkpoint metadata)."""
+    if open_clip.get_model_config(name) == config:
+        return
+    folder = Path(tempfile.mkdtemp(prefix="ta_model_config_"))
+    (folder / f"{name}.json").write_text(json.dumps(config))
+    open_clip.add_model_config(folder)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which CLIP to build: architecture name and weight source.
+
+    pretrained: None (random init), an open_clip tag such as "openai", a registered pseudo-tag,
+    or a path to a local weights file (open_clip .pt/.bin state dict or our .safetensors).
+    """
+
+    name: str
+    pretrained: str | None = None
+    cache_dir: str | None = None
+
+    @property
+    def model_id(self) -> str:
+        """Folder name under checkpoints/ and results/ for this architecture + weights."""
+        if self.pretrained is None:
+            return f"{self.name}-random"
+        if _is_file_source(self.pretrained):
+            return f"{self.name}-{Path(self.pretrained).stem}"
+        return f"{self.name}-{self.pretrained}"
+
+    def metadata(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "model_name": self.name,
+            "weight_source": self.pretrained if self.pretrained is not None else "random",
+            "model_id": self.model_id,
+            "quick_gelu": _uses_quick_gelu(self),
+        }
+        config = open_clip.get_model_config(self.name)
+        if config is not None and (CONFIG_DIR / f"{self.name}.json").is_file():
+            meta["model_config"] = config
+        return meta
+
+
+def _is_file_source(pretrained: str) -> bool:
+    return os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
+
+
+def _uses_quick_gelu(spec: ModelSpec) -> bool:
+    # open_clip 3.x no longer switches the activation for the `openai` tag by itself; the weights
+    # were trained with QuickGELU, so we follow the tag's declared activation.
+    if spec.pretrained is None or _is_file_source(spec.pretrained):
+        return False
+    return bool(open_clip.get_pretrained_cfg(spec.name, spec.pretrained).get("quick_gelu", False))
+
+
+def check_model_name(name: str) -> None:
+    if open_clip.get_model_config(name) is None:
+        known = ", ".join(m for m in open_clip.list_models() if m.startswith(("ViT-B", "ViT-L", "Tiny")))
+        raise UserError(f"unknown model '{name}'; choose an open_clip architecture such as {known} (open_clip.list_models() lists all)")
+
+
+def create_clip(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[nn.Module, Callable, Callable]:
+    """Return (clip_model, train_preprocess, val_preprocess) with the spec's weights loaded."""
+    check_model_name(spec.name)
+    quick_gelu = _uses_quick_gelu(spec)
+    source = spec.pretrained
+    if source is not None and (spec.name, source) in _WEIGHT_RESOLVERS:
+        source = str(_WEIGHT_RESOLVERS[(spec.name, source)]())
+    if source is None or _is_file_source(source):
+        model, train_tf, val_tf = open_clip.create_model_and_transforms(
+            spec.name, pretrained=None, force_quick_gelu=quick_gelu, device="cpu"
+        )
+        if source is not None:
+            load_clip_state(model, _read_state_dict(Path(source)), what=f"weights file {source}", spec=spec)
+    else:
+        model, train_tf, val_tf = _create_from_tag(spec, quick_gelu)
+    model.eval()
+    return model.to(device), train_tf, val_tf
+
+
+def _create_from_tag(spec: ModelSpec, quick_gelu: bool):
+    tags = open_clip.list_pretrained_tags_by_model(spec.name)
+    if spec.pretrained not in tags:
+        raise UserError(
+            f"unknown pretrained tag '{spec.pretrained}' for {spec.name}; valid tags: {', '.join(tags) or 'none'}, "
+            "or pass a path to a local weights file"
+        )
+    try:
+        return open_clip.create_model_and_transforms(
+            spec.name, pretrained=spec.pretrained, force_quick_gelu=quick_gelu, cache_dir=spec.cache_dir, device="cpu"
+        )
+    except RuntimeError as err:
+        cache = spec.cache_dir or "~/.cache/huggingface"
+        raise UserError(
+            f"weights {spec.name}/{spec.pretrained} are not in the cache ({cache}) and cannot be downloaded here; "
+            f"on a machine with internet run `TA_ALLOW_DOWNLOAD=1 python src/download_weights.py --model {spec.name} "
+            f"--pretrained {spec.pretrained} --cache-dir <dir>` and pass --cache-dir <dir>, "
+            "or pass --pretrained /path/to/weights.pt"
+        ) from err
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise UserError(f"weights file {path} does not exist; pass an existing .pt/.bin/.safetensors file")
+    if path.suffix == ".safetensors":
+        tensors, _ = load_weights(path)
+        return tensors
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt or code-carrying pickles
+        raise UserError(f"cannot read weights file {path} ({type(err).__name__}); it must hold a plain state_dict") from err
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise UserError(f"weights file {path} holds a {type(state).__name__}, expected a state_dict")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_clip_state(model: nn.Module, state: dict[str, torch.Tensor], what: str, spec: ModelSpec) -> None:
+    """Load a state dict strictly; a mismatch names the expected architecture."""
+    check_state_matches(model, state, what=what, expected=spec.name)
+    model.load_state_dict(state, strict=True)
+
+
+def check_state_matches(model: nn.Module, state: dict[str, torch.Tensor], what: str, expected: str) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong_shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong_shape:
+        details = []
+        if missing:
+            details.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+        if unexpected:
+            details.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        if wrong_shape:
+            k = wrong_shape[0]
+            details.append(f"{len(wrong_shape)} shape mismatches (e.g. {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})")
+        raise UserError(f"{what} does not match architecture {expected}: {', '.join(details)}; pass weights of a {expected} model or the matching --model")

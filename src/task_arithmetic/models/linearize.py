@@ -1,0 +1,98 @@
+"""First-order Taylor expansion of a module around its pre-trained weights theta_0.
+
+    f_lin(x; theta) = f(x; theta_0) + J_theta0 f(x) . (theta - theta_0)
+
+One Jacobian-vector product gives both terms. The same JVP along (theta - theta_0) is the tau-Jp
+penalty's quantity, in linear and in standard mode alike. The generic path uses torch.func; a
+faster hand-written path for open_clip ViTs (fast_jvp) is chosen automatically when it applies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+from torch.func import functional_call, jvp
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+
+@contextlib.contextmanager
+def forward_ad_safe() -> Iterator[None]:
+    """Use kernels that have forward-mode AD formulas.
+
+    The fused SDPA kernels and nn.MultiheadAttention's fast path have none, so open_clip's ViT
+    fails under jvp by default; the math SDPA kernel and the slow MHA path work on CPU and CUDA.
+    """
+    previous = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(previous)
+
+
+def functorch_jvp(
+    module: nn.Module, params0: dict[str, torch.Tensor], delta: dict[str, torch.Tensor], inputs: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference path: (f(x; theta_0), J_theta0 f(x) . delta) with torch.func.jvp.
+
+    Gradients flow into `delta` (and whatever it was computed from); params0 are constants.
+    """
+    names = list(delta)
+    fixed = {k: v for k, v in params0.items() if k not in delta}
+
+    def f(*trainable: torch.Tensor) -> torch.Tensor:
+        return functional_call(module, {**fixed, **dict(zip(names, trainable))}, (inputs,))
+
+    with forward_ad_safe():
+        return jvp(f, tuple(params0[n] for n in names), tuple(delta[n] for n in names))
+
+
+JvpFn = Callable[[nn.Module, dict, dict, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def select_jvp(module: nn.Module) -> JvpFn:
+    """The fastest JVP implementation that supports `module`; torch.func otherwise."""
+    try:
+        from . import fast_jvp
+    except ImportError:
+        return functorch_jvp
+    return fast_jvp.linearized_forward if fast_jvp.supports(module) else functorch_jvp
+
+
+class LinearizedModel(nn.Module):
+    """Trainable copy `theta` of a module plus its frozen pre-trained copy `theta_0`.
+
+    forward(x) = f(x; theta_0) + J f(x) . (theta - theta_0). Only `trainable` has gradients; its
+    state_dict has the original module's keys, so task vectors are plain weight differences.
+    """
+
+    def __init__(self, module: nn.Module, jvp_fn: JvpFn | None = None):
+        super().__init__()
+        self.trainable = module
+        self.frozen = copy.deepcopy(module)
+        for p in self.frozen.parameters():
+            p.requires_grad_(False)
+        self.jvp_fn = jvp_fn or select_jvp(self.frozen)
+
+    def params0(self) -> dict[str, torch.Tensor]:
+        return dict(self.frozen.named_parameters())
+
+    def delta(self) -> dict[str, torch.Tensor]:
+        frozen = self.params0()
+        return {n: p - frozen[n] for n, p in self.trainable.named_parameters() if p.requires_grad}
+
+    def forward_with_tangent(self, inputs: torch.Tensor, delta: dict[str, torch.Tensor] | None = None):
+        return self.jvp_fn(self.frozen, self.params0(), self.delta() if delta is None else delta, inputs)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        out0, tangent = self.forward_with_tangent(inputs)
+        return out0 + tangent
+
+    def tangent(self, inputs: torch.Tensor) -> torch.Tensor:
+        """J f(x) . (theta - theta_0): the tau-Jp penalty's vector."""
+        return self.forward_with_tangent(inputs)[1]

@@ -1,0 +1,35 @@
+"""Device choice, seeding and thread settings shared by every entry point."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+from .errors import UserError
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {requested} was asked for but no CUDA GPU is visible; use --device cpu")
+    try:
+        return torch.device(requested)
+    except RuntimeError as err:
+        raise UserError(f"unknown device '{requested}'; use auto, cpu, cuda or cuda:N") from err
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def limit_threads() -> None:
+    """Respect Slurm's CPU allocation instead of oversubscribing a shared node."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    if cpus and cpus.isdigit():
+        torch.set_num_threads(int(cpus))
