@@ -1,1 +1,25 @@
-"""Datasets: one registry of tasks (real and embedded), their splits, class names and templates."""
+"""Datasets: one registry of tasks (real and embedded), their splits, class names and templates.
+
+Benchmarks register lazily: importing torchvision dataset code or generating the embedded tasks
+happens only when a task name is first looked up.
+"""
+
+import importlib
+
+from .registry import register_benchmark_loader
+
+# Each module exposes register_tasks(); registry._load_all() calls these once per lookup.
+_loaded: set[str] = set()
+
+
+def _lazy(module: str):
+    def load() -> None:
+        if module not in _loaded:
+            _loaded.add(module)
+            importlib.import_module(module).register_tasks()
+
+    return load
+
+
+register_benchmark_loader("real8", _lazy("task_arithmetic.data.real"))
+register_benchmark_loader("embedded", _lazy("task_arithmetic.embedded.tasks"))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import open_clip
+from open_clip.transform import PreprocessCfg, image_transform_v2
 import torch
 from torch import nn
 
@@ -44,7 +45,10 @@ class ImageEncoder(nn.Module):
 
 
 def encoder_from_clip(clip_model: nn.Module, spec: ModelSpec, train_tf: Callable, val_tf: Callable) -> ImageEncoder:
-    return ImageEncoder(clip_model.visual, spec.metadata(), train_tf, val_tf)
+    # The preprocessing of a weight tag can differ from the architecture default (mean/std,
+    # resize mode); keeping it in the metadata lets a loaded encoder rebuild the same transforms.
+    meta = {**spec.metadata(), "preprocess_cfg": dict(getattr(clip_model.visual, "preprocess_cfg", {}) or {})}
+    return ImageEncoder(clip_model.visual, meta, train_tf, val_tf)
 
 
 def build_encoder(spec: ModelSpec, device: str | torch.device = "cpu") -> ImageEncoder:
@@ -62,8 +66,11 @@ def empty_encoder(metadata: dict[str, Any]) -> ImageEncoder:
     if open_clip.get_model_config(name) is None:
         raise UserError(f"weights are for unknown architecture '{name}'; register its open_clip config first")
     model, train_tf, val_tf = open_clip.create_model_and_transforms(
-        name, pretrained=None, force_quick_gelu=bool(metadata.get("quick_gelu", False))
+        name, pretrained=None, load_weights=False, force_quick_gelu=bool(metadata.get("quick_gelu", False))
     )
+    if metadata.get("preprocess_cfg"):
+        cfg = PreprocessCfg(**metadata["preprocess_cfg"])
+        train_tf, val_tf = image_transform_v2(cfg, is_train=True), image_transform_v2(cfg, is_train=False)
     return ImageEncoder(model.visual, metadata, train_tf, val_tf)
 
 

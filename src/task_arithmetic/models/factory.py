@@ -24,11 +24,12 @@ from ..io import load_weights
 CONFIG_DIR = Path(__file__).with_name("configs")
 open_clip.add_model_config(CONFIG_DIR)
 
-# (model name, pseudo-tag) -> function returning a local full-CLIP weights file, creating it if needed.
-_WEIGHT_RESOLVERS: dict[tuple[str, str], Callable[[], Path]] = {}
+# (model name, pseudo-tag) -> function(cache_dir) returning a local full-CLIP weights file,
+# creating it if needed (the embedded benchmark pretrains its own tiny CLIP this way).
+_WEIGHT_RESOLVERS: dict[tuple[str, str], Callable[[str | None], Path]] = {}
 
 
-def register_weight_source(model_name: str, tag: str, resolver: Callable[[], Path]) -> None:
+def register_weight_source(model_name: str, tag: str, resolver: Callable[[str | None], Path]) -> None:
     """Make `--pretrained <tag>` for `model_name` resolve to a local file produced by `resolver`."""
     _WEIGHT_RESOLVERS[(model_name, tag)] = resolver
 
@@ -100,7 +101,7 @@ def create_clip(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[nn
     quick_gelu = _uses_quick_gelu(spec)
     source = spec.pretrained
     if source is not None and (spec.name, source) in _WEIGHT_RESOLVERS:
-        source = str(_WEIGHT_RESOLVERS[(spec.name, source)]())
+        source = str(_WEIGHT_RESOLVERS[(spec.name, source)](spec.cache_dir))
     if source is None or _is_file_source(source):
         model, train_tf, val_tf = open_clip.create_model_and_transforms(
             spec.name, pretrained=None, force_quick_gelu=quick_gelu, device="cpu"
@@ -114,7 +115,7 @@ def create_clip(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[nn
 
 
 def _create_from_tag(spec: ModelSpec, quick_gelu: bool):
-    tags = open_clip.list_pretrained_tags_by_model(spec.name)
+    tags = open_clip.list_pretrained_tags_by_model(spec.name) + [t for (m, t) in _WEIGHT_RESOLVERS if m == spec.name]
     if spec.pretrained not in tags:
         raise UserError(
             f"unknown pretrained tag '{spec.pretrained}' for {spec.name}; valid tags: {', '.join(tags) or 'none'}, "

@@ -1,0 +1,32 @@
+"""theta_0 and the frozen heads of a (model, weights) pair, created once and cached on disk.
+
+Training and evaluation both call these, so they always agree on the pre-trained weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..data.registry import get_task
+from ..paths import Layout
+from .encoder import ImageEncoder, encoder_from_clip, load_encoder
+from .factory import ModelSpec, create_clip
+from .heads import ClassificationHead, get_head
+
+
+def zeroshot_encoder(spec: ModelSpec, layout: Layout, device: str | torch.device = "cpu") -> ImageEncoder:
+    """The pre-trained image encoder; the first call saves it to layout.zeroshot(model_id)."""
+    path = layout.zeroshot(spec.model_id)
+    if path.is_file():
+        return load_encoder(path, device, expect_model=spec.name)
+    clip_model, train_tf, val_tf = create_clip(spec, device)
+    encoder = encoder_from_clip(clip_model, spec, train_tf, val_tf)
+    encoder.save(path)
+    return encoder
+
+
+def task_head(spec: ModelSpec, task: str, layout: Layout, data_location: Path, device: str | torch.device = "cpu") -> ClassificationHead:
+    task_spec = get_task(task)
+    return get_head(spec, task_spec.name, task_spec.load_classnames(Path(data_location)), task_spec.templates, layout, device)
