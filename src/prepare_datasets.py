@@ -1,0 +1,50 @@
+"""The dataset tool.
+
+  split  make the hand-made splits of DTD, EuroSAT, SUN397 and RESISC45 from their raw downloads,
+         extracted under --data-location (deterministic; files are hard-linked, or copied across
+         file systems; each folder appears at once; rerunning is a no-op):
+           DTD       dtd/images/<class>/*.jpg + dtd/labels/{train1,val1,test1}.txt   (dtd-r1.0.1.tar.gz)
+                     -> dtd/train (train1+val1), dtd/test (test1)
+           EuroSAT   EuroSAT_RGB/<class>/*.jpg or 2750/<class>/*.jpg                 (RGB EuroSAT zip)
+                     -> EuroSAT_splits/{train,val,test} (80/10/10 per class)
+           SUN397    SUN397/<letter>/<class>/*.jpg + SUN397/{Training,Testing}_01.txt (SUN397.tar.gz, Partitions.zip)
+                     -> sun397/{train,test}/<a_abbey...> (official partition 1)
+           RESISC45  resisc45/NWPU-RESISC45/<class>/*.jpg                            (NWPU-RESISC45.rar)
+                     -> resisc45/resisc45-{train,val,test}.txt (60/20/20 per class) unless the published lists are there
+  check  print, per task, "ready" or exactly what is missing (exit 1 if any task is not ready)
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from task_arithmetic.data.real import tool
+from task_arithmetic.errors import cli_entry
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("split", "make the hand-made split folders/lists"), ("check", "report which tasks are ready")):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--data-location", type=Path, required=True, help="folder holding the datasets")
+        command.add_argument("--tasks", default="", help="comma-separated task names (default: all)")
+    return parser.parse_args(argv)
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    tasks = [name.strip() for name in args.tasks.split(",") if name.strip()]
+    if args.command == "split":
+        for line in tool.split(args.data_location, tasks):
+            print(line)
+        return 0
+    report = tool.check(args.data_location, tasks)
+    for entry in report:
+        print(entry.line())
+    return 0 if all(entry.ready for entry in report) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""What every real dataset shares: its description, the check for missing files and the one-line
+error that tells the user what to put where under `--data-location`.
+
+Nothing here downloads: every loader reads a layout that must already be on disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from torch.utils.data import Dataset
+
+from ...errors import UserError
+
+TOOL = "python src/prepare_datasets.py"
+DIGITS = tuple(str(d) for d in range(10))
+
+# (root, split in {"train", "test"}, transform) -> Dataset of (RGB PIL image or transformed, int label)
+Builder = Callable[[Path, str, Callable | None], Dataset]
+# (root, part in {"train", "test", "classnames"}) -> paths relative to root that are absent
+MissingCheck = Callable[[Path, str], list[str]]
+
+
+@dataclass(frozen=True)
+class Splitter:
+    """Makes a dataset's hand-made split from its raw download (see prepare_datasets.py split)."""
+
+    raw_layout: str  # one line: the extracted download this splitter reads
+    raw_missing: Callable[[Path], list[str]]
+    make: Callable[[Path], list[str]]  # builds what is absent; returns one line per action taken
+
+
+@dataclass(frozen=True)
+class RealDataset:
+    name: str
+    templates: tuple[str, ...]
+    layout: str  # one line, paths relative to --data-location
+    missing: MissingCheck
+    build: Builder
+    classnames: Callable[[Path], list[str]]
+    epochs: int | None = None
+    is_control: bool = False
+    splitter: Splitter | None = None
+
+    def require(self, root: Path, part: str) -> None:
+        absent = self.missing(root, part)
+        if absent:
+            raise missing_error(self, root, absent)
+
+    def load_split(self, root: Path, split: str, transform: Callable | None = None) -> Dataset:
+        if split not in ("train", "test"):
+            raise UserError(f"{self.name}: unknown split '{split}'; valid splits: train, test")
+        root = Path(root)
+        self.require(root, split)
+        try:
+            return self.build(root, split, transform)
+        except FileNotFoundError as err:
+            # e.g. a class folder without images: torchvision's message names the folder.
+            raise UserError(f"{self.name}: incomplete data under {root}: {err}; expected layout: {self.layout}") from None
+
+    def load_classnames(self, root: Path) -> list[str]:
+        root = Path(root)
+        self.require(root, "classnames")
+        return self.classnames(root)
+
+
+def missing_error(dataset: RealDataset, root: Path, absent: list[str]) -> UserError:
+    hint = f"`{TOOL} check --data-location {root}` lists what each task still needs"
+    if dataset.splitter is not None:
+        hint = f"make the split folders from the raw download ({dataset.splitter.raw_layout}) with `{TOOL} split --data-location {root} --tasks {dataset.name}`; " + hint
+    return UserError(
+        f"{dataset.name} data not found under --data-location {root}: missing {', '.join(absent)}; "
+        f"expected layout: {dataset.layout}; {hint}"
+    )
+
+
+def absent(root: Path, *relative: str) -> list[str]:
+    return [rel for rel in relative if not (root / rel).exists()]
+
+
+class RGBThen:
+    """Convert to RGB before the user's transform (grey MNIST must look like every other task)."""
+
+    def __init__(self, transform: Callable | None):
+        self.transform = transform
+
+    def __call__(self, image):
+        image = image.convert("RGB")
+        return image if self.transform is None else self.transform(image)
+
+
+def class_folders(folder: Path) -> list[str]:
+    """Class folder names in label order, by the same rule ImageFolder uses."""
+    from torchvision.datasets.folder import find_classes
+
+    return find_classes(str(folder))[0]
+
+
+def image_folder(folder: Path, transform: Callable | None, classes: list[str], name: str, is_valid_file: Callable[[str], bool] | None = None) -> Dataset:
+    """An ImageFolder whose labels must follow `classes` (the train folder's), or a UserError.
+
+    A test folder with a class more or less than train would silently shift every label after it.
+    """
+    from torchvision.datasets import ImageFolder
+
+    dataset = ImageFolder(str(folder), transform=transform, is_valid_file=is_valid_file)
+    if dataset.classes != classes:
+        extra = sorted(set(dataset.classes) - set(classes))
+        lacking = sorted(set(classes) - set(dataset.classes))
+        raise UserError(
+            f"{name}: the class folders of {folder} differ from the train split's "
+            f"(extra: {', '.join(extra) or 'none'}; missing: {', '.join(lacking) or 'none'}); remake the split folders"
+        )
+    return dataset
+
+
+def readable(folder_name: str) -> str:
+    return folder_name.replace("_", " ").strip()

@@ -1,0 +1,67 @@
+"""ImageNet (ILSVRC-2012), the control task: never downloaded. Train and test are ImageFolder
+trees of WordNet-id folders (test = the official val set, as torchvision lays it out). Class names,
+in the sorted-wnid order of the folders, come from `imagenet/classnames.txt` (one name a line, e.g.
+the curated CLIP names) when present, else from torchvision's `imagenet/meta.bin` (the first
+synonym of each wnid, what torchvision's ImageNet class shows)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from torch.utils.data import Dataset
+
+from ...errors import UserError
+from . import templates
+from .common import RealDataset, absent, class_folders, image_folder
+
+TRAIN = "imagenet/train"
+# val_in_folder first: copies made for the task-vectors code keep the flat val/ beside it.
+TEST_DIRS = ("imagenet/val_in_folder", "imagenet/val")
+CLASSNAMES_TXT = "imagenet/classnames.txt"
+META_BIN = "imagenet/meta.bin"
+
+
+def _test_dir(root: Path) -> str | None:
+    return next((rel for rel in TEST_DIRS if (root / rel).is_dir()), None)
+
+
+def _missing(root: Path, part: str) -> list[str]:
+    if part == "test":
+        return [] if _test_dir(root) else ["imagenet/val/<wnid>/*.JPEG"]
+    lacking = absent(root, TRAIN)
+    if part == "classnames" and not ((root / CLASSNAMES_TXT).is_file() or (root / META_BIN).is_file()):
+        lacking.append(f"{CLASSNAMES_TXT} (or torchvision's {META_BIN})")
+    return lacking
+
+
+def _build(root: Path, split: str, transform: Callable | None) -> Dataset:
+    folder = TRAIN if split == "train" else _test_dir(root)
+    return image_folder(root / folder, transform, class_folders(root / TRAIN), "ImageNet")
+
+
+def _classnames(root: Path) -> list[str]:
+    wnids = class_folders(root / TRAIN)
+    if (root / CLASSNAMES_TXT).is_file():
+        names = [line.strip() for line in (root / CLASSNAMES_TXT).read_text().splitlines() if line.strip()]
+        if len(names) != len(wnids):
+            raise UserError(f"ImageNet: {root / CLASSNAMES_TXT} has {len(names)} names for {len(wnids)} class folders in {root / TRAIN}; one name a line, in sorted-wnid order")
+        return names
+    from torchvision.datasets.imagenet import load_meta_file
+
+    wnid_to_names = load_meta_file(str(root / "imagenet"))[0]
+    unknown = [wnid for wnid in wnids if wnid not in wnid_to_names]
+    if unknown:
+        raise UserError(f"ImageNet: {root / META_BIN} has no names for {len(unknown)} class folders (e.g. {unknown[0]}); use the meta.bin of the same ImageNet copy")
+    return [wnid_to_names[wnid][0] for wnid in wnids]
+
+
+DATASET = RealDataset(
+    name="ImageNet",
+    templates=templates.IMAGENET,
+    layout="imagenet/train/<wnid>/*.JPEG, imagenet/val/<wnid>/*.JPEG (or imagenet/val_in_folder/), imagenet/classnames.txt or torchvision's imagenet/meta.bin",
+    missing=_missing,
+    build=_build,
+    classnames=_classnames,
+    is_control=True,
+)

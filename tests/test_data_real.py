@@ -1,0 +1,180 @@
+"""The real datasets: registry entries, loading fake copies in their real formats through the same
+code as real data, the Val split, and the errors for missing data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from fakedata import decode, make_all, make_dtd_raw, make_imagenet, make_resisc45_raw, red_of
+from torchvision import transforms
+
+from task_arithmetic.data import registry
+from task_arithmetic.data.loaders import make_loader
+from task_arithmetic.data.real import DATASETS
+from task_arithmetic.data.splits import heldout_indices, load_dataset, split_train_val
+from task_arithmetic.errors import UserError
+
+TASKS = ["Cars", "DTD", "EuroSAT", "GTSRB", "MNIST", "RESISC45", "SUN397", "SVHN"]
+TEMPLATE_COUNTS = {"Cars": 8, "DTD": 8, "EuroSAT": 3, "GTSRB": 3, "MNIST": 1, "RESISC45": 18, "SUN397": 2, "SVHN": 1, "ImageNet": 80}
+EPOCHS = {"Cars": 35, "DTD": 76, "EuroSAT": 12, "GTSRB": 11, "MNIST": 5, "RESISC45": 15, "SUN397": 14, "SVHN": 4}
+
+
+@pytest.fixture(scope="module")
+def fake_root(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("data")
+    return root, make_all(root)
+
+
+def test_registry_has_the_benchmark_and_its_control():
+    assert sorted(registry.benchmark_tasks("real8")) == sorted(TASKS)
+    assert registry.control_task("real8") == "ImageNet"
+    assert registry.parse_task_list("real8") == registry.benchmark_tasks("real8")
+    assert registry.get_task("SUN397Val").name == "SUN397"
+
+
+@pytest.mark.parametrize("name", TASKS + ["ImageNet"])
+def test_spec_templates_defaults_layout(name):
+    spec = registry.get_task(name)
+    assert spec.benchmark == "real8" and spec.is_control == (name == "ImageNet")
+    assert len(spec.templates) == TEMPLATE_COUNTS[name]
+    assert len(set(spec.templates)) == len(spec.templates)
+    for template in spec.templates:
+        assert template.count("{}") == 1 and template.format("X") != template
+    assert spec.defaults == ({"epochs": EPOCHS[name]} if name in EPOCHS else {})
+    assert spec.expected_layout and "\n" not in spec.expected_layout
+
+
+def test_some_templates_verbatim():
+    assert registry.get_task("MNIST").templates == ('a photo of the number: "{}".',)
+    assert registry.get_task("RESISC45").templates[0] == "satellite imagery of {}."
+    assert registry.get_task("RESISC45").templates[-1] == "aerial view of the {}."
+    assert registry.get_task("ImageNet").templates[0] == "a bad photo of a {}."
+
+
+@pytest.mark.parametrize("name", TASKS + ["ImageNet"])
+def test_fake_dataset_loads_with_labels_and_classnames(fake_root, name):
+    root, info = fake_root
+    expected = info[name]
+    train, val, test = (load_dataset(name, split, root) for split in ("train", "val", "test"))
+    assert len(train) + len(val) == expected.n_train
+    assert len(val) == min(int(expected.n_train * 0.1), 5000) >= 1
+    assert len(test) == expected.n_test
+    names = registry.get_task(name).load_classnames(root)
+    assert names == expected.classnames
+    for dataset in (train, val, test):
+        for image, label in dataset:
+            assert isinstance(label, int) and 0 <= label < len(names)
+            assert image.mode == "RGB"
+            assert decode(red_of(image)) == label  # each image arrives with its own class
+
+
+def test_gtsrb_has_43_sign_names_and_eurosat_readable_names(fake_root):
+    root, _ = fake_root
+    gtsrb = registry.get_task("GTSRB").load_classnames(root)
+    assert len(gtsrb) == 43 and gtsrb[14] == "stop"
+    assert registry.get_task("EuroSAT").load_classnames(root) == ["annual crop land", "forest", "lake or sea"]
+
+
+@pytest.mark.parametrize("name", ["MNIST", "SVHN", "Cars"])
+def test_batches_are_rgb_tensors_with_int64_labels(fake_root, name):
+    # MNIST is grey, SVHN and Cars come from .mat files: all must batch like the folder datasets.
+    root, _ = fake_root
+    dataset = load_dataset(name, "test", root, transforms.ToTensor())
+    images, labels = next(iter(make_loader(dataset, batch_size=4)))
+    assert images.shape == (4, 3, 8, 8) and labels.dtype == torch.int64
+    assert [decode(red_of(img)) for img in images] == labels.tolist()
+
+
+def test_val_split_deterministic_disjoint_and_sized(fake_root):
+    root, info = fake_root
+    first = load_dataset("EuroSAT", "val", root).indices
+    assert load_dataset("EuroSAT", "val", root).indices == first
+    train = load_dataset("EuroSAT", "train", root).indices
+    assert not set(first) & set(train) and sorted(first + train) == list(range(info["EuroSAT"].n_train))
+    # independent of the dataset: a pure function of n and the seed
+    for n in (9, 10, 1234, 49_999, 60_000):
+        held = heldout_indices(n)
+        assert held == heldout_indices(n) and len(held) == min(n // 10, 5000) == len(set(held))
+        train_idx, val_idx = split_train_val(n)
+        assert val_idx == held and len(train_idx) + len(val_idx) == n
+    assert heldout_indices(1000, seed=1) != heldout_indices(1000)
+
+
+@pytest.mark.parametrize("name", TASKS + ["ImageNet"])
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_missing_data_names_task_layout_and_tool(tmp_path, name, split):
+    with pytest.raises(UserError) as err:
+        load_dataset(name, split, tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and name in message and str(tmp_path) in message
+    assert DATASETS[name].layout in message and "prepare_datasets.py check" in message
+    if DATASETS[name].splitter is not None:
+        assert "prepare_datasets.py split" in message
+
+
+@pytest.mark.parametrize("name", TASKS + ["ImageNet"])
+def test_missing_classnames_is_a_user_error(tmp_path, name):
+    if name in ("GTSRB", "MNIST", "SVHN"):
+        assert len(registry.get_task(name).load_classnames(tmp_path)) in (10, 43)  # hard-coded, no data needed
+        return
+    with pytest.raises(UserError, match=name):
+        registry.get_task(name).load_classnames(tmp_path)
+
+
+def test_test_folder_with_other_classes_is_refused(tmp_path):
+    from task_arithmetic.data.real import tool
+
+    make_dtd_raw(tmp_path)
+    tool.split(tmp_path)
+    (tmp_path / "dtd/test/zigzagged").mkdir()
+    (tmp_path / "dtd/train/banded/banded_0000.jpg").rename(tmp_path / "dtd/test/zigzagged/x.jpg")
+    with pytest.raises(UserError, match="zigzagged"):
+        load_dataset("DTD", "test", tmp_path)
+
+
+def test_empty_class_folder_is_a_user_error(tmp_path):
+    make_imagenet(tmp_path)
+    (tmp_path / "imagenet/val/n09999999").mkdir()
+    (tmp_path / "imagenet/train/n09999999").mkdir()
+    with pytest.raises(UserError, match="ImageNet"):
+        load_dataset("ImageNet", "test", tmp_path)
+
+
+def test_resisc45_list_naming_absent_images_is_refused(tmp_path):
+    from task_arithmetic.data.real import tool
+
+    make_resisc45_raw(tmp_path)
+    tool.split(tmp_path)
+    (tmp_path / "resisc45/NWPU-RESISC45/airplane/airplane_001.jpg").unlink()
+    with pytest.raises(UserError, match="resisc45-(train|test).txt names"):
+        for split in ("train", "test"):
+            load_dataset("RESISC45", split, tmp_path)
+
+
+def test_imagenet_classnames_txt_wins_over_meta_bin(tmp_path):
+    info = make_imagenet(tmp_path)
+    assert registry.get_task("ImageNet").load_classnames(tmp_path) == info.classnames
+    (tmp_path / "imagenet/classnames.txt").write_text("tench fish\ngoldfish\ngreat white shark\n")
+    assert registry.get_task("ImageNet").load_classnames(tmp_path) == ["tench fish", "goldfish", "great white shark"]
+    (tmp_path / "imagenet/classnames.txt").write_text("tench\n")
+    with pytest.raises(UserError, match="1 names for 3 class folders"):
+        registry.get_task("ImageNet").load_classnames(tmp_path)
+
+
+def test_imagenet_prefers_val_in_folder(tmp_path):
+    make_imagenet(tmp_path)
+    (tmp_path / "imagenet/val").rename(tmp_path / "imagenet/val_in_folder")
+    (tmp_path / "imagenet/val").mkdir()  # the flat official val/ some copies keep beside it
+    assert len(load_dataset("ImageNet", "test", tmp_path)) == 6
+
+
+def test_datasets_pickle_for_worker_processes(fake_root):
+    import pickle
+
+    root, _ = fake_root
+    for name in ("SVHN", "RESISC45", "MNIST"):
+        dataset = load_dataset(name, "test", root, transforms.ToTensor())
+        clone = pickle.loads(pickle.dumps(dataset))
+        assert torch.equal(clone[0][0], dataset[0][0]) and len(clone) == len(dataset)
