@@ -15,8 +15,13 @@ _loaded: set[str] = set()
 def _lazy(module: str):
     def load() -> None:
         if module not in _loaded:
+            # Marked first: registering may look tasks up again; unmarked if the import fails.
             _loaded.add(module)
-            importlib.import_module(module).register_tasks()
+            try:
+                importlib.import_module(module).register_tasks()
+            except BaseException:
+                _loaded.discard(module)
+                raise
 
     return load
 

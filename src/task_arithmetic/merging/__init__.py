@@ -1,0 +1,33 @@
+"""FusionBench-style model merging: algorithms, model pools, task pools and a config-driven program.
+
+    from task_arithmetic.merging import TaskArithmeticAlgorithm
+    merged = TaskArithmeticAlgorithm(scaling_factor=0.5).run({"_pretrained_": m0, "svhn": m1, "mnist": m2})
+
+Unlike FusionBench, the inputs are never modified (pass inplace=True for its behaviour).
+"""
+
+from ._lazy import lazy_exports
+
+_EXPORTS = {
+    "MergeAlgorithm": "base",
+    "TaskVectorStream": "base",
+    "SimpleAverageAlgorithm": "simple_average",
+    "TaskArithmeticAlgorithm": "task_arithmetic",
+    "WeightedTaskArithmeticAlgorithm": "weighted_task_arithmetic",
+    "TiesMergingAlgorithm": "ties_merging",
+    "DareAlgorithm": "dare",
+    "DareTaskArithmetic": "dare",
+    "DareSimpleAverage": "dare",
+    "DareTiesMerging": "dare",
+    "PRETRAINED": "modelpool",
+    "BaseModelPool": "modelpool",
+    "DictModelPool": "modelpool",
+    "RunModelPool": "modelpool",
+    "OpenCLIPVisionModelPool": "modelpool",
+    "CLIPVisionModelPool": "modelpool",
+    "BaseTaskPool": "taskpool",
+    "ClassificationTaskPool": "taskpool",
+    "CLIPVisionModelTaskPool": "taskpool",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

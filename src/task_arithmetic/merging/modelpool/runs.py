@@ -1,0 +1,106 @@
+"""A pool over this suite's own fine-tuning runs, located by the shared path scheme.
+
+models: '_pretrained_' = layout.zeroshot(model_id) (created on first use), and one fine-tuned
+encoder per task at layout.finetuned(model_id, task, run). Linear runs hold the trainable copy
+theta; their merge is evaluated as the linearised model around theta_0, as is mode 'posthoc'
+(standard runs' task vectors evaluated in the linearised model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...data.registry import parse_task_list
+from ...errors import UserError
+from ...io import metadata_path
+from ...models.encoder import ImageEncoder
+from ...models.factory import ModelSpec, check_model_name
+from ...models.linearize import LinearizedModel
+from ...models.pretrained import zeroshot_encoder
+from ...paths import DEFAULT_CHECKPOINT_ROOT, MODES, REGULARIZERS, TAU_JP_VARIANTS, Layout, run_name
+from ..streaming import KeyView, SafetensorsReader, encoder_metadata, load_encoder_streaming
+from .base import PRETRAINED, BaseModelPool
+
+
+class RunModelPool(BaseModelPool):
+    def __init__(
+        self,
+        model: str,
+        tasks: str | Sequence[str],
+        pretrained: str | None = None,
+        mode: str = "standard",
+        reg: str = "none",
+        variant: str = "efficient",
+        tag: str = "",
+        run: str | None = None,
+        cache_dir: str | None = None,
+        checkpoint_root: str | Path | None = None,
+    ):
+        check_model_name(model)
+        if mode not in MODES:
+            raise UserError(f"unknown mode '{mode}'; valid modes: {', '.join(MODES)}")
+        if reg not in REGULARIZERS:
+            raise UserError(f"unknown reg '{reg}'; valid: {', '.join(REGULARIZERS)}")
+        if variant not in TAU_JP_VARIANTS:
+            raise UserError(f"unknown variant '{variant}'; valid: {', '.join(TAU_JP_VARIANTS)}")
+        self.spec = ModelSpec(model, pretrained, cache_dir)
+        self.tasks = parse_task_list(tasks)
+        self.mode = mode
+        # posthoc evaluates standard runs' task vectors in the linearised model.
+        self.run = run or run_name("standard" if mode == "posthoc" else mode, reg, variant, tag or "")
+        self.layout = Layout(Path(checkpoint_root) if checkpoint_root else DEFAULT_CHECKPOINT_ROOT)
+
+    @property
+    def all_model_names(self) -> list[str]:
+        return [PRETRAINED, *self.tasks]
+
+    def finetuned_path(self, task: str) -> Path:
+        return self.layout.finetuned(self.spec.model_id, task, self.run)
+
+    def check_available(self) -> None:
+        missing = [t for t in self.tasks if not metadata_path(self.finetuned_path(t)).is_file()]
+        if missing:
+            raise UserError(
+                f"no finished '{self.run}' run of {self.spec.model_id} for {', '.join(missing)} "
+                f"(expected {self.finetuned_path(missing[0])} and its .json); fine-tune those tasks first "
+                "or point checkpoint_root at the folder that holds them"
+            )
+
+    def load_model(self, name: str) -> nn.Module:
+        self.check_name(name)
+        if name == PRETRAINED:
+            path = self.layout.zeroshot(self.spec.model_id)
+            if path.is_file():
+                return load_encoder_streaming(path, expect_model=self.spec.name)
+            return zeroshot_encoder(self.spec, self.layout)
+        self.check_available()
+        return load_encoder_streaming(self.finetuned_path(name), expect_model=self.spec.name)
+
+    def load_state(self, name: str) -> Mapping[str, torch.Tensor]:
+        if name == PRETRAINED:
+            return self.load_model(name).state_dict()
+        self.check_name(name)
+        self.check_available()
+        path = self.finetuned_path(name)
+        model_name = encoder_metadata(path).get("model_name")
+        if model_name != self.spec.name:
+            raise UserError(f"{path} holds a {model_name} encoder, expected {self.spec.name}; check the pool's model")
+        return KeyView(SafetensorsReader(path), add="visual.")  # ImageEncoder's key names
+
+    def evaluation_model(self, merged: nn.Module) -> nn.Module:
+        if self.mode == "standard":
+            return merged
+        if not isinstance(merged, ImageEncoder):
+            raise UserError("linearised evaluation needs the merged ImageEncoder from this pool")
+        theta0 = self.load_pretrained_model()
+        linear = LinearizedModel(merged.visual)
+        linear.frozen.load_state_dict(theta0.visual.state_dict())
+        return ImageEncoder(linear, {**merged.metadata, "linearized": True}, merged.train_preprocess, merged.val_preprocess).eval()
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "model_id": self.spec.model_id, "run": self.run, "mode": self.mode, "checkpoint_root": str(self.layout.checkpoint_root)}

@@ -1,0 +1,103 @@
+"""The merge program behind src/merge.py: build method and pools from a config, merge, save the
+merged model, evaluate it on the task pool, write a JSON report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from torch import nn
+
+from ..errors import UserError
+from ..io import atomic_write_json, save_weights
+from ..models.encoder import ImageEncoder
+from .targets import instantiate
+
+
+def default_report_path(config: dict[str, Any], choices: dict[str, str | None], method_config: dict[str, Any]) -> Path:
+    """results/merge/<modelpool>/<taskpool>/<method>[__k=v...].json: one file per setting."""
+
+    def clean(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text.replace("/", "__"))
+
+    settings = ",".join(f"{k}={v}" for k, v in sorted(method_config.items()) if k != "inplace" and not isinstance(v, (dict, list)))
+    if any(isinstance(v, (dict, list)) and v for v in method_config.values()):
+        # Per-task coefficients do not fit a file name; a digest keeps settings apart.
+        settings += ("," if settings else "") + "cfg-" + hashlib.sha256(json.dumps(method_config, sort_keys=True).encode()).hexdigest()[:8]
+    method = clean(str(choices["method"])) + (f"__{clean(settings)}" if settings else "")
+    return Path(config["results_root"]) / "merge" / clean(str(choices["modelpool"])) / clean(str(choices["taskpool"] or "no_taskpool")) / f"{method}.json"
+
+
+def save_merged(model: nn.Module, path: Path, metadata: dict[str, Any]) -> Path:
+    """ImageEncoders and plain modules: our safetensors + JSON. HF models: the same, or an HF folder
+    (save_pretrained) when the path does not end in .safetensors."""
+    path = Path(path)
+    if isinstance(model, ImageEncoder):
+        if path.suffix != ".safetensors":
+            raise UserError(f"merged_model_save_path must end in .safetensors for an image encoder, got {path}")
+        return model.save(path, {"merge": metadata})
+    config = getattr(model, "config", None)
+    if path.suffix != ".safetensors":
+        if not hasattr(model, "save_pretrained"):
+            raise UserError(f"merged_model_save_path must end in .safetensors, got {path}")
+        from .modelpool.hf_clip import quiet_transformers
+
+        with quiet_transformers():
+            model.save_pretrained(path)
+        return path
+    extra = {"hf_class": type(model).__name__, "hf_config": config.to_dict()} if config is not None else {}
+    return save_weights(path, model.state_dict(), {"format": "merged_state_dict", "merge": metadata, **extra})
+
+
+def print_results(results: dict[str, Any]) -> None:
+    for name, row in results.items():
+        print(f"  {name:24s} accuracy {row['accuracy']:.4f}  loss {row['loss']:.4f}")
+
+
+def run_program(config: dict[str, Any], choices: dict[str, str | None]) -> dict[str, Any]:
+    if config.get("print_config", True):
+        print(yaml.safe_dump({"choices": choices, **config}, sort_keys=False).rstrip())
+    method = instantiate("method", config["method"])
+    modelpool = instantiate("modelpool", config["modelpool"])
+    if not config.get("dry_run"):
+        # Before the task pool: a missing checkpoint is the likeliest problem and the cheapest to report.
+        modelpool.check_available()
+    taskpool = instantiate("taskpool", config["taskpool"]) if config.get("taskpool") else None
+    if config.get("dry_run"):
+        return {}
+
+    start = time.perf_counter()
+    merged = method.run(modelpool)
+    seconds = {"merge": time.perf_counter() - start}
+    merge_info = {"method": choices["method"], "method_config": method.config(), "modelpool": modelpool.describe()}
+
+    saved = None
+    if config.get("merged_model_save_path"):
+        saved = str(save_merged(merged, Path(config["merged_model_save_path"]), merge_info))
+        print(f"merged model saved to {saved}")
+
+    results = None
+    if taskpool is not None:
+        start = time.perf_counter()
+        results = taskpool.evaluate(modelpool.evaluation_model(merged), max_batches=1 if config.get("fast_dev_run") else None)
+        seconds["evaluate"] = time.perf_counter() - start
+        print_results(results)
+
+    report = {
+        "results": results,
+        **merge_info,
+        "taskpool": taskpool.describe() if taskpool is not None else None,
+        "choices": choices,
+        "config": config,
+        "merged_model_save_path": saved,
+        "seconds": seconds,
+    }
+    path = Path(config["report_save_path"]) if config.get("report_save_path") else default_report_path(config, choices, method.config())
+    atomic_write_json(path, report)
+    print(f"report written to {path}")
+    return report

@@ -1,0 +1,66 @@
+"""The classes a config's `_target_` may name, per group. Only these: a config cannot import code.
+
+FusionBench's dotted targets (fusion_bench.method.TaskArithmeticAlgorithm) resolve by their last
+component, so its configs for the methods we have work unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from ..errors import UserError
+
+TARGETS: dict[str, dict[str, str]] = {
+    "method": {
+        "TaskArithmeticAlgorithm": "task_arithmetic",
+        "SimpleAverageAlgorithm": "simple_average",
+        "WeightedTaskArithmeticAlgorithm": "weighted_task_arithmetic",
+        "TiesMergingAlgorithm": "ties_merging",
+        "DareAlgorithm": "dare",
+        "DareTaskArithmetic": "dare",
+        "DareSimpleAverage": "dare",
+        "DareTiesMerging": "dare",
+    },
+    "modelpool": {
+        "RunModelPool": "modelpool.runs",
+        "OpenCLIPVisionModelPool": "modelpool.open_clip_files",
+        "CLIPVisionModelPool": "modelpool.hf_clip",
+    },
+    "taskpool": {
+        "ClassificationTaskPool": "taskpool.classification",
+        "CLIPVisionModelTaskPool": "taskpool.hf_clip",
+    },
+}
+
+
+def target_class(group: str, target: Any) -> type:
+    if not isinstance(target, str) or not target:
+        raise UserError(f"the {group} config has no _target_; add `_target_: <class>` (one of {', '.join(TARGETS[group])})")
+    name = target.rsplit(".", 1)[-1]
+    if name not in TARGETS[group]:
+        raise UserError(f"unknown {group} _target_ '{target}'; valid: {', '.join(TARGETS[group])}")
+    module = importlib.import_module(f"{__package__}.{TARGETS[group][name]}")
+    return getattr(module, name)
+
+
+def parameters(cls: type) -> dict[str, inspect.Parameter]:
+    return {n: p for n, p in inspect.signature(cls).parameters.items() if n != "self" and p.kind is p.POSITIONAL_OR_KEYWORD}
+
+
+def instantiate(group: str, node: dict[str, Any]) -> Any:
+    """Build the object a group config describes; unknown or missing keys are UserErrors."""
+    cls = target_class(group, node.get("_target_"))
+    kwargs = {k: v for k, v in node.items() if not k.startswith("_")}
+    unset = [k for k, v in kwargs.items() if v == "???"]
+    if unset:
+        raise UserError(f"{group}.{unset[0]} must be set (it is ??? in the config); pass {group}.{unset[0]}=<value>")
+    params = parameters(cls)
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise UserError(f"unknown {group} key(s) {', '.join(unknown)} for {cls.__name__}; valid keys: {', '.join(params)}")
+    missing = [n for n, p in params.items() if p.default is p.empty and n not in kwargs]
+    if missing:
+        raise UserError(f"{group} config lacks {', '.join(missing)}, required by {cls.__name__}; set {group}.{missing[0]}=<value>")
+    return cls(**kwargs)
