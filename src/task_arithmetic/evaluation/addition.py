@@ -1,0 +1,62 @@
+"""Task addition: theta_0 + alpha * sum_t tau_t, alpha chosen on the Val parts.
+
+Normalised accuracy of task d = acc(edited, d) / acc(single-task fine-tuned of the same mode, d);
+alpha maximises the average normalised Val accuracy (ties keep the smaller alpha); the test set
+is evaluated once at that alpha, and once at alpha = 1 ("one-shot", no search).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from .edits import Edit
+from .selection import ALPHA_GRID, best_index, mean
+from .session import EvalSession
+
+ONE_SHOT_ALPHA = 1.0
+
+
+def summarize(per_task: dict[str, float], finetuned: dict[str, float]) -> dict[str, Any]:
+    normalized = {t: (acc / finetuned[t] if finetuned[t] > 0 else None) for t, acc in per_task.items()}
+    return {
+        "per_task": per_task,
+        "per_task_normalized": normalized,
+        "avg_accuracy": mean(list(per_task.values())),
+        "avg_normalized": mean(list(normalized.values())),
+    }
+
+
+def accuracies(session: EvalSession, edit: Edit, tasks: Sequence[str], split: str) -> dict[str, float]:
+    return {t: session.accuracy(edit, t, split) for t in tasks}
+
+
+def sweep(session: EvalSession, tasks: Sequence[str], alphas: Sequence[float] = ALPHA_GRID) -> dict[str, Any]:
+    """The addition protocol for any subset of the session's tasks (all of them, or a pair)."""
+    tasks = list(tasks)
+    finetuned = {split: {t: session.finetuned_accuracy(t, split) for t in tasks} for split in ("val", "test")}
+    curve = []
+    for alpha in alphas:
+        per_task = accuracies(session, Edit.scaled(tasks, alpha), tasks, "val")
+        curve.append({"alpha": alpha, **summarize(per_task, finetuned["val"])})
+    chosen = best_index(list(alphas), [point["avg_normalized"] for point in curve], maximize=True)
+    assert chosen is not None  # every grid point has a score
+    alpha = alphas[chosen]
+    one_shot_edit = Edit.scaled(tasks, ONE_SHOT_ALPHA)
+    return {
+        "tasks": tasks,
+        "alphas": list(alphas),
+        "val_curve": curve,
+        "chosen_alpha": alpha,
+        "tuned": {"alpha": alpha, "val": curve[chosen], "test": summarize(accuracies(session, Edit.scaled(tasks, alpha), tasks, "test"), finetuned["test"])},
+        "one_shot": {
+            "alpha": ONE_SHOT_ALPHA,
+            "val": summarize(accuracies(session, one_shot_edit, tasks, "val"), finetuned["val"]),
+            "test": summarize(accuracies(session, one_shot_edit, tasks, "test"), finetuned["test"]),
+        },
+        "zeroshot": {"test": summarize(accuracies(session, Edit.zeroshot(), tasks, "test"), finetuned["test"])},
+        "finetuned": finetuned,
+    }
+
+
+def evaluate_addition(session: EvalSession, alphas: Sequence[float] = ALPHA_GRID) -> dict[str, Any]:
+    return sweep(session, session.tasks, alphas)

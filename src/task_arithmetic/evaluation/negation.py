@@ -1,0 +1,79 @@
+"""Task negation: per target t, theta_0 - alpha * tau_t.
+
+alpha minimises target Val accuracy subject to control Val accuracy >= ratio x zero-shot
+control Val accuracy (ties keep the smaller alpha); target and control test accuracy are then
+measured at that alpha. When no alpha of the grid meets the constraint the result says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from .edits import Edit
+from .selection import ALPHA_GRID, best_index, mean
+from .session import EvalSession
+
+CONTROL_RATIO = 0.95
+
+
+def negate_one(session: EvalSession, target: str, control: str, alphas: Sequence[float], floor: float) -> dict[str, Any]:
+    curve = []
+    for alpha in alphas:
+        edit = Edit.scaled([target], -alpha)
+        control_val = session.accuracy(edit, control, "val")
+        curve.append({
+            "alpha": alpha,
+            "target_val": session.accuracy(edit, target, "val"),
+            "control_val": control_val,
+            "admissible": control_val >= floor,
+        })
+    chosen = best_index(list(alphas), [p["target_val"] for p in curve], maximize=False, admissible=[p["admissible"] for p in curve])
+    zeroshot = {split: session.accuracy(Edit.zeroshot(), target, split) for split in ("val", "test")}
+    if chosen is None:
+        best_control = max(p["control_val"] for p in curve)
+        return {
+            "status": "no_admissible_alpha",
+            "message": (
+                f"no alpha in the grid keeps control Val accuracy >= {floor:.4f} "
+                f"(best reached {best_control:.4f}); no test evaluation was made"
+            ),
+            "curve": curve,
+            "chosen_alpha": None,
+            "test": None,
+            "zeroshot_target": zeroshot,
+        }
+    alpha = alphas[chosen]
+    edit = Edit.scaled([target], -alpha)
+    return {
+        "status": "ok",
+        "curve": curve,
+        "chosen_alpha": alpha,
+        "val": {"target": curve[chosen]["target_val"], "control": curve[chosen]["control_val"]},
+        "test": {"target": session.accuracy(edit, target, "test"), "control": session.accuracy(edit, control, "test")},
+        "zeroshot_target": zeroshot,
+    }
+
+
+def evaluate_negation(
+    session: EvalSession, control: str, alphas: Sequence[float] = ALPHA_GRID, ratio: float = CONTROL_RATIO
+) -> dict[str, Any]:
+    zeroshot_control = {split: session.accuracy(Edit.zeroshot(), control, split) for split in ("val", "test")}
+    floor = ratio * zeroshot_control["val"]
+    targets = {t: negate_one(session, t, control, alphas, floor) for t in session.tasks}
+    solved = [t for t, r in targets.items() if r["status"] == "ok"]
+    return {
+        "control": control,
+        "control_ratio": ratio,
+        "control_floor_val": floor,
+        "alphas": list(alphas),
+        "zeroshot_control": zeroshot_control,
+        "targets": targets,
+        "average": {
+            "target_test": mean([targets[t]["test"]["target"] for t in solved]),
+            "control_test": mean([targets[t]["test"]["control"] for t in solved]),
+            "zeroshot_target_test": mean([targets[t]["zeroshot_target"]["test"] for t in session.tasks]),
+            "zeroshot_control_test": zeroshot_control["test"],
+            "targets_solved": solved,
+            "targets_without_admissible_alpha": [t for t in session.tasks if t not in solved],
+        },
+    }

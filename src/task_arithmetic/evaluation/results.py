@@ -1,0 +1,42 @@
+"""One results layout: results/<model_id>/<run>/<evaluation>.json, each carrying its settings."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import subprocess
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..io import atomic_write_json, read_json
+from ..paths import REPO_ROOT, Layout
+
+EVALUATIONS = ("single_task", "addition", "negation", "pairs", "tau_jp", "disentanglement")
+
+
+@functools.lru_cache(maxsize=1)
+def code_revision() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def write_results(layout: Layout, model_id: str, run: str, evaluation: str, settings: Mapping[str, Any], results: Mapping[str, Any]) -> Path:
+    path = layout.results(model_id, run, evaluation)
+    payload = {
+        "evaluation": evaluation,
+        "model_id": model_id,
+        "run": run,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "settings": dict(settings),
+        "results": dict(results),
+    }
+    atomic_write_json(path, payload)
+    return path
+
+
+def read_results(layout: Layout, model_id: str, run: str, evaluation: str) -> dict[str, Any] | None:
+    path = layout.results(model_id, run, evaluation)
+    return read_json(path) if path.is_file() else None

@@ -1,0 +1,158 @@
+"""Everything an evaluation needs for one (model, fine-tuning recipe, task list).
+
+Finds the runs, loads theta_0 once, builds heads and datasets lazily, and answers accuracy
+queries for edits through the fastest valid evaluator: the tangent cache for linear and post-hoc
+runs, in-memory weight edits otherwise. Answers are memoised per (edit, dataset, split), so
+evaluations that share points (alpha = 0, single-task models) compute them once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..data.registry import control_task, get_task
+from ..errors import UserError
+from ..io import metadata_path, read_json
+from ..models.factory import ModelSpec
+from ..models.heads import ClassificationHead
+from ..models.pretrained import task_head, zeroshot_encoder
+from ..paths import Layout
+from ..runtime import pick_device
+from ..vectors.runs import RunRecipe, locate_runs
+from .accuracy import accuracy_from_logits
+from .cached import CachedEvaluator
+from .data import DataBank
+from .direct import DirectEvaluator
+from .edits import Edit
+from .results import code_revision
+from .tangent_cache import TangentCacheStore, TangentComputer, file_signature
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    device: str = "auto"
+    batch_size: int = 128
+    num_workers: int = 0
+    max_eval_samples: int | None = None
+    use_cache: bool = True  # the linearity shortcut (linear / post-hoc; tau-Jp entries in every mode)
+    disk_cache: bool = True
+    vectors_per_pass: int | None = None
+
+
+@dataclass(frozen=True)
+class RunSelection:
+    spec: ModelSpec
+    layout: Layout
+    data_location: Path
+    recipe: RunRecipe
+    tasks: tuple[str, ...]
+
+
+class HeadBank(dict):
+    """Heads built (or read from cache) the first time a dataset is evaluated."""
+
+    def __init__(self, spec: ModelSpec, layout: Layout, data_location: Path, device: torch.device):
+        super().__init__()
+        self._args = (spec, layout, data_location, device)
+
+    def __missing__(self, task: str) -> ClassificationHead:
+        spec, layout, data_location, device = self._args
+        head = task_head(spec, task, layout, data_location, device).eval()
+        self[task] = head
+        return head
+
+
+class EvalSession:
+    def __init__(self, selection: RunSelection, options: EvalOptions = EvalOptions()):
+        if not selection.tasks:
+            raise UserError("no tasks to evaluate; pass --tasks with a comma list or a benchmark name")
+        self.selection = selection
+        self.options = options
+        spec, layout, recipe = selection.spec, selection.layout, selection.recipe
+        self.tasks = list(selection.tasks)
+        self.device = pick_device(options.device)
+        self.checkpoints = locate_runs(spec, self.tasks, recipe, layout, selection.data_location)
+        self.theta0_path = layout.zeroshot(spec.model_id)
+        self.theta0 = zeroshot_encoder(spec, layout, self.device).eval()
+        for p in self.theta0.parameters():
+            p.requires_grad_(False)
+        self.heads = HeadBank(spec, layout, selection.data_location, self.device)
+        self.bank = DataBank(selection.data_location, self.theta0.val_preprocess, options.batch_size, options.num_workers, options.max_eval_samples)
+        self.direct = DirectEvaluator(self.theta0.visual, self.theta0_path, self.checkpoints, self.heads, self.bank, recipe.linearized, self.device)
+        self.cached: CachedEvaluator | None = None
+        if options.use_cache:
+            computer = TangentComputer(self.theta0.visual, self.theta0_path, self.device, options.vectors_per_pass)
+            folder = layout.results(spec.model_id, recipe.source_run, "tangent_cache").with_suffix("") if options.disk_cache else None
+            base_key = {"model_id": spec.model_id, "theta0": file_signature(self.theta0_path), "max_samples": options.max_eval_samples}
+            self.cached = CachedEvaluator(TangentCacheStore(computer, self.checkpoints, folder, base_key), self.heads, self.bank)
+        self.evaluator = self.cached if (self.cached is not None and recipe.linearized) else self.direct
+        # tau-Jp entries are JVPs at theta_0 in every mode, so the cache serves standard runs too.
+        self.tangent_source = self.cached if self.cached is not None else self.direct
+        self._metrics: dict[tuple, dict[str, float]] = {}
+
+    # queries --------------------------------------------------------------------------------
+    def logits(self, edit: Edit, dataset: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.evaluator.logits(edit, dataset, split)
+
+    def predictions(self, edit: Edit, dataset: str, split: str) -> torch.Tensor:
+        return self.logits(edit, dataset, split)[0].argmax(dim=-1)
+
+    def metrics(self, edit: Edit, dataset: str, split: str) -> dict[str, float]:
+        key = (edit.key(), dataset, split)
+        if key not in self._metrics:
+            self._metrics[key] = accuracy_from_logits(*self.logits(edit, dataset, split))
+        return self._metrics[key]
+
+    def accuracy(self, edit: Edit, dataset: str, split: str) -> float:
+        return self.metrics(edit, dataset, split)["accuracy"]
+
+    def finetuned_accuracy(self, task: str, split: str) -> float:
+        return self.accuracy(Edit.scaled([task], 1.0), task, split)
+
+    def tangent_norm_mean(self, task: str, dataset: str, split: str) -> float:
+        return self.tangent_source.tangent_norm_mean(task, dataset, split)
+
+    # provenance -----------------------------------------------------------------------------
+    def settings(self, **extra: Any) -> dict[str, Any]:
+        sel, opt = self.selection, self.options
+        vectors = {}
+        for task, path in self.checkpoints.items():
+            meta = read_json(metadata_path(path))
+            vectors[task] = {
+                "path": str(path),
+                **{k: meta.get(k) for k in ("run", "mode", "reg", "variant", "seed", "steps", "code_revision")},
+                "config": meta.get("config"),
+            }
+        return {
+            "model": sel.spec.name,
+            "pretrained": sel.spec.pretrained,
+            "model_id": sel.spec.model_id,
+            "mode": sel.recipe.mode,
+            "reg": sel.recipe.reg,
+            "variant": sel.recipe.variant,
+            "tag": sel.recipe.tag,
+            "run": sel.recipe.results_run,
+            "source_run": sel.recipe.source_run,
+            "tasks": self.tasks,
+            "data_location": str(sel.data_location),
+            "checkpoint_root": str(sel.layout.checkpoint_root),
+            "theta0": str(self.theta0_path),
+            "device": str(self.device),
+            "batch_size": opt.batch_size,
+            "max_eval_samples": opt.max_eval_samples,
+            "evaluator": "tangent_cache" if self.evaluator is self.cached else "direct",
+            "tau_jp_source": "tangent_cache" if self.tangent_source is self.cached else "direct",
+            "code_revision": code_revision(),
+            "vectors": vectors,
+            **extra,
+        }
+
+
+def default_control(tasks: Sequence[str]) -> str | None:
+    """The control task of the tasks' benchmark (negation, extra tau-Jp column)."""
+    benchmarks = {get_task(t).benchmark for t in tasks}
+    return control_task(next(iter(benchmarks))) if len(benchmarks) == 1 else None

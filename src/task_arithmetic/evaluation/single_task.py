@@ -1,0 +1,23 @@
+"""Zero-shot and single-task fine-tuned accuracy on each task's Val held-out part and test set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .data import EVAL_SPLITS
+from .edits import Edit
+from .session import EvalSession
+
+
+def evaluate_single_task(session: EvalSession) -> dict[str, Any]:
+    zeroshot: dict[str, dict] = {}
+    finetuned: dict[str, dict] = {}
+    for task in session.tasks:
+        zeroshot[task] = {split: session.metrics(Edit.zeroshot(), task, split) for split in EVAL_SPLITS}
+        finetuned[task] = {split: session.metrics(Edit.scaled([task], 1.0), task, split) for split in EVAL_SPLITS}
+    summary = {
+        f"{which}_{split}_avg": sum(table[t][split]["accuracy"] for t in session.tasks) / len(session.tasks)
+        for which, table in (("zeroshot", zeroshot), ("finetuned", finetuned))
+        for split in EVAL_SPLITS
+    }
+    return {"zeroshot": zeroshot, "finetuned": finetuned, "summary": summary}

@@ -1,0 +1,1 @@
+"""Tables, plots and claims from whatever evaluation results exist for a model."""

@@ -1,0 +1,48 @@
+"""The report: results/<model_id>/report/{report.md, *.csv, *.png, claims.json}."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ..io import atomic_write_json, atomic_write_text
+from ..paths import Layout
+from .claims import all_claims
+from .collect import collect
+from .plots import all_plots
+from .tables import addition_table, negation_table, pairs_table, single_task_table, tau_jp_tables
+
+
+def build_report(layout: Layout, model_id: str) -> list[Path]:
+    runs = collect(layout.results_root, model_id)
+    folder = layout.report_dir(model_id)
+    tables = [t for t in (single_task_table(runs), addition_table(runs), negation_table(runs), pairs_table(runs)) if t is not None]
+    tables += tau_jp_tables(runs)
+    claims = all_claims(runs)
+    written: list[Path] = []
+    for table in tables:
+        path = folder / f"{table.name}.csv"
+        atomic_write_text(path, table.csv())
+        written.append(path)
+    plots = all_plots(runs, folder)
+    written += plots
+    claims_path = folder / "claims.json"
+    atomic_write_json(claims_path, [dataclasses.asdict(c) for c in claims])
+    written.append(claims_path)
+
+    lines = [f"# Task-arithmetic report: {model_id}", "", f"Runs: {', '.join(runs)}. Evaluations found:", ""]
+    for name, run in runs.items():
+        lines.append(f"- {name}: {', '.join(run.evaluations)}")
+    lines += ["", "## Claims", ""]
+    for c in claims:
+        lines.append(f"- **{c.verdict}** — {c.claim} [{c.scope}]: {c.details}")
+    lines += ["", "## Tables", ""]
+    for table in tables:
+        lines += [table.markdown(), f"CSV: `{table.name}.csv`", ""]
+    if plots:
+        lines += ["## Figures", ""]
+        lines += [f"![{p.stem}]({p.name})" for p in plots]
+    report = folder / "report.md"
+    atomic_write_text(report, "\n".join(lines) + "\n")
+    written.append(report)
+    return written

@@ -1,0 +1,101 @@
+"""PNG figures: accuracy vs alpha per mode, per-task bars, tau-Jp and disentanglement heat maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .collect import RunResults  # noqa: E402
+from .tables import describe  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def accuracy_vs_alpha(runs: dict[str, RunResults], path: Path) -> Path | None:
+    curves = {name: r.results("addition")["val_curve"] for name, r in runs.items() if r.results("addition")}
+    if not curves:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name, curve in curves.items():
+        alphas = [p["alpha"] for p in curve]
+        axes[0].plot(alphas, [100 * p["avg_accuracy"] for p in curve], marker=".", label=describe(name))
+        axes[1].plot(alphas, [100 * (p["avg_normalized"] or 0) for p in curve], marker=".", label=describe(name))
+    for ax, title in zip(axes, ("absolute", "normalised")):
+        ax.set_xlabel("alpha")
+        ax.set_ylabel(f"{title} Val accuracy (%)")
+        ax.set_title(f"Task addition, {title}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def per_task_bars(runs: dict[str, RunResults], path: Path) -> Path | None:
+    with_addition = {name: r.results("addition") for name, r in runs.items() if r.results("addition")}
+    if not with_addition:
+        return None
+    tasks = next(iter(with_addition.values()))["tasks"]
+    series = {"zero-shot": next(iter(with_addition.values()))["zeroshot"]["test"]["per_task"]}
+    series.update({f"{name} tuned": result["tuned"]["test"]["per_task"] for name, result in with_addition.items()})
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(tasks) + 2), 4))
+    x = np.arange(len(tasks))
+    for i, (label, per_task) in enumerate(series.items()):
+        ax.bar(x + i * width, [100 * per_task.get(t, 0) for t in tasks], width, label=label)
+    ax.set_xticks(x + width * (len(series) - 1) / 2, tasks, rotation=30, ha="right")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Task addition per task (tuned alpha)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], title: str, path: Path, xlabel: str, ylabel: str, annotate: bool) -> Path:
+    fig, ax = plt.subplots(figsize=(max(4, 0.7 * len(cols) + 2), max(3.5, 0.6 * len(rows) + 1.5)))
+    image = ax.imshow(matrix, cmap="viridis", aspect="auto", origin="upper")
+    fig.colorbar(image, ax=ax)
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if annotate:
+        middle = (np.nanmin(matrix) + np.nanmax(matrix)) / 2
+        for i in range(matrix.shape[0]):
+            for j in range(matrix.shape[1]):
+                colour = "k" if matrix[i, j] > middle else "w"  # readable on both ends of viridis
+                ax.text(j, i, f"{matrix[i, j]:.3g}", ha="center", va="center", fontsize=7, color=colour)
+    return _save(fig, path)
+
+
+def tau_jp_heatmap(name: str, result: dict, path: Path) -> Path:
+    matrix = np.array(result["matrix"], dtype=float)
+    return _heatmap(matrix, result["vectors"], result["datasets"], f"τJp: {describe(name)}", path, "dataset x_j", "task vector τ_i", annotate=True)
+
+
+def disentanglement_heatmap(name: str, pair: str, result: dict, alphas: list[float], path: Path) -> Path:
+    a, b = result["tasks"]
+    labels = [f"{v:g}" for v in alphas]
+    matrix = np.array(result["xi"], dtype=float)
+    return _heatmap(matrix, labels, labels, f"Disentanglement error ξ, {describe(name)}: {pair}", path, f"alpha {b}", f"alpha {a}", annotate=False)
+
+
+def all_plots(runs: dict[str, RunResults], folder: Path) -> list[Path]:
+    written = [accuracy_vs_alpha(runs, folder / "addition_alpha.png"), per_task_bars(runs, folder / "addition_per_task.png")]
+    for name, run in runs.items():
+        if run.results("tau_jp"):
+            written.append(tau_jp_heatmap(name, run.results("tau_jp"), folder / f"tau_jp_{name}.png"))
+        dis = run.results("disentanglement")
+        if dis:
+            for pair, result in dis["pairs"].items():
+                written.append(disentanglement_heatmap(name, pair, result, dis["alphas"], folder / f"disentanglement_{name}_{pair.replace('+', '_')}.png"))
+    return [p for p in written if p is not None]

@@ -1,0 +1,145 @@
+"""The linearity shortcut: cached evaluation equals direct evaluation (logits within 1e-4)."""
+
+import json
+
+import pytest
+import torch
+
+from task_arithmetic.data import registry
+from task_arithmetic.evaluation.edits import Edit
+from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection
+from task_arithmetic.evaluation.tangent_cache import TangentComputer
+from task_arithmetic.evaluation.toy import build_toy_world
+from task_arithmetic.io import metadata_path
+from task_arithmetic.models.linearize import functorch_jvp
+from task_arithmetic.vectors import RunRecipe, TaskVector
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # TinyCLIP's ops are tiny: a second thread only adds synchronisation, which is very slow on a
+    # loaded shared machine.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        # only the toy benchmark, and the registry restored afterwards for other test modules
+        mp.setattr(registry, "_BENCHMARK_LOADERS", {})
+        mp.setattr(registry, "_TASKS", dict(registry._TASKS))
+        yield build_toy_world(tmp_path_factory.mktemp("toy"), n_tasks=3, n_val=16, n_test=16, recipes=(("standard", "none"), ("linear", "none")))
+
+
+def session(world, mode, use_cache, disk_cache=True):
+    selection = RunSelection(world.spec, world.layout, world.data_location, RunRecipe(mode), world.tasks)
+    return EvalSession(selection, EvalOptions(device="cpu", batch_size=8, use_cache=use_cache, disk_cache=disk_cache))
+
+
+EDITS = [
+    Edit.zeroshot(),
+    Edit.scaled(["Toy1"], 1.0),
+    Edit.scaled(["Toy0", "Toy1", "Toy2"], 0.35),
+    Edit.scaled(["Toy0"], -0.6),
+    Edit.scaled(["Toy0", "Toy2"], 0.8),
+    Edit.per_task_coefs({"Toy0": -1.5, "Toy2": 2.4}),
+]
+
+
+@pytest.mark.parametrize("mode", ["linear", "posthoc"])
+def test_cached_logits_and_accuracies_equal_direct(world, mode):
+    cached, direct = session(world, mode, True), session(world, mode, False)
+    assert cached.evaluator is cached.cached and direct.evaluator is direct.direct
+    compared = 0
+    for edit in EDITS:
+        for dataset, split in [("Toy0", "val"), ("Toy2", "test"), ("ToyControl", "val")]:
+            lc, yc = cached.logits(edit, dataset, split)
+            ld, yd = direct.logits(edit, dataset, split)
+            assert torch.equal(yc, yd)
+            assert (lc - ld).abs().max().item() < 1e-4, (edit.describe(), dataset)
+            assert cached.accuracy(edit, dataset, split) == direct.accuracy(edit, dataset, split)
+            compared += 1
+    assert compared == len(EDITS) * 3
+    # the edits really change the model (otherwise the comparison proves little)
+    base = cached.logits(EDITS[0], "Toy2", "test")[0]
+    assert (cached.logits(EDITS[5], "Toy2", "test")[0] - base).abs().max() > 1e-2
+
+
+def test_tau_jp_entries_cached_direct_and_independent(world):
+    cached, direct = session(world, "linear", True), session(world, "linear", False)
+    theta0 = cached.theta0
+    params0 = {k: v.detach() for k, v in theta0.visual.named_parameters()}
+    images = torch.stack([x for x, _ in cached.bank.dataset("Toy1", "test")])
+    for task in world.tasks:
+        tau = TaskVector.from_checkpoints(cached.checkpoints[task], cached.theta0_path)
+        with torch.no_grad():
+            _, tangent = functorch_jvp(theta0.visual, params0, {k: tau.tensors[k] for k in params0}, images)
+        expected = tangent.norm(dim=-1).mean().item()
+        assert cached.tangent_norm_mean(task, "Toy1", "test") == pytest.approx(expected, rel=1e-4)
+        assert direct.tangent_norm_mean(task, "Toy1", "test") == pytest.approx(expected, rel=1e-4)
+    assert expected > 0
+
+
+def test_disk_cache_is_reused_and_invalidated_per_vector(world, monkeypatch):
+    first = session(world, "linear", True)
+    reference = first.logits(EDITS[2], "Toy0", "test")[0]
+
+    def refuse(self, checkpoints, loader):
+        raise AssertionError(f"recomputed {list(checkpoints)}")
+
+    monkeypatch.setattr(TangentComputer, "compute", refuse)
+    second = session(world, "linear", True)
+    assert torch.equal(second.logits(EDITS[2], "Toy0", "test")[0], reference)
+    monkeypatch.undo()
+
+    # a re-trained Toy1 (new metadata) invalidates only Toy1's tangents
+    meta_file = metadata_path(first.checkpoints["Toy1"])
+    original = meta_file.read_text()
+    asked = []
+    real_compute = TangentComputer.compute
+
+    def record(self, checkpoints, loader):
+        asked.append(sorted(checkpoints))
+        return real_compute(self, checkpoints, loader)
+
+    try:
+        meta_file.write_text(json.dumps({**json.loads(original), "steps": 1}))
+        monkeypatch.setattr(TangentComputer, "compute", record)
+        third = session(world, "linear", True)
+        assert torch.allclose(third.logits(EDITS[2], "Toy0", "test")[0], reference, atol=1e-5)
+        assert asked == [["Toy1"]]
+    finally:
+        meta_file.write_text(original)
+
+
+def test_batched_tangents_equal_one_jvp_per_vector(world):
+    s = session(world, "linear", True, disk_cache=False)
+    loader = s.bank.loader("Toy2", "val")
+    batched = TangentComputer(s.theta0.visual, s.theta0_path, s.device).compute(s.checkpoints, loader)
+    looped_computer = TangentComputer(s.theta0.visual, s.theta0_path, s.device, vectors_per_pass=2)
+    looped_computer._vmap_ok = False
+    looped = looped_computer.compute(s.checkpoints, loader)
+    assert torch.allclose(batched.features0, looped.features0, atol=1e-5)
+    assert set(batched.tangents) == set(world.tasks)
+    for task in world.tasks:
+        assert torch.allclose(batched.tangents[task], looped.tangents[task], atol=1e-5)
+
+
+def test_max_eval_samples_caps_every_split_with_a_fixed_subset(world):
+    selection = RunSelection(world.spec, world.layout, world.data_location, RunRecipe("linear"), world.tasks)
+    capped = EvalSession(selection, EvalOptions(device="cpu", max_eval_samples=5))
+    full = session(world, "linear", True)
+    images = capped.bank.dataset("Toy0", "test")
+    assert capped.bank.size("Toy0", "test") == 5 and capped.bank.size("Toy1", "val") == 5
+    chosen = torch.stack([x for x, _ in images])
+    all_images = torch.stack([x for x, _ in full.bank.dataset("Toy0", "test")])
+    rows = [int((all_images == x).all(dim=(1, 2, 3)).nonzero()) for x in chosen]
+    assert rows == sorted(rows) and rows != list(range(5))  # spread over the set, in order
+    assert capped.metrics(Edit.zeroshot(), "Toy0", "test")["n"] == 5
+    logits, _ = capped.logits(Edit.zeroshot(), "Toy0", "test")
+    assert torch.allclose(logits, full.logits(Edit.zeroshot(), "Toy0", "test")[0][rows], atol=1e-5)
+    cache_dir = world.layout.results(world.spec.model_id, "linear", "x").parent / "tangent_cache"
+    assert (cache_dir / "Toy0-test-max5.safetensors").is_file() and (cache_dir / "Toy0-test.safetensors").is_file()
