@@ -1,0 +1,196 @@
+"""Cost of one fine-tuning step: standard, linear, tau-Jp-efficient and tau-Jp-strict, side by side.
+
+    .venv/bin/python benchmarks/bench_train_step.py                      # TinyCLIP and ViT-B-32, CPU
+    .venv/bin/python benchmarks/bench_train_step.py --models TinyCLIP --repeats 5 --jvp functorch
+
+Each model runs in its own process (random weights; one CPU thread unless --threads says
+otherwise, which keeps the ratios steady on a shared machine). One step = the training loop's
+accumulate_gradients (cross-entropy on the batch + penalty) + clipping + AdamW. The four step kinds
+share one model, optimiser and batch, and their timed steps are interleaved so that load from other
+processes hits all of them alike. Peak memory is the step's transient peak above the resident
+weights and optimiser state, gradients included (CPU: peak RSS after /proc/self/clear_refs, with
+malloc returning large blocks to the OS; CUDA: max_memory_allocated). Resident besides: theta and
+two Adam moments (3 model sizes); linear steps also keep the frozen theta_0 copy (4).
+Target: tau-Jp-efficient <= 1.25x linear.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+# Paper proportions: batch 128 with 16 penalty inputs per task and 8 penalty tasks (7 others +
+# control). ViT-B-32 on CPU keeps the 8:1 ratio at a size that fits the time budget.
+DEFAULT_BATCH = {"TinyCLIP": 128, "ViT-B-32": 8}
+DEFAULT_PENALTY_BATCH = {"TinyCLIP": 16, "ViT-B-32": 1}
+STEP_KINDS = ("standard", "linear", "tau-Jp efficient", "tau-Jp strict")
+
+
+def _proc_status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+class PeakMemory:
+    """Transient peak of one step, in MB (None where it cannot be measured)."""
+
+    def __init__(self, device):
+        import torch
+
+        self.torch, self.device = torch, device
+        self.cpu_ok = device.type == "cpu" and os.access("/proc/self/clear_refs", os.W_OK)
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
+            self.base = self.torch.cuda.memory_allocated()
+            self.torch.cuda.reset_peak_memory_stats()
+        elif self.cpu_ok:
+            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+            self.base = _proc_status_kb("VmRSS") * 1024
+
+    def stop(self) -> float | None:
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
+            return (self.torch.cuda.max_memory_allocated() - self.base) / 2**20
+        if self.cpu_ok:
+            return (_proc_status_kb("VmHWM") * 1024 - self.base) / 2**20
+        return None
+
+
+def worker(model: str, batch: int, penalty_batch: int, penalty_tasks: int, repeats: int, device_name: str, jvp: str, threads: int | None) -> dict:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    import torch.nn.functional as F
+
+    from task_arithmetic.models.encoder import build_encoder
+    from task_arithmetic.models.factory import ModelSpec
+    from task_arithmetic.models.heads import ClassificationHead
+    from task_arithmetic.models.linearize import LinearizedModel, functorch_jvp
+    from task_arithmetic.training.model import Trainee
+    from task_arithmetic.training.step import accumulate_gradients
+
+    device = torch.device(device_name)
+    torch.manual_seed(0)
+    encoder = build_encoder(ModelSpec(model), device)
+    size = encoder.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    embed = encoder(torch.zeros(1, 3, size, size, device=device)).shape[-1]
+    head = ClassificationHead(F.normalize(torch.randn(10, embed), dim=-1) * 100).to(device)
+    linear = LinearizedModel(encoder.visual, jvp_fn=functorch_jvp if jvp == "functorch" else None)
+    jvp_name = getattr(linear.jvp_fn, "__module__", "?").rsplit(".", 1)[-1] + "." + linear.jvp_fn.__name__
+    with torch.no_grad():  # theta != theta_0, as during training
+        for p in encoder.visual.parameters():
+            p.add_(1e-3 * torch.randn_like(p))
+    standard, linearised = Trainee(encoder, head, "standard", linear), Trainee(encoder, head, "linear", linear)
+    params = standard.parameters()
+    optimizer = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.1)
+    images = torch.randn(batch, 3, size, size, device=device)
+    labels = torch.randint(0, 10, (batch,), device=device)
+    penalty_pool = torch.randn(penalty_batch * penalty_tasks, 3, size, size, device=device)
+    kinds = {
+        "standard": (standard, 0),
+        "linear": (linearised, 0),
+        "tau-Jp efficient": (linearised, 1),
+        "tau-Jp strict": (linearised, penalty_tasks),
+    }
+
+    def step(trainee: Trainee, n_tasks: int) -> None:
+        pen = penalty_pool[: n_tasks * penalty_batch] if n_tasks else None
+        accumulate_gradients(trainee, images, labels, micro_batch=batch, global_count=batch, world=1,
+                             penalty_inputs=pen, global_penalty_count=n_tasks * penalty_batch, penalty_coef=0.1)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        # Freed here rather than before the next step, so the measured peak includes the gradients.
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    memory = PeakMemory(device)
+    for trainee, n in kinds.values():  # warm-up: kernels, allocator, Adam state
+        step(trainee, n)
+    times: dict[str, list[float]] = {k: [] for k in kinds}
+    peaks: dict[str, float | None] = {}
+    for round_ in range(repeats):
+        for kind, (trainee, n) in kinds.items():
+            if round_ == 0:
+                memory.start()
+            start = time.perf_counter()
+            step(trainee, n)
+            times[kind].append(time.perf_counter() - start)
+            if round_ == 0:
+                peaks[kind] = memory.stop()
+    param_mb = sum(p.numel() * p.element_size() for p in params) / 2**20
+    return {
+        "model": model, "batch": batch, "penalty_batch": penalty_batch, "penalty_tasks": penalty_tasks, "jvp": jvp_name,
+        "threads": torch.get_num_threads(), "device": str(device), "param_mb": param_mb,
+        "time": {k: statistics.median(v) for k, v in times.items()}, "peak_mb": peaks,
+    }
+
+
+def print_table(result: dict) -> None:
+    t, m = result["time"], result["peak_mb"]
+    print(f"\n{result['model']}  batch {result['batch']}, penalty {result['penalty_batch']} x {result['penalty_tasks']} tasks (strict), "
+          f"{result['device']} {result['threads']} threads, JVP {result['jvp']}, model {result['param_mb']:.0f} MB")
+    print(f"{'step':<18}{'time s':>9}{'x standard':>12}{'x linear':>10}{'peak MB':>10}{'x standard':>12}{'resident':>11}")
+    for kind in STEP_KINDS:
+        peak = m.get(kind)
+        peak_s = f"{peak:10.0f}" if peak is not None else f"{'n/a':>10}"
+        ratio = f"{peak / m['standard']:12.2f}" if peak is not None and m.get("standard") else f"{'n/a':>12}"
+        resident = "3 models" if kind == "standard" else "4 models"  # theta, 2 Adam moments (+ theta_0)
+        print(f"{kind:<18}{t[kind]:9.3f}{t[kind] / t['standard']:12.2f}{t[kind] / t['linear']:10.2f}{peak_s}{ratio}{resident:>11}")
+    ratio = t["tau-Jp efficient"] / t["linear"]
+    print(f"target tau-Jp efficient <= 1.25x linear: {ratio:.2f}x -> {'met' if ratio <= 1.25 else 'NOT met'}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default="TinyCLIP,ViT-B-32")
+    p.add_argument("--repeats", type=int, default=3, help="timed steps per kind (median reported)")
+    p.add_argument("--batch", type=int, default=None, help="default: 128 TinyCLIP, 8 ViT-B-32")
+    p.add_argument("--penalty-batch", type=int, default=None, help="per penalty task; default 16 TinyCLIP, 1 ViT-B-32")
+    p.add_argument("--penalty-tasks", type=int, default=8, help="tasks in a strict step")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads; 1 (default) keeps ratios steady on a shared machine, 0 = torch's choice")
+    p.add_argument("--jvp", choices=("auto", "functorch"), default="auto", help="auto: the fast path where supported")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        batch = args.batch or DEFAULT_BATCH.get(args.worker, 16)
+        pen = args.penalty_batch or DEFAULT_PENALTY_BATCH.get(args.worker, 2)
+        print(json.dumps(worker(args.worker, batch, pen, args.penalty_tasks, args.repeats, args.device, args.jvp, args.threads)))
+        return
+    # Large freed blocks go back to the OS at once, so peak RSS measures what a step really holds.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    started = time.perf_counter()
+    for model in args.models.split(","):
+        command = [sys.executable, __file__, "--worker", model, "--repeats", str(args.repeats), "--penalty-tasks", str(args.penalty_tasks),
+                   "--device", args.device, "--jvp", args.jvp]
+        if args.batch:
+            command += ["--batch", str(args.batch)]
+        if args.penalty_batch:
+            command += ["--penalty-batch", str(args.penalty_batch)]
+        if args.threads:
+            command += ["--threads", str(args.threads)]
+        out = subprocess.run(command, env=env, capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.exit(f"{model} failed:\n{out.stderr[-3000:]}")
+        print_table(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

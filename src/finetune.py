@@ -1,0 +1,114 @@
+"""Fine-tune a CLIP image encoder on one task: standard, linearised, or with the tau-Jp penalty.
+
+    python src/finetune.py --task Cars                      # standard fine-tuning
+    python src/finetune.py --task Cars --mode linear        # linearised (tangent) fine-tuning
+    python src/finetune.py --task Cars --reg tau_jp         # linearised + tau-Jp (efficient)
+    torchrun --nproc_per_node=4 src/finetune.py --task Cars --reg tau_jp   # data-parallel
+
+Hyper-parameters left out come from the task's defaults, else the paper's recipe. Re-running
+the same command resumes an interrupted run and skips a finished one (--force redoes it).
+Exit codes: 0 finished or skipped, 2 bad input or a diverged run, 75 stopped by SIGTERM/SIGUSR1
+with its state saved (re-run to resume).
+
+TA_EXTRA_TASKS=/path/to/module.py registers more tasks first (the module's register_tasks()),
+e.g. private datasets or the tests' toy tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from task_arithmetic.errors import UserError, cli_entry
+from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, TAU_JP_VARIANTS
+from task_arithmetic.training.config import REGULARIZERS, TRAIN_MODES, WANDB_MODES, FinetuneConfig
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", required=True, help="task to fine-tune on (e.g. Cars, or an embedded task)")
+    p.add_argument("--model", default="ViT-B-32", help="open_clip architecture")
+    p.add_argument("--pretrained", default="openai", help="weights tag, local weights file, or 'none' for random weights")
+    p.add_argument("--cache-dir", default=None, help="where open_clip weights are cached")
+    p.add_argument("--mode", choices=TRAIN_MODES, default=None, help="default: linear with --reg tau_jp, standard otherwise")
+    p.add_argument("--reg", choices=REGULARIZERS, default="none")
+    p.add_argument("--variant", choices=TAU_JP_VARIANTS, default="efficient", help="which penalty tasks feed each step")
+    p.add_argument("--penalty-coef", type=float, default=None, help="tau-Jp coefficient (default 0.1)")
+    p.add_argument("--penalty-batch", type=int, default=None, help="penalty inputs per task per step (default 16, 4 for ViT-L)")
+    p.add_argument("--penalty-tasks", default=None, help="comma-separated; default: the benchmark's other tasks + its control task")
+    p.add_argument("--task-order", default=None, help="comma-separated learning order, for --variant continual")
+    p.add_argument("--init-from", default=None, help="start from this finetuned.safetensors (e.g. continue with tau-Jp)")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--wd", type=float, default=None, help="AdamW weight decay")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up steps")
+    p.add_argument("--batch-size", type=int, default=None, help="global batch per optimiser step")
+    p.add_argument("--micro-batch", type=int, default=None, help="per-process chunk for gradient accumulation")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=None, help="overrides --epochs")
+    p.add_argument("--clip", type=float, default=None, help="gradient-norm clip (default 1.0, 0 disables)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--data-location", default=str(DEFAULT_DATA_LOCATION))
+    p.add_argument("--checkpoint-root", default=str(DEFAULT_CHECKPOINT_ROOT))
+    p.add_argument("--results-root", default=str(DEFAULT_RESULTS_ROOT))
+    p.add_argument("--save-every", type=int, default=250, help="steps between resumable checkpoints")
+    p.add_argument("--wandb", choices=WANDB_MODES, default="off")
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--max-train-samples", type=int, default=None, help="train on a fixed random subset (quick runs)")
+    p.add_argument("--tag", default="", help="suffix of the run name, to keep variants apart")
+    p.add_argument("--force", action="store_true", help="train again even if the run finished")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
+    def task_list(text: str | None) -> tuple[str, ...] | None:
+        return None if text is None else tuple(t.strip() for t in text.split(",") if t.strip())
+
+    return FinetuneConfig(
+        task=args.task, model=args.model, pretrained=None if args.pretrained.lower() in ("none", "random") else args.pretrained,
+        cache_dir=args.cache_dir, mode=args.mode, reg=args.reg, variant=args.variant, penalty_coef=args.penalty_coef,
+        penalty_batch=args.penalty_batch, penalty_tasks=task_list(args.penalty_tasks), task_order=task_list(args.task_order),
+        init_from=args.init_from, lr=args.lr, wd=args.wd, warmup=args.warmup, batch_size=args.batch_size,
+        micro_batch=args.micro_batch, epochs=args.epochs, max_steps=args.max_steps, clip=args.clip, seed=args.seed,
+        device=args.device, data_location=args.data_location, checkpoint_root=args.checkpoint_root,
+        results_root=args.results_root, save_every=args.save_every, wandb=args.wandb, num_workers=args.num_workers,
+        max_train_samples=args.max_train_samples, tag=args.tag, force=args.force, progress=not args.no_progress,
+    )
+
+
+def load_extra_tasks() -> None:
+    path = os.environ.get("TA_EXTRA_TASKS")
+    if not path:
+        return
+    if not Path(path).is_file():
+        raise UserError(f"TA_EXTRA_TASKS={path} does not exist; point it at a Python file defining register_tasks() or unset it")
+    spec = importlib.util.spec_from_file_location("ta_extra_tasks", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    if not hasattr(module, "register_tasks"):
+        raise UserError(f"TA_EXTRA_TASKS={path} has no register_tasks() function; add one that calls registry.register_task")
+    module.register_tasks()
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    load_extra_tasks()
+    from task_arithmetic.training import run_finetune  # after argparse: --help stays instant
+
+    result = run_finetune(config_from_args(args))
+    if result.status == "preempted":
+        from task_arithmetic.training.preemption import EXIT_PREEMPTED
+
+        return EXIT_PREEMPTED
+    if result.status == "finished":
+        print(f"saved {result.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

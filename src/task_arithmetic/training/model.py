@@ -1,0 +1,67 @@
+"""What is being trained: the encoder's weights theta, seen through the chosen mode.
+
+In every mode the trainable weights are the encoder's visual tower itself, so the fine-tuned
+checkpoint is always `encoder.save()`: for linear mode that is the trainable copy theta.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..models.encoder import ImageEncoder
+from ..models.heads import ClassificationHead
+from ..models.linearize import LinearizedModel
+
+
+@dataclass
+class Trainee:
+    encoder: ImageEncoder
+    head: ClassificationHead
+    mode: str  # "standard" | "linear"
+    # The frozen theta_0 copy with its JVP: present in linear mode and whenever a penalty is used.
+    linear: LinearizedModel | None
+
+    @property
+    def visual(self) -> nn.Module:
+        return self.encoder.visual
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.visual.parameters() if p.requires_grad]
+
+    def train(self) -> None:
+        self.encoder.train()
+        if self.linear is not None:
+            self.linear.frozen.eval()
+
+    def forward(self, images: torch.Tensor, penalty_inputs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(embeddings of `images`, J_theta0 f(penalty_inputs) . (theta - theta_0) or None)."""
+        if self.mode == "linear":
+            assert self.linear is not None
+            if penalty_inputs is None:
+                return self.linear(images), None
+            # One JVP over both batches: the penalty needs only the tangent, which the linearised
+            # forward computes anyway, and one larger call beats two small ones.
+            out0, tangent = self.linear.forward_with_tangent(torch.cat([images, penalty_inputs]))
+            n = images.shape[0]
+            return out0[:n] + tangent[:n], tangent[n:]
+        features = self.visual(images)
+        if penalty_inputs is None:
+            return features, None
+        assert self.linear is not None, "a penalty in standard mode needs the frozen theta_0 copy"
+        return features, self.linear.tangent(penalty_inputs)
+
+
+def build_trainee(
+    encoder: ImageEncoder, head: ClassificationHead, mode: str, needs_theta0: bool, init_weights: dict[str, torch.Tensor] | None
+) -> Trainee:
+    """Wrap `encoder` (holding theta_0) for training; `init_weights` (e.g. --init-from) become theta."""
+    for p in head.parameters():
+        p.requires_grad_(False)
+    # The frozen copy must be taken before init_weights replace theta.
+    linear = LinearizedModel(encoder.visual) if (mode == "linear" or needs_theta0) else None
+    if init_weights is not None:
+        encoder.visual.load_state_dict(init_weights)
+    return Trainee(encoder=encoder, head=head, mode=mode, linear=linear)

@@ -1,0 +1,44 @@
+"""SIGTERM / SIGUSR1 -> finish the current step, save the resumable state, exit with EXIT_PREEMPTED.
+
+Slurm sends SIGTERM before killing a pre-empted or timed-out job, and the signal chosen with
+`sbatch --signal=B:USR1@<seconds>` ahead of the time limit. The handler only raises a flag: the
+loop checks it between optimiser steps, so a state is never saved half-way through a step.
+A pre-empted run exits with EXIT_PREEMPTED (75, EX_TEMPFAIL: "try again later"), never 0, so
+`--dependency=afterok` jobs do not start on an unfinished run; re-running the same command
+resumes it (scripts/slurm/finetune_array.sbatch requeues the job on that code).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+EXIT_PREEMPTED = 75
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class StopFlag:
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum
+
+    def __enter__(self) -> "StopFlag":
+        # Signal handlers can only be installed from the main thread (a library caller may
+        # run us elsewhere; then the process's own handling stays in charge).
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+        self._previous.clear()

@@ -1,0 +1,71 @@
+"""Toy tensor tasks for the training tests (no test functions here).
+
+Imported by the training tests, and loaded by subprocesses through
+`TA_EXTRA_TASKS=tests/test_training_support.py` (src/finetune.py calls register_tasks()).
+Benchmark "train_toy": TrainToyA, TrainToyB, TrainToyC and the control TrainToyCtl.
+Benchmark "train_toy_nan": TrainToyNaN, whose training inputs contain NaN from index NAN_FROM on.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.data import TensorDataset
+
+from task_arithmetic.data.registry import TaskSpec, register_task
+
+REPO = Path(__file__).resolve().parents[1]
+SUPPORT_FILE = Path(__file__).resolve()
+TOY_DEFAULTS = {"epochs": 2, "lr": 1e-3, "lr_linear": 2e-3, "warmup": 2, "batch_size": 16}
+N_CLASSES = 4
+N_TRAIN, N_TEST = 72, 16
+NAN_FROM = 69
+
+
+def _toy_split(seed: int, nan_from: int | None = None):
+    def load(data_location: Path, split: str, transform=None) -> TensorDataset:
+        g = torch.Generator().manual_seed(seed)
+        patterns = torch.randn(N_CLASSES, 3, 32, 32, generator=g)
+        n = N_TRAIN if split == "train" else N_TEST
+        g_split = torch.Generator().manual_seed(seed * 10 + (split == "train"))
+        labels = torch.randint(0, N_CLASSES, (n,), generator=g_split)
+        images = 0.7 * patterns[labels] + torch.randn(n, 3, 32, 32, generator=g_split)
+        if nan_from is not None and split == "train":
+            images[nan_from:] = float("nan")
+        return TensorDataset(images, labels)
+
+    return load
+
+
+def _classnames(prefix: str):
+    return lambda data_location: [f"{prefix} {i}" for i in range(N_CLASSES)]
+
+
+def register_tasks() -> None:
+    for i, name in enumerate(["TrainToyA", "TrainToyB", "TrainToyC", "TrainToyCtl"]):
+        register_task(TaskSpec(
+            name=name, benchmark="train_toy", templates=("a photo of a {}.", "a {}."), load_split=_toy_split(100 + i),
+            load_classnames=_classnames(name.lower()), expected_layout="generated in memory", is_control=name == "TrainToyCtl",
+            tensor_native=True, defaults=dict(TOY_DEFAULTS),
+        ))
+    register_task(TaskSpec(
+        name="TrainToyNaN", benchmark="train_toy_nan", templates=("a {}.",), load_split=_toy_split(200, nan_from=NAN_FROM),
+        load_classnames=_classnames("nan"), expected_layout="generated in memory", tensor_native=True, defaults=dict(TOY_DEFAULTS),
+    ))
+
+
+def finetune_command(*args: str) -> list[str]:
+    return [sys.executable, str(REPO / "src" / "finetune.py"), "--model", "TinyCLIP", "--pretrained", "none", "--device", "cpu", "--no-progress", *args]
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "TA_EXTRA_TASKS": str(SUPPORT_FILE), "OMP_NUM_THREADS": "1", **extra}
+    return env
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(finetune_command(*args), cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
