@@ -8,7 +8,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 os.environ.setdefault("WANDB_MODE", "disabled")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Tiny models run fastest single-threaded, and the machine is shared by parallel test processes.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

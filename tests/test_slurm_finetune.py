@@ -93,12 +93,12 @@ def stop_pid_file(pid_file: Path) -> None:
 
 @pytest.fixture(scope="module")
 def cluster(request, tmp_path_factory):
-    # Installing and starting daemons is opt-in: a plain `pytest` run must not do it.
-    if "slurm" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("starts a real Slurm cluster; run with: pytest -m slurm tests/test_slurm_finetune.py")
-    ensure_slurm_installed()
+    # CI runs this for real (it is root on a fresh machine); TA_SKIP_SLURM=1 opts out locally.
+    if os.environ.get("TA_SKIP_SLURM") == "1":
+        pytest.skip("TA_SKIP_SLURM=1")
     if os.geteuid() != 0:
         pytest.skip("a one-node Slurm cluster on localhost needs root (SlurmUser=root)")
+    ensure_slurm_installed()
     folder = tmp_path_factory.mktemp("slurm")
     for sub in ("state", "spool"):
         (folder / sub).mkdir()

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..io import load_weights, save_weights
-from .factory import ModelSpec, check_state_matches, create_clip, register_model_config
+from .factory import ModelSpec, check_state_matches, create_clip, quiet_random_init, register_model_config
 
 ENCODER_FORMAT = "image_encoder"
 
@@ -65,9 +65,10 @@ def empty_encoder(metadata: dict[str, Any]) -> ImageEncoder:
         register_model_config(name, metadata["model_config"])
     if open_clip.get_model_config(name) is None:
         raise UserError(f"weights are for unknown architecture '{name}'; register its open_clip config first")
-    model, train_tf, val_tf = open_clip.create_model_and_transforms(
-        name, pretrained=None, load_weights=False, force_quick_gelu=bool(metadata.get("quick_gelu", False))
-    )
+    with quiet_random_init():
+        model, train_tf, val_tf = open_clip.create_model_and_transforms(
+            name, pretrained=None, load_weights=False, force_quick_gelu=bool(metadata.get("quick_gelu", False))
+        )
     if metadata.get("preprocess_cfg"):
         cfg = PreprocessCfg(**metadata["preprocess_cfg"])
         train_tf, val_tf = image_transform_v2(cfg, is_train=True), image_transform_v2(cfg, is_train=False)

@@ -7,12 +7,14 @@ embedded benchmark's self-pretrained weights) register a resolver for a pseudo-t
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import open_clip
 import torch
@@ -27,6 +29,30 @@ open_clip.add_model_config(CONFIG_DIR)
 # (model name, pseudo-tag) -> function(cache_dir) returning a local full-CLIP weights file,
 # creating it if needed (the embedded benchmark pretrains its own tiny CLIP this way).
 _WEIGHT_RESOLVERS: dict[tuple[str, str], Callable[[str | None], Path]] = {}
+
+
+# Packages that register weight sources when imported; imported on first need so that a model
+# can be built from a pseudo-tag before any of its tasks was looked up.
+_WEIGHT_SOURCE_PACKAGES = ("task_arithmetic.embedded",)
+
+
+@contextlib.contextmanager
+def quiet_random_init() -> Iterator[None]:
+    """Silence open_clip's 'initialized randomly' warning where we load the weights ourselves next."""
+    root = logging.getLogger()
+    previous = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(previous)
+
+
+def _load_weight_sources() -> None:
+    import importlib
+
+    for package in _WEIGHT_SOURCE_PACKAGES:
+        importlib.import_module(package)
 
 
 def register_weight_source(model_name: str, tag: str, resolver: Callable[[str | None], Path]) -> None:
@@ -100,12 +126,15 @@ def create_clip(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[nn
     check_model_name(spec.name)
     quick_gelu = _uses_quick_gelu(spec)
     source = spec.pretrained
+    if source is not None and not _is_file_source(source):
+        _load_weight_sources()
     if source is not None and (spec.name, source) in _WEIGHT_RESOLVERS:
         source = str(_WEIGHT_RESOLVERS[(spec.name, source)](spec.cache_dir))
     if source is None or _is_file_source(source):
-        model, train_tf, val_tf = open_clip.create_model_and_transforms(
-            spec.name, pretrained=None, force_quick_gelu=quick_gelu, device="cpu"
-        )
+        with quiet_random_init():
+            model, train_tf, val_tf = open_clip.create_model_and_transforms(
+                spec.name, pretrained=None, force_quick_gelu=quick_gelu, device="cpu"
+            )
         if source is not None:
             load_clip_state(model, _read_state_dict(Path(source)), what=f"weights file {source}", spec=spec)
     else:

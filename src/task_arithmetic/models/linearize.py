@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -64,6 +64,26 @@ def select_jvp(module: nn.Module) -> JvpFn:
     return fast_jvp.linearized_forward if fast_jvp.supports(module) else functorch_jvp
 
 
+class _LazyDelta(Mapping):
+    """theta - theta_0, each entry computed when read.
+
+    A consumer that reads one layer at a time (fast_jvp) then never holds a full weight-sized
+    difference at once: for ViT-B-32 that is 350 MB less peak memory per linearised step.
+    """
+
+    def __init__(self, trainable: dict[str, torch.Tensor], frozen: dict[str, torch.Tensor]):
+        self._trainable, self._frozen = trainable, frozen
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._trainable[name] - self._frozen[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._trainable)
+
+    def __len__(self) -> int:
+        return len(self._trainable)
+
+
 class LinearizedModel(nn.Module):
     """Trainable copy `theta` of a module plus its frozen pre-trained copy `theta_0`.
 
@@ -87,7 +107,10 @@ class LinearizedModel(nn.Module):
         return {n: p - frozen[n] for n, p in self.trainable.named_parameters() if p.requires_grad}
 
     def forward_with_tangent(self, inputs: torch.Tensor, delta: dict[str, torch.Tensor] | None = None):
-        return self.jvp_fn(self.frozen, self.params0(), self.delta() if delta is None else delta, inputs)
+        if delta is None:
+            trainable = {n: p for n, p in self.trainable.named_parameters() if p.requires_grad}
+            delta = _LazyDelta(trainable, self.params0())
+        return self.jvp_fn(self.frozen, self.params0(), delta, inputs)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         out0, tangent = self.forward_with_tangent(inputs)
