@@ -17,12 +17,9 @@ e.g. private datasets or the tests' toy tasks.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import os
 import sys
-from pathlib import Path
 
-from task_arithmetic.errors import UserError, cli_entry
+from task_arithmetic.errors import cli_entry
 from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, TAU_JP_VARIANTS
 from task_arithmetic.training.config import REGULARIZERS, TRAIN_MODES, WANDB_MODES, FinetuneConfig
 
@@ -80,24 +77,9 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
     )
 
 
-def load_extra_tasks() -> None:
-    path = os.environ.get("TA_EXTRA_TASKS")
-    if not path:
-        return
-    if not Path(path).is_file():
-        raise UserError(f"TA_EXTRA_TASKS={path} does not exist; point it at a Python file defining register_tasks() or unset it")
-    spec = importlib.util.spec_from_file_location("ta_extra_tasks", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    if not hasattr(module, "register_tasks"):
-        raise UserError(f"TA_EXTRA_TASKS={path} has no register_tasks() function; add one that calls registry.register_task")
-    module.register_tasks()
-
-
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    load_extra_tasks()
     from task_arithmetic.training import run_finetune  # after argparse: --help stays instant
 
     result = run_finetune(config_from_args(args))

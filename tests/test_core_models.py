@@ -5,7 +5,7 @@ from task_arithmetic.errors import UserError
 from task_arithmetic.io import save_weights
 from task_arithmetic.models.encoder import build_encoder, load_encoder
 from task_arithmetic.models.factory import ModelSpec, create_clip
-from task_arithmetic.models.heads import ClassificationHead, get_head
+from task_arithmetic.models.heads import get_head
 from task_arithmetic.paths import Layout
 
 TINY = ModelSpec("TinyCLIP")

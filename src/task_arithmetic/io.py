@@ -19,13 +19,24 @@ from safetensors.torch import load_file, save_file
 from .errors import UserError
 
 
+def _temp_beside(path: Path) -> str:
+    """A temporary file in the target's folder (so the rename is atomic), with normal permissions."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    # mkstemp creates 0600; outputs should be as readable as any other file the user writes.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return tmp
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same folder and rename, so readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _temp_beside(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -67,8 +78,7 @@ def save_weights(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapp
         raise ValueError(f"weights path must end in .safetensors, got {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     contiguous = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _temp_beside(path)
     try:
         save_file(contiguous, tmp)
         os.replace(tmp, path)

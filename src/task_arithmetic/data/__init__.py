@@ -5,7 +5,11 @@ happens only when a task name is first looked up.
 """
 
 import importlib
+import importlib.util
+import os
+from pathlib import Path
 
+from ..errors import UserError
 from .registry import register_benchmark_loader
 
 # Each module exposes register_tasks(); registry._load_all() calls these once per lookup.
@@ -28,3 +32,26 @@ def _lazy(module: str):
 
 register_benchmark_loader("real8", _lazy("task_arithmetic.data.real"))
 register_benchmark_loader("embedded", _lazy("task_arithmetic.embedded.tasks"))
+
+
+def _extra_tasks_from_env() -> None:
+    """TA_EXTRA_TASKS=/path/module.py registers more tasks (its register_tasks()) in every script.
+
+    How a user (or a test driving scripts in subprocesses) adds private datasets without editing
+    the package.
+    """
+    path = os.environ.get("TA_EXTRA_TASKS")
+    if not path or path in _loaded:
+        return
+    if not Path(path).is_file():
+        raise UserError(f"TA_EXTRA_TASKS={path} does not exist; point it at a Python file defining register_tasks() or unset it")
+    spec = importlib.util.spec_from_file_location("ta_extra_tasks", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    if not hasattr(module, "register_tasks"):
+        raise UserError(f"TA_EXTRA_TASKS={path} has no register_tasks() function; add one that calls registry.register_task")
+    _loaded.add(path)
+    module.register_tasks()
+
+
+register_benchmark_loader("extra", _extra_tasks_from_env)

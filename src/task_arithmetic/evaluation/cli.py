@@ -8,10 +8,8 @@ results/<model_id>/<run>/<evaluation>.json.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import logging
-import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -64,21 +62,6 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--no-cache", action="store_true", help="evaluate every edit directly (no linearity shortcut)")
     e.add_argument("--no-disk-cache", action="store_true", help="keep the tangent cache in memory only")
     e.add_argument("--vectors-per-pass", type=positive_int, default=None, help="task vectors batched in one JVP pass (memory)")
-
-
-def load_extra_tasks() -> None:
-    """TA_EXTRA_TASKS=/path/module.py registers more tasks (its register_tasks()), as fine-tuning does."""
-    path = os.environ.get("TA_EXTRA_TASKS")
-    if not path:
-        return
-    if not Path(path).is_file():
-        raise UserError(f"TA_EXTRA_TASKS={path} does not exist; point it at a Python file defining register_tasks() or unset it")
-    spec = importlib.util.spec_from_file_location("ta_extra_tasks", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    if not hasattr(module, "register_tasks"):
-        raise UserError(f"TA_EXTRA_TASKS={path} has no register_tasks() function; add one that calls registry.register_task")
-    module.register_tasks()
 
 
 def selection_from_args(args: argparse.Namespace) -> RunSelection:
@@ -201,7 +184,6 @@ def run_command(evaluation: str, args: argparse.Namespace) -> tuple[Path, dict[s
 def main(evaluation: str, argv: Sequence[str] | None = None, description: str | None = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser(evaluation, description).parse_args(argv)
-    load_extra_tasks()
     path, results = run_command(evaluation, args)
     print(f"{evaluation}: {headline(evaluation, results)}")
     print(f"wrote {path}")

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..errors import UserError
 from .modelpool.base import PRETRAINED, BaseModelPool, as_model_pool
-from .state import state_mismatch
+from ..state_dicts import state_mismatch
 
 # (model name, state key, task vector) -> task vector; DARE plugs in here.
 TaskVectorTransform = Callable[[str, str, torch.Tensor], torch.Tensor]

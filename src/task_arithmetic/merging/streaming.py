@@ -18,7 +18,7 @@ from torch import nn
 from ..errors import UserError
 from ..io import metadata_path, read_json
 from ..models.encoder import ENCODER_FORMAT, ImageEncoder, empty_encoder
-from .state import shape_of, state_mismatch
+from ..state_dicts import shape_of, state_mismatch
 
 _DTYPES = {
     "F64": torch.float64,

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..io import load_weights
+from ..state_dicts import state_mismatch
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 open_clip.add_model_config(CONFIG_DIR)
@@ -188,17 +189,6 @@ def load_clip_state(model: nn.Module, state: dict[str, torch.Tensor], what: str,
 
 
 def check_state_matches(model: nn.Module, state: dict[str, torch.Tensor], what: str, expected: str) -> None:
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong_shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or wrong_shape:
-        details = []
-        if missing:
-            details.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
-        if unexpected:
-            details.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
-        if wrong_shape:
-            k = wrong_shape[0]
-            details.append(f"{len(wrong_shape)} shape mismatches (e.g. {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})")
-        raise UserError(f"{what} does not match architecture {expected}: {', '.join(details)}; pass weights of a {expected} model or the matching --model")
+    problem = state_mismatch(model.state_dict(), state)
+    if problem:
+        raise UserError(f"{what} does not match architecture {expected}: {problem}; pass weights of a {expected} model or the matching --model")
