@@ -1,0 +1,1 @@
+"""Image families of the embedded world; each renders a batch from labels and a style."""

@@ -1,0 +1,72 @@
+"""Presets of the embedded study: `default` (the README's main command) and `smoke` (the tests').
+
+A preset fixes the pretraining recipe (and so the weight tag the pretrained TinyCLIP is known by)
+and how much of the downstream pipeline to run. Fine-tuning settings per task live in each
+task's TaskSpec.defaults; a preset only caps or scales them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    corpus_size: int  # generated image-caption pairs
+    steps: int  # optimiser steps
+    batch_size: int
+    lr: float = 2e-3
+    wd: float = 0.1
+    warmup: int = 30  # steps of linear warm-up before cosine decay
+    seed: int = 0
+
+    def digest(self) -> str:
+        """Identifies the recipe in the weights' metadata: a cached file is reused only if it matches."""
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    weight_tag: str  # ModelSpec("TinyCLIP", pretrained=weight_tag)
+    pretrain: PretrainConfig
+    tasks: tuple[str, ...] | None = None  # None: every embedded task
+    max_steps: int | None = None  # cap on optimiser steps per fine-tuning run (None: the task's epochs)
+    max_train_samples: int | None = None  # fine-tune on a fixed subset of each train split
+    eval_limit: int | None = None  # evaluate on at most this many examples per split
+
+
+PRESETS: dict[str, Preset] = {
+    "default": Preset(
+        name="default",
+        weight_tag="embedded",
+        pretrain=PretrainConfig(corpus_size=16000, steps=900, batch_size=128),
+    ),
+    "smoke": Preset(
+        name="smoke",
+        weight_tag="embedded-smoke",
+        pretrain=PretrainConfig(corpus_size=3000, steps=60, batch_size=128, warmup=10),
+        tasks=("Digits", "LandUse", "Landscapes"),
+        max_steps=15,
+        max_train_samples=256,
+        eval_limit=128,
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise UserError(f"unknown preset '{name}'; valid presets: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def preset_for_tag(tag: str) -> Preset:
+    for preset in PRESETS.values():
+        if preset.weight_tag == tag:
+            return preset
+    raise UserError(f"no embedded preset pretrains weights '{tag}'; valid tags: {', '.join(p.weight_tag for p in PRESETS.values())}")

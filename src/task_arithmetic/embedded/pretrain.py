@@ -1,0 +1,124 @@
+"""Contrastive (CLIP InfoNCE) pretraining of the whole TinyCLIP on the generated corpus.
+
+Both towers start from open_clip's random initialisation and the real open_clip tokenizer. The
+recipe follows CLIP's: AdamW without weight decay on gains and biases, warm-up then cosine decay,
+a learnable temperature clamped at 100. One deviation: the corpus is generated from a small
+vocabulary, so a batch holds many images a caption is true of ("the number 7" and every 7).
+Plain InfoNCE would push those apart as false negatives; here every true (image, caption) pair
+in the batch is a positive, with the target probability shared among them (multi-positive
+InfoNCE). Which pairs are true is known exactly from the generator's facts (captions.py).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..models.factory import ModelSpec, create_clip
+from .captions import caption_matches
+from .corpus import build_corpus
+from .datasets import normalise
+from .presets import PretrainConfig
+
+MODEL_NAME = "TinyCLIP"
+MAX_LOGIT_SCALE = math.log(100.0)
+
+
+def tokenize_captions(captions: list[tuple[str, ...]]) -> torch.Tensor:
+    """(N, variants, context) token ids, with the model's own tokenizer."""
+    tokenizer = open_clip.get_tokenizer(MODEL_NAME)
+    flat = [c for caps in captions for c in caps]
+    # The vocabulary is small, so most captions repeat: tokenise each distinct one once.
+    unique = sorted(set(flat))
+    position = {c: i for i, c in enumerate(unique)}
+    table = tokenizer(unique)
+    index = torch.tensor([position[c] for c in flat])
+    return table[index].view(len(captions), len(captions[0]), -1)
+
+
+def _param_groups(model: nn.Module, wd: float) -> list[dict[str, Any]]:
+    def no_decay(name: str, p: torch.Tensor) -> bool:
+        return p.ndim < 2 or "ln" in name or "bias" in name or "logit_scale" in name
+
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return [
+        {"params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0},
+        {"params": [p for n, p in named if not no_decay(n, p)], "weight_decay": wd},
+    ]
+
+
+def lr_at(step: int, cfg: PretrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return 0.5 * cfg.lr * (1 + math.cos(math.pi * progress))
+
+
+def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor, matches: torch.Tensor) -> torch.Tensor:
+    """Symmetric multi-positive InfoNCE; matches[i, j] says caption j is true of image i.
+
+    With only the diagonal true this is exactly CLIP's loss.
+    """
+    logits = logit_scale.exp() * F.normalize(image_features, dim=-1) @ F.normalize(text_features, dim=-1).t()
+    targets = matches.float()
+    loss_i = -(targets / targets.sum(dim=1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    loss_t = -(targets.t() / targets.t().sum(dim=1, keepdim=True) * F.log_softmax(logits.t(), dim=1)).sum(dim=1).mean()
+    return (loss_i + loss_t) / 2
+
+
+def pretrain_clip(cfg: PretrainConfig, device: torch.device | str = "cpu", progress: bool = True) -> tuple[nn.Module, dict[str, Any]]:
+    """Build the corpus, train TinyCLIP on it, return (model in eval mode, summary for the metadata)."""
+    started = time.perf_counter()
+    corpus = build_corpus(cfg.corpus_size, cfg.seed)
+    tokens = tokenize_captions(corpus.captions)
+    img_facts = torch.from_numpy(corpus.image_facts)
+    cap_facts = torch.from_numpy(corpus.caption_facts)
+    built = time.perf_counter() - started
+
+    torch.manual_seed(cfg.seed)
+    model, _, _ = create_clip(ModelSpec(MODEL_NAME), device)
+    model.train()
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.wd), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    n, variants = tokens.shape[0], tokens.shape[1]
+    order = torch.randperm(n, generator=generator)
+    cursor, losses = 0, []
+    bar = tqdm(range(cfg.steps), desc="pretrain TinyCLIP", disable=not progress, leave=False)
+    for step in bar:
+        if cursor + cfg.batch_size > n:
+            order, cursor = torch.randperm(n, generator=generator), 0
+        idx = order[cursor : cursor + cfg.batch_size]
+        cursor += cfg.batch_size
+        pick = torch.randint(0, variants, (len(idx),), generator=generator)
+        batch_tokens = tokens[idx, pick].to(device)
+        images = normalise(corpus.images[idx.numpy()]).to(device)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        matches = caption_matches(img_facts[idx], cap_facts[idx, pick]).to(device)
+        loss = contrastive_loss(model.encode_image(images), model.encode_text(batch_tokens), model.logit_scale, matches)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+        losses.append(loss.item())
+        if step % 10 == 0 or step == cfg.steps - 1:
+            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
+    model.eval()
+    summary = {
+        "corpus_seconds": round(built, 2),
+        "train_seconds": round(time.perf_counter() - started - built, 2),
+        "final_loss": float(np.mean(losses[-10:])) if losses else None,
+        "first_loss": losses[0] if losses else None,
+        "logit_scale": float(model.logit_scale.exp().item()),
+    }
+    return model, summary

@@ -1,0 +1,1 @@
+"""End-to-end studies: pretrain -> fine-tune every task and recipe -> evaluate -> report."""
