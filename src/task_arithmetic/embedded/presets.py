@@ -37,8 +37,11 @@ class Preset:
     pretrain: PretrainConfig
     tasks: tuple[str, ...] | None = None  # None: every embedded task
     max_steps: int | None = None  # cap on optimiser steps per fine-tuning run (None: the task's epochs)
+    warmup: int | None = None  # override of the tasks' warm-up steps (a capped run needs a shorter one)
     max_train_samples: int | None = None  # fine-tune on a fixed subset of each train split
     eval_limit: int | None = None  # evaluate on at most this many examples per split
+    alpha_step: float = 0.05  # the coefficient grid 0, step, ..., 1 (the paper's 21 points)
+    disentanglement_points: int = 21  # per axis of the (alpha1, alpha2) grid
 
 
 PRESETS: dict[str, Preset] = {
@@ -53,8 +56,11 @@ PRESETS: dict[str, Preset] = {
         pretrain=PretrainConfig(corpus_size=3000, steps=60, batch_size=128, warmup=10),
         tasks=("Digits", "LandUse", "Landscapes"),
         max_steps=15,
+        warmup=3,
         max_train_samples=256,
         eval_limit=128,
+        alpha_step=0.25,
+        disentanglement_points=5,
     ),
 }
 

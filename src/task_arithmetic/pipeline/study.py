@@ -15,7 +15,7 @@ from typing import Any, Callable
 from ..data.registry import benchmark_tasks, control_task
 from ..embedded.presets import Preset, get_preset
 from ..evaluation.addition import evaluate_addition
-from ..evaluation.disentanglement import GRID_LIMIT, GRID_POINTS, evaluate_disentanglement
+from ..evaluation.disentanglement import GRID_LIMIT, evaluate_disentanglement
 from ..evaluation.negation import evaluate_negation
 from ..evaluation.pairs import evaluate_pairs
 from ..evaluation.results import write_results
@@ -110,6 +110,7 @@ def _finetune_config(cfg: StudyConfig, preset: Preset, spec: ModelSpec, task: st
         mode=mode,
         reg=reg,
         max_steps=preset.max_steps,
+        warmup=preset.warmup,
         max_train_samples=preset.max_train_samples,
         device=cfg.device,
         data_location=str(cfg.data_location),
@@ -124,7 +125,7 @@ def _evaluate_recipe(cfg: StudyConfig, preset: Preset, spec: ModelSpec, layout: 
         metadata_path(layout.finetuned(spec.model_id, task, recipe.source_run)) for task in tasks
     ]
     newest_input = max(p.stat().st_mtime for p in inputs)
-    steps = _evaluation_steps(tasks)
+    steps = _evaluation_steps(tasks, preset)
     pending = [name for name in steps if not _is_fresh(layout.results(spec.model_id, recipe.results_run, name), newest_input)]
     if not pending:
         _say(f"  {recipe.results_run}: up to date")
@@ -141,19 +142,21 @@ def _is_fresh(path: Path, newest_input: float) -> bool:
     return path.is_file() and path.stat().st_mtime >= newest_input
 
 
-def _evaluation_steps(tasks: list[str]) -> dict[str, Callable[[EvalSession], tuple[dict, dict]]]:
+def _evaluation_steps(tasks: list[str], preset: Preset) -> dict[str, Callable[[EvalSession], tuple[dict, dict]]]:
     control = control_task("embedded")
-    alphas = symmetric_grid(GRID_LIMIT, GRID_POINTS)
+    points = int(round(1 / preset.alpha_step))
+    alphas = tuple(round(i * preset.alpha_step, 4) for i in range(points + 1))
+    grid = symmetric_grid(GRID_LIMIT, preset.disentanglement_points)
     pair = (tasks[0], tasks[1])
     datasets = tasks + ([control] if control else [])
     return {
         "single_task": lambda s: (evaluate_single_task(s), {}),
-        "addition": lambda s: (evaluate_addition(s), {}),
-        "negation": lambda s: (evaluate_negation(s, control), {"control": control}),
-        "pairs": lambda s: (evaluate_pairs(s), {}),
+        "addition": lambda s: (evaluate_addition(s, alphas), {"alphas": list(alphas)}),
+        "negation": lambda s: (evaluate_negation(s, control, alphas), {"control": control, "alphas": list(alphas)}),
+        "pairs": lambda s: (evaluate_pairs(s, alphas), {"alphas": list(alphas)}),
         "tau_jp": lambda s: (evaluate_tau_jp(s, datasets, "test"), {"split": "test", "datasets": datasets}),
         "disentanglement": lambda s: (
-            evaluate_disentanglement(s, [pair], alphas, "test"),
-            {"pairs": [pair], "alphas": list(alphas), "split": "test"},
+            evaluate_disentanglement(s, [pair], grid, "test"),
+            {"pairs": [pair], "alphas": list(grid), "split": "test"},
         ),
     }

@@ -32,14 +32,19 @@ class SeededSamples(Dataset):
     whether the run was resumed half-way through an epoch.
     """
 
-    def __init__(self, dataset: Dataset):
+    def __init__(self, dataset: Dataset, reseed: bool = True):
         self.dataset = dataset
+        # Forking the RNGs per sample costs as much as a tiny model's step; datasets without
+        # random augmentation (tensor-native tasks) skip it and load identically.
+        self.reseed = reseed
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, key: tuple[int, int]):
         index, seed = key
+        if not self.reseed:
+            return self.dataset[index]
         py_state = random.getstate()
         random.seed(seed)
         try:
@@ -95,9 +100,11 @@ class EpochPlan:
         return [keys[s : s + b] for s in range(start_batch * b, len(keys), b)]
 
 
-def epoch_loader(dataset: Dataset, plan: EpochPlan, epoch: int, start_batch: int, num_workers: int, pin_memory: bool) -> DataLoader:
+def epoch_loader(
+    dataset: Dataset, plan: EpochPlan, epoch: int, start_batch: int, num_workers: int, pin_memory: bool, reseed: bool = True
+) -> DataLoader:
     return DataLoader(
-        SeededSamples(dataset),
+        SeededSamples(dataset, reseed),
         batch_sampler=plan.batches(dataset, epoch, start_batch),
         num_workers=num_workers,
         pin_memory=pin_memory,

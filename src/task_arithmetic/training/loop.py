@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from ..data.registry import get_task
 from ..data.splits import load_dataset
 from ..errors import UserError
 from ..io import metadata_path, read_json
@@ -208,7 +209,10 @@ class _Loop:
             with StopFlag() as stop:
                 while self.step < self.total:
                     epoch, batch_index = divmod(self.step, self.plan.steps_per_epoch)
-                    loader = epoch_loader(self.train_set, self.plan, epoch, batch_index, cfg.num_workers, self.device.type == "cuda")
+                    loader = epoch_loader(
+                        self.train_set, self.plan, epoch, batch_index, cfg.num_workers, self.device.type == "cuda",
+                        reseed=not get_task(cfg.task).tensor_native,
+                    )
                     for images, labels in loader:
                         record, stop_now = self._one_step(images, labels, epoch, batch_index, stop.requested)
                         batch_index += 1
