@@ -3,35 +3,21 @@
 import json
 
 import pytest
+from toyworld import isolated_toy_world
 import torch
 
-from task_arithmetic.data import registry
 from task_arithmetic.evaluation.edits import Edit
 from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection
 from task_arithmetic.evaluation.tangent_cache import TangentComputer
-from task_arithmetic.evaluation.toy import build_toy_world
 from task_arithmetic.io import metadata_path
 from task_arithmetic.models.linearize import functorch_jvp
 from task_arithmetic.vectors import RunRecipe, TaskVector
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # TinyCLIP's ops are tiny: a second thread only adds synchronisation, which is very slow on a
-    # loaded shared machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        # only the toy benchmark, and the registry restored afterwards for other test modules
-        mp.setattr(registry, "_BENCHMARK_LOADERS", {})
-        mp.setattr(registry, "_TASKS", dict(registry._TASKS))
-        yield build_toy_world(tmp_path_factory.mktemp("toy"), n_tasks=3, n_val=16, n_test=16, recipes=(("standard", "none"), ("linear", "none")))
+    with isolated_toy_world(tmp_path_factory.mktemp("toy"), n_val=16, n_test=16) as toy:
+        yield toy
 
 
 def session(world, mode, use_cache, disk_cache=True):

@@ -5,31 +5,18 @@ import subprocess
 import sys
 
 import pytest
-import torch
+from toyworld import isolated_toy_world
 
-from task_arithmetic.data import registry
 from task_arithmetic.errors import UserError
 from task_arithmetic.evaluation.cli import main
-from task_arithmetic.evaluation.toy import build_toy_world
 
 from report import main as report_main  # src/report.py, the entry script (conftest puts src/ on the path)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny model on a shared machine: a second thread only waits
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        # only the toy benchmark, and the registry restored afterwards for other test modules
-        mp.setattr(registry, "_BENCHMARK_LOADERS", {})
-        mp.setattr(registry, "_TASKS", dict(registry._TASKS))
-        yield build_toy_world(tmp_path_factory.mktemp("toy"), n_tasks=3, n_val=8, n_test=8, recipes=(("standard", "none"), ("linear", "none")))
+    with isolated_toy_world(tmp_path_factory.mktemp("toy"), n_val=8, n_test=8) as toy:
+        yield toy
 
 
 def argv(world, *extra):

@@ -3,9 +3,9 @@
 import itertools
 
 import pytest
+from toyworld import isolated_toy_world
 import torch
 
-from task_arithmetic.data import registry
 from task_arithmetic.evaluation.addition import evaluate_addition
 from task_arithmetic.evaluation.disentanglement import evaluate_disentanglement
 from task_arithmetic.evaluation.negation import evaluate_negation
@@ -13,26 +13,14 @@ from task_arithmetic.evaluation.pairs import evaluate_pairs
 from task_arithmetic.evaluation.selection import ALPHA_GRID, best_index, symmetric_grid
 from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection
 from task_arithmetic.evaluation.single_task import evaluate_single_task
-from task_arithmetic.evaluation.toy import build_toy_world
 from task_arithmetic.models.pretrained import task_head
 from task_arithmetic.vectors import RunRecipe, TaskVector, combine
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny model on a shared machine: a second thread only waits
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        # only the toy benchmark, and the registry restored afterwards for other test modules
-        mp.setattr(registry, "_BENCHMARK_LOADERS", {})
-        mp.setattr(registry, "_TASKS", dict(registry._TASKS))
-        yield build_toy_world(tmp_path_factory.mktemp("toy"), n_tasks=3, n_val=16, n_test=16, recipes=(("standard", "none"), ("linear", "none")))
+    with isolated_toy_world(tmp_path_factory.mktemp("toy"), n_val=16, n_test=16) as toy:
+        yield toy
 
 
 def session(world, mode="standard", use_cache=True):

@@ -18,14 +18,6 @@ from task_arithmetic.vectors import TaskVector, combine, stack_checkpoints, sum_
 TINY = ModelSpec("TinyCLIP")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny model on a shared machine: a second thread only waits
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def encoders():
     torch.manual_seed(0)
