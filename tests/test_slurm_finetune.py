@@ -40,7 +40,11 @@ def ensure_slurm_installed() -> None:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         pytest.skip("slurm-wlm is not installed and cannot be installed here (needs apt-get as root)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    result = subprocess.run(["apt-get", "install", "-y", "slurm-wlm"], env=env, capture_output=True, text=True, timeout=600)
+    install = ["apt-get", "install", "-y", "slurm-wlm"]
+    result = subprocess.run(install, env=env, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:  # a fresh machine has no package lists yet
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(install, env=env, capture_output=True, text=True, timeout=600)
     if result.returncode != 0 or not shutil.which("slurmctld"):
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
         pytest.skip(f"apt-get install slurm-wlm failed: {tail[0]}")
