@@ -65,8 +65,10 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
     def task_list(text: str | None) -> tuple[str, ...] | None:
         return None if text is None else tuple(t.strip() for t in text.split(",") if t.strip())
 
+    from task_arithmetic.models.factory import parse_pretrained  # after argparse: --help stays instant
+
     return FinetuneConfig(
-        task=args.task, model=args.model, pretrained=None if args.pretrained.lower() in ("none", "random") else args.pretrained,
+        task=args.task, model=args.model, pretrained=parse_pretrained(args.pretrained),
         cache_dir=args.cache_dir, mode=args.mode, reg=args.reg, variant=args.variant, penalty_coef=args.penalty_coef,
         penalty_batch=args.penalty_batch, penalty_tasks=task_list(args.penalty_tasks), task_order=task_list(args.task_order),
         init_from=args.init_from, lr=args.lr, wd=args.wd, warmup=args.warmup, batch_size=args.batch_size,

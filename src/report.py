@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from task_arithmetic.errors import cli_entry
-from task_arithmetic.models.factory import ModelSpec
+from task_arithmetic.models.factory import ModelSpec, parse_pretrained
 from task_arithmetic.paths import DEFAULT_RESULTS_ROOT, Layout
 from task_arithmetic.reporting.build import build_report
 
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-id", default=None, help="results folder name, instead of --model/--pretrained")
     parser.add_argument("--results-root", type=Path, default=DEFAULT_RESULTS_ROOT)
     args = parser.parse_args(argv)
-    pretrained = None if args.pretrained.lower() in ("none", "random") else args.pretrained
+    pretrained = parse_pretrained(args.pretrained)
     model_id = args.model_id or ModelSpec(args.model, pretrained).model_id
     written = build_report(Layout(results_root=args.results_root), model_id)
     print(f"wrote {len(written)} files to {written[-1].parent}")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
+import subprocess
 
 import numpy as np
 import torch
 
 from .errors import UserError
+from .paths import REPO_ROOT
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -33,3 +36,14 @@ def limit_threads() -> None:
     cpus = os.environ.get("SLURM_CPUS_PER_TASK")
     if cpus and cpus.isdigit():
         torch.set_num_threads(int(cpus))
+
+
+@functools.lru_cache(maxsize=1)
+def code_revision() -> str:
+    """The git commit of the code, recorded with every checkpoint and result; "unknown" outside git."""
+    try:
+        result = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    sha = result.stdout.strip()
+    return sha if result.returncode == 0 and sha else "unknown"

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 from ..data.registry import get_task, parse_task_list
 from ..errors import UserError
-from ..models.factory import ModelSpec
+from ..models.factory import ModelSpec, parse_pretrained
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, MODES, REGULARIZERS, TAU_JP_VARIANTS, Layout
 from ..vectors.runs import RunRecipe
 from .addition import evaluate_addition
@@ -28,10 +28,6 @@ from .selection import mean, symmetric_grid
 from .session import EvalOptions, EvalSession, RunSelection, default_control
 from .single_task import evaluate_single_task
 from .tau_jp import evaluate_tau_jp
-
-
-def parse_pretrained(text: str) -> str | None:
-    return None if text.lower() in ("none", "random") else text
 
 
 def positive_int(text: str) -> int:

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import datetime as _dt
-import functools
-import subprocess
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..io import atomic_write_json, read_json
-from ..paths import REPO_ROOT, Layout
+from ..paths import Layout
 
 EVALUATIONS = ("single_task", "addition", "negation", "pairs", "tau_jp", "disentanglement")
-
-
-@functools.lru_cache(maxsize=1)
-def code_revision() -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
 def write_results(layout: Layout, model_id: str, run: str, evaluation: str, settings: Mapping[str, Any], results: Mapping[str, Any]) -> Path:

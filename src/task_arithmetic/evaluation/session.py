@@ -21,14 +21,13 @@ from ..models.factory import ModelSpec
 from ..models.heads import ClassificationHead
 from ..models.pretrained import task_head, zeroshot_encoder
 from ..paths import Layout
-from ..runtime import pick_device
+from ..runtime import code_revision, pick_device
 from ..vectors.runs import RunRecipe, locate_runs
 from .accuracy import accuracy_from_logits
 from .cached import CachedEvaluator
 from .data import DataBank
 from .direct import DirectEvaluator
 from .edits import Edit
-from .results import code_revision
 from .tangent_cache import TangentCacheStore, TangentComputer, file_signature
 
 

@@ -104,6 +104,11 @@ class ModelSpec:
         return meta
 
 
+def parse_pretrained(text: str) -> str | None:
+    """The --pretrained flag: 'none' or 'random' mean random initialisation."""
+    return None if text.lower() in ("none", "random") else text
+
+
 def _is_file_source(pretrained: str) -> bool:
     return os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
 

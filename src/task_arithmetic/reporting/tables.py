@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
+from ..evaluation.selection import mean
 from .collect import RunResults
 
 DESCRIPTIONS = {
@@ -132,7 +133,7 @@ def pairs_table(runs: dict[str, RunResults]) -> Table | None:
         tuned = {p: v["tuned"]["test"]["avg_normalized"] for p, v in pairs.items()}
         one_shot = [v["one_shot"]["test"]["avg_normalized"] for v in pairs.values()]
         worst = min(tuned, key=lambda p: tuned[p])
-        table.rows.append([describe(name), len(pairs), pct(_mean(list(tuned.values()))), pct(_mean(one_shot)), f"{worst} ({100 * tuned[worst]:.1f})" if tuned[worst] is not None else worst])
+        table.rows.append([describe(name), len(pairs), pct(mean(list(tuned.values()))), pct(mean(one_shot)), f"{worst} ({100 * tuned[worst]:.1f})" if tuned[worst] is not None else worst])
     return table
 
 
@@ -149,7 +150,3 @@ def tau_jp_tables(runs: dict[str, RunResults]) -> list[Table]:
         tables.append(table)
     return tables
 
-
-def _mean(values: Sequence[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return sum(present) / len(present) if present else None

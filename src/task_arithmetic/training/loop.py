@@ -27,7 +27,7 @@ from ..models.factory import ModelSpec
 from ..models.heads import ClassificationHead
 from ..models.pretrained import task_head, zeroshot_encoder
 from ..paths import Layout
-from ..runtime import limit_threads, seed_everything
+from ..runtime import code_revision, limit_threads, seed_everything
 from .config import FinetuneConfig, resolve_config
 from .data import EpochPlan, epoch_loader, subsample
 from .distributed import DistContext, average_gradients, barrier, init_distributed, shutdown, sum_over_processes
@@ -37,7 +37,7 @@ from .regularizers import PenaltySource
 from .schedule import learning_rate
 from .state import load_train_state, save_train_state, saved_step
 from .step import StepStats, accumulate_gradients
-from .tracking import Progress, StepLog, WandbRun, code_revision
+from .tracking import Progress, StepLog, WandbRun
 
 
 class TrainingDiverged(UserError):
@@ -205,13 +205,14 @@ class _Loop:
         progress = Progress(main and cfg.progress, self.total, start, f"{cfg.task} {cfg.run}")
         wandb_run = WandbRun(cfg.wandb, f"{cfg.task}-{cfg.run}", cfg.to_json(), self.paths.run_dir, start) if main else None
         self.trainee.train()
+        reseed = not get_task(cfg.task).tensor_native  # only augmenting datasets need per-sample RNGs
         try:
             with StopFlag() as stop:
                 while self.step < self.total:
                     epoch, batch_index = divmod(self.step, self.plan.steps_per_epoch)
                     loader = epoch_loader(
                         self.train_set, self.plan, epoch, batch_index, cfg.num_workers, self.device.type == "cuda",
-                        reseed=not get_task(cfg.task).tensor_native,
+                        reseed=reseed,
                     )
                     for images, labels in loader:
                         record, stop_now = self._one_step(images, labels, epoch, batch_index, stop.requested)

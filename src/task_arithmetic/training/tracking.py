@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +10,6 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..io import atomic_write_text
-from ..paths import REPO_ROOT
-
-
-def code_revision() -> str:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    sha = result.stdout.strip()
-    return sha if result.returncode == 0 and sha else "unknown"
 
 
 class StepLog:
