@@ -78,3 +78,28 @@ def test_zeroshot_head_matches_direct_computation_and_is_cached(tmp_path):
     cached = get_head(TINY, "Demo", classnames, templates, layout, clip_model=None)
     assert torch.equal(cached.weight, head.weight)
     assert layout.head(TINY.model_id, "Demo").is_file()
+
+
+def test_cache_from_another_weights_file_with_the_same_name_is_refused(tmp_path):
+    from task_arithmetic.models.pretrained import zeroshot_encoder
+
+    layout = Layout(tmp_path / "ck", tmp_path / "res")
+    files = []
+    for seed, folder in ((3, "laion"), (4, "openai")):
+        torch.manual_seed(seed)
+        clip, _, _ = create_clip(TINY)
+        (tmp_path / folder).mkdir()
+        files.append(save_weights(tmp_path / folder / "open_clip_pytorch_model.safetensors", clip.state_dict(), {}))
+    first, second = (ModelSpec("TinyCLIP", pretrained=str(f)) for f in files)
+    assert first.model_id == second.model_id  # the name clash this guard exists for
+    zeroshot_encoder(first, layout)
+    get_head(first, "Demo", ["cat", "dog"], ["a {}."], layout)
+    # The same file again (even copied elsewhere) reuses the caches.
+    copy = tmp_path / "copy" / "open_clip_pytorch_model.safetensors"
+    copy.parent.mkdir()
+    copy.write_bytes(files[0].read_bytes())
+    zeroshot_encoder(ModelSpec("TinyCLIP", pretrained=str(copy)), layout)
+    with pytest.raises(UserError, match="built from a different weights file.*distinct name"):
+        zeroshot_encoder(second, layout)
+    with pytest.raises(UserError, match="built from a different weights file"):
+        get_head(second, "Demo", ["cat", "dog"], ["a {}."], layout)

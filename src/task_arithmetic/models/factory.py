@@ -8,6 +8,8 @@ embedded benchmark's self-pretrained weights) register a resolver for a pseudo-t
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import logging
 import os
@@ -98,10 +100,46 @@ class ModelSpec:
             "model_id": self.model_id,
             "quick_gelu": _uses_quick_gelu(self),
         }
+        if self.pretrained is not None and _is_file_source(self.pretrained) and Path(self.pretrained).is_file():
+            meta["weight_digest"] = weight_file_digest(Path(self.pretrained))
         config = open_clip.get_model_config(self.name)
         if config is not None and (CONFIG_DIR / f"{self.name}.json").is_file():
             meta["model_config"] = config
         return meta
+
+
+def check_cache_source(cache_metadata: dict[str, Any], spec: ModelSpec, cache_file: Path) -> None:
+    """Refuse a cache (theta_0, a head) built from another weights file with the same model id.
+
+    A file source's model id comes from its name, and hub downloads share names (every open_clip
+    checkpoint on the Hugging Face hub is `open_clip_pytorch_model.bin`), so two different
+    files can land in the same folder; reusing the first one's theta_0 would be silently wrong.
+    """
+    saved = cache_metadata.get("weight_digest")
+    if saved is None or spec.pretrained is None or not _is_file_source(spec.pretrained) or not Path(spec.pretrained).is_file():
+        return
+    current = weight_file_digest(Path(spec.pretrained))
+    if saved != current:
+        raise UserError(
+            f"{cache_file} was built from a different weights file than {spec.pretrained} (sha256 {saved} vs {current}), "
+            f"though both map to model id '{spec.model_id}'; give the weights file a distinct name or use another --checkpoint-root"
+        )
+
+
+def weight_file_digest(path: Path) -> str:
+    """A short content digest of a weights file, hashed once per process per (path, size, mtime)."""
+    resolved = path.resolve()
+    stat = resolved.stat()
+    return _file_digest(str(resolved), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def parse_pretrained(text: str) -> str | None:

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..io import load_weights, save_weights
 from ..paths import Layout
-from .factory import ModelSpec, create_clip
+from .factory import ModelSpec, check_cache_source, create_clip
 
 HEAD_FORMAT = "zeroshot_head"
 
@@ -73,6 +73,7 @@ def get_head(
     digest = _prompt_digest(classnames, templates)
     if path.is_file():
         tensors, meta = load_weights(path)
+        check_cache_source(meta, spec, path)
         if meta.get("prompt_digest") == digest:
             return ClassificationHead(tensors["weight"]).to(device)
     if clip_model is None:

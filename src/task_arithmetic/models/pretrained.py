@@ -12,7 +12,7 @@ import torch
 from ..data.registry import get_task
 from ..paths import Layout
 from .encoder import ImageEncoder, encoder_from_clip, load_encoder
-from .factory import ModelSpec, create_clip
+from .factory import ModelSpec, check_cache_source, create_clip
 from .heads import ClassificationHead, get_head
 
 
@@ -20,7 +20,9 @@ def zeroshot_encoder(spec: ModelSpec, layout: Layout, device: str | torch.device
     """The pre-trained image encoder; the first call saves it to layout.zeroshot(model_id)."""
     path = layout.zeroshot(spec.model_id)
     if path.is_file():
-        return load_encoder(path, device, expect_model=spec.name)
+        encoder = load_encoder(path, device, expect_model=spec.name)
+        check_cache_source(encoder.metadata, spec, path)
+        return encoder
     clip_model, train_tf, val_tf = create_clip(spec, device)
     encoder = encoder_from_clip(clip_model, spec, train_tf, val_tf)
     encoder.save(path)
