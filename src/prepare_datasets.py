@@ -11,7 +11,9 @@
                      -> sun397/{train,test}/<a_abbey...> (official partition 1)
            RESISC45  resisc45/NWPU-RESISC45/<class>/*.jpg                            (NWPU-RESISC45.rar)
                      -> resisc45/resisc45-{train,val,test}.txt (60/20/20 per class) unless the published lists are there
-  check  print, per task, "ready" or exactly what is missing (exit 1 if any task is not ready)
+  check  print, per task, "ready" or exactly what is missing (exit 1 if any task is not ready);
+         --counts also loads each ready task and reports its image and class counts, flagging a
+         copy with fewer classes than the full dataset (an interrupted download or extraction)
 """
 
 import argparse
@@ -29,6 +31,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--data-location", type=Path, required=True, help="folder holding the datasets")
         command.add_argument("--tasks", default="", help="comma-separated task names (default: all)")
+        if name == "check":
+            command.add_argument("--counts", action="store_true", help="load each ready task and check its image and class counts")
     return parser.parse_args(argv)
 
 
@@ -40,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in tool.split(args.data_location, tasks):
             print(line)
         return 0
-    report = tool.check(args.data_location, tasks)
+    report = tool.check(args.data_location, tasks, counts=args.counts)
     for entry in report:
         print(entry.line())
     return 0 if all(entry.ready for entry in report) else 1

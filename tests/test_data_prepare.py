@@ -168,6 +168,25 @@ def test_check_reports_ready_and_exactly_what_is_missing(tmp_path):
     assert [name for name, entry in report.items() if not entry.ready] == ["GTSRB", "ImageNet"]
 
 
+def test_check_counts_loads_each_task_and_flags_partial_copies(tmp_path, capsys):
+    import prepare_datasets  # src/ is on sys.path (conftest)
+
+    info = make_all(tmp_path)
+    report = {entry.name: entry for entry in tool.check(tmp_path, counts=True)}
+    # The fakes hold every class only where the class list is fixed (MNIST, SVHN, GTSRB).
+    assert [name for name, entry in report.items() if entry.ready] == ["GTSRB", "MNIST", "SVHN"]
+    assert report["MNIST"].counts == f"{info['MNIST'].n_train} train / {info['MNIST'].n_test} test images, 10 classes"
+    assert report["Cars"].problems == ["3 classes found, the full Cars has 196"]
+    assert report["ImageNet"].problems[0].endswith("the full ImageNet has 1000")
+    (tmp_path / "svhn/test_32x32.mat").unlink()
+    assert tool.check(tmp_path, ["SVHN"], counts=True)[0].missing == ["svhn/test_32x32.mat"]
+    assert prepare_datasets.main(["check", "--data-location", str(tmp_path), "--tasks", "MNIST,Cars", "--counts"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"MNIST     ready ({report['MNIST'].counts})"
+    assert lines[1] == "Cars      incomplete: 3 classes found, the full Cars has 196"
+    assert lines[2].split()[:5] == ["compare", "the", "copy", "with", "the"]
+
+
 def test_hashed_order_and_cut():
     names = [f"img_{i}.jpg" for i in range(50)]
     order = hashed_order(names, "s")

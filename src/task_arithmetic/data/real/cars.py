@@ -38,6 +38,7 @@ def _classnames(root: Path) -> list[str]:
 
 DATASET = RealDataset(
     name="Cars",
+    num_classes=196,
     templates=templates.CARS,
     layout=(
         "stanford_cars/devkit/{cars_meta.mat,cars_train_annos.mat}, stanford_cars/cars_test_annos_withlabels.mat, "

@@ -35,6 +35,7 @@ class Splitter:
 @dataclass(frozen=True)
 class RealDataset:
     name: str
+    num_classes: int  # of the full dataset; fewer found on disk means an incomplete copy
     templates: tuple[str, ...]
     layout: str  # one line, paths relative to --data-location
     missing: MissingCheck

@@ -48,6 +48,7 @@ def _make(root: Path) -> list[str]:
 
 DATASET = RealDataset(
     name="DTD",
+    num_classes=47,
     templates=templates.DTD,
     layout="dtd/train/<class>/*.jpg and dtd/test/<class>/*.jpg (made by the split tool)",
     missing=FOLDERS.missing,

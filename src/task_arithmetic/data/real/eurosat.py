@@ -67,6 +67,7 @@ def _make(root: Path) -> list[str]:
 
 DATASET = RealDataset(
     name="EuroSAT",
+    num_classes=10,
     templates=templates.EUROSAT,
     layout="EuroSAT_splits/train/<class>/*.jpg and EuroSAT_splits/test/<class>/*.jpg (made by the split tool)",
     missing=FOLDERS.missing,

@@ -77,6 +77,7 @@ def _build(root: Path, split: str, transform: Callable | None) -> Dataset:
 
 DATASET = RealDataset(
     name="GTSRB",
+    num_classes=43,
     templates=templates.GTSRB,
     layout=(
         "gtsrb/GTSRB/Training/<00000..00042>/*.ppm (GTSRB-Training_fixed.zip), "

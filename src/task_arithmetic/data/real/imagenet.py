@@ -58,6 +58,7 @@ def _classnames(root: Path) -> list[str]:
 
 DATASET = RealDataset(
     name="ImageNet",
+    num_classes=1000,
     templates=templates.IMAGENET,
     layout="imagenet/train/<wnid>/*.JPEG, imagenet/val/<wnid>/*.JPEG (or imagenet/val_in_folder/), imagenet/classnames.txt or torchvision's imagenet/meta.bin",
     missing=_missing,

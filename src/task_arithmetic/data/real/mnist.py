@@ -29,6 +29,7 @@ def _build(root: Path, split: str, transform: Callable | None) -> Dataset:
 
 DATASET = RealDataset(
     name="MNIST",
+    num_classes=10,
     templates=templates.DIGITS,
     layout="MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (the four idx files, un-gzipped)",
     missing=_missing,

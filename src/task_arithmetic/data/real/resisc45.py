@@ -72,6 +72,7 @@ def _make(root: Path) -> list[str]:
 
 DATASET = RealDataset(
     name="RESISC45",
+    num_classes=45,
     templates=templates.RESISC45,
     layout="resisc45/NWPU-RESISC45/<class>/*.jpg + resisc45/resisc45-{train,test}.txt (published lists, or made by the split tool)",
     missing=_missing,

@@ -61,6 +61,7 @@ def _make(root: Path) -> list[str]:
 
 DATASET = RealDataset(
     name="SUN397",
+    num_classes=397,
     templates=templates.SUN397,
     layout="sun397/train/<a_abbey...>/*.jpg and sun397/test/<a_abbey...>/*.jpg (made by the split tool)",
     missing=FOLDERS.missing,

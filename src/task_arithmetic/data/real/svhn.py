@@ -25,6 +25,7 @@ def _build(root: Path, split: str, transform: Callable | None) -> Dataset:
 
 DATASET = RealDataset(
     name="SVHN",
+    num_classes=10,
     templates=templates.DIGITS,
     layout="svhn/{train,test}_32x32.mat (the official cropped-digits files)",
     missing=_missing,

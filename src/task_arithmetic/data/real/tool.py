@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -65,18 +65,23 @@ class Readiness:
     name: str
     missing: list[str]
     hint: str  # what to do about it; empty when ready
+    problems: list[str] = field(default_factory=list)  # found by loading (check --counts)
+    counts: str = ""  # "<n> train / <m> test images, <k> classes" when loaded
 
     @property
     def ready(self) -> bool:
-        return not self.missing
+        return not self.missing and not self.problems
 
     def line(self) -> str:
         if self.ready:
-            return f"{self.name:<9} ready"
-        return f"{self.name:<9} missing {', '.join(self.missing)}\n{'':<9} {self.hint}"
+            return f"{self.name:<9} ready" + (f" ({self.counts})" if self.counts else "")
+        if self.missing:
+            return f"{self.name:<9} missing {', '.join(self.missing)}\n{'':<9} {self.hint}"
+        return f"{self.name:<9} incomplete: {'; '.join(self.problems)}\n{'':<9} {self.hint}"
 
 
-def check(data_location: Path, tasks: Sequence[str] | None = None) -> list[Readiness]:
+def check(data_location: Path, tasks: Sequence[str] | None = None, counts: bool = False) -> list[Readiness]:
+    """Which tasks have every file they need; with counts, also load them and count images and classes."""
     root = _existing_folder(Path(data_location))
     report = []
     for dataset in _select(tasks, DATASETS):
@@ -90,5 +95,24 @@ def check(data_location: Path, tasks: Sequence[str] | None = None) -> list[Readi
                     hint = f"get the raw download ({dataset.splitter.raw_layout}), then run `{TOOL} split --data-location {root}`"
                 else:
                     hint = f"raw download found: run `{TOOL} split --data-location {root} --tasks {dataset.name}`"
-        report.append(Readiness(dataset.name, missing, hint))
+            report.append(Readiness(dataset.name, missing, hint))
+        elif counts:
+            report.append(_counted(dataset, root))
+        else:
+            report.append(Readiness(dataset.name, [], ""))
     return report
+
+
+def _counted(dataset: RealDataset, root: Path) -> Readiness:
+    """Load the task's splits (images stay unread) and compare its classes with the full dataset's."""
+    hint = f"compare the copy with the expected layout: {dataset.layout}"
+    try:
+        classes = len(dataset.load_classnames(root))
+        sizes = {split: len(dataset.load_split(root, split)) for split in ("train", "test")}  # type: ignore[arg-type]
+    except UserError as err:
+        return Readiness(dataset.name, [], hint, problems=[str(err)])
+    problems = [f"the {split} split has no images" for split, size in sizes.items() if size == 0]
+    if classes != dataset.num_classes:
+        problems.append(f"{classes} classes found, the full {dataset.name} has {dataset.num_classes}")
+    summary = f"{sizes['train']} train / {sizes['test']} test images, {classes} classes"
+    return Readiness(dataset.name, [], hint if problems else "", problems, summary)
