@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--results-root", default=str(DEFAULT_RESULTS_ROOT))
     p.add_argument("--save-every", type=int, default=250, help="steps between resumable checkpoints")
     p.add_argument("--wandb", choices=WANDB_MODES, default="off")
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--num-workers", type=int, default=None, help="data-loading processes (default: 0 on CPU, up to 8 per process on CUDA)")
     p.add_argument("--max-train-samples", type=int, default=None, help="train on a fixed random subset (quick runs)")
     p.add_argument("--tag", default="", help="suffix of the run name, to keep variants apart")
     p.add_argument("--force", action="store_true", help="train again even if the run finished")

@@ -198,6 +198,20 @@ def test_data_workers_and_augmentation_seeding_do_not_change_the_result(tmp_path
         assert torch.equal(inline[key], workers[key]), key
 
 
+def test_default_loader_workers_follow_the_device_and_the_task(monkeypatch):
+    from task_arithmetic.training.data import MAX_AUTO_WORKERS, loader_workers
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(32)))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert loader_workers(3, cuda, tensor_native=True) == 3 and loader_workers(0, cuda, tensor_native=False) == 0
+    assert loader_workers(None, cpu, tensor_native=False) == 0  # workers would only take the model's cores
+    assert loader_workers(None, cuda, tensor_native=True) == 0  # nothing to decode
+    assert loader_workers(None, cuda, tensor_native=False) == MAX_AUTO_WORKERS
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # 8 torchrun processes share the 32 cores
+    assert loader_workers(None, cuda, tensor_native=False) == 3
+
+
 def test_random_augmentation_depends_only_on_the_sample_key():
     from task_arithmetic.training.data import SeededSamples
 

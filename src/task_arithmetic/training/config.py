@@ -71,7 +71,7 @@ class FinetuneConfig:
     results_root: str = str(DEFAULT_RESULTS_ROOT)
     save_every: int = 250  # optimiser steps between resumable checkpoints
     wandb: str = "off"
-    num_workers: int = 0
+    num_workers: int | None = None  # data-loading processes; None: training.data.loader_workers decides
     max_train_samples: int | None = None  # a fixed random subset of the train split, for quick runs
     tag: str = ""
     force: bool = False
@@ -177,7 +177,7 @@ def _check_numbers(values: dict[str, Any], epochs: int | None, micro_batch: int 
         f"--micro-batch must be between 1 and --batch-size ({values['batch_size']}), got {micro_batch}",
     )
     need(cfg.save_every >= 1, f"--save-every must be >= 1 step, got {cfg.save_every}")
-    need(cfg.num_workers >= 0, f"--num-workers must be >= 0, got {cfg.num_workers}")
+    need(cfg.num_workers is None or cfg.num_workers >= 0, f"--num-workers must be >= 0, got {cfg.num_workers}")
     need(cfg.max_train_samples is None or cfg.max_train_samples >= 1, f"--max-train-samples must be >= 1, got {cfg.max_train_samples}")
 
 

@@ -8,6 +8,7 @@ penalty batches of each task come from an endless sequence of seeded permutation
 from __future__ import annotations
 
 import math
+import os
 import random
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -98,6 +99,24 @@ class EpochPlan:
         keys = [(i, mix_seed(self.seed, epoch, i)) for i in indices]
         b = self.local_batch
         return [keys[s : s + b] for s in range(start_batch * b, len(keys), b)]
+
+
+MAX_AUTO_WORKERS = 8
+
+
+def loader_workers(requested: int | None, device: torch.device, tensor_native: bool) -> int:
+    """Data-loading processes per training process: `requested`, or a choice for the setting.
+
+    Decoding and augmenting JPEGs on the main thread starves a GPU; on a CPU, workers only take
+    cores from the model, and in-memory tensor tasks have nothing to decode.
+    """
+    if requested is not None:
+        return requested
+    if device.type != "cuda" or tensor_native:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_process = cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun's processes on this node
+    return max(0, min(MAX_AUTO_WORKERS, per_process - 1))
 
 
 def epoch_loader(

@@ -7,6 +7,7 @@ last saved state; a finished run is skipped unless cfg.force.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import sys
@@ -29,7 +30,7 @@ from ..models.pretrained import task_head, zeroshot_encoder
 from ..paths import Layout
 from ..runtime import code_revision, limit_threads, seed_everything
 from .config import FinetuneConfig, resolve_config
-from .data import EpochPlan, epoch_loader, subsample
+from .data import EpochPlan, epoch_loader, loader_workers, subsample
 from .distributed import DistContext, average_gradients, barrier, init_distributed, shutdown, sum_over_processes
 from .model import Trainee, build_trainee
 from .preemption import StopFlag
@@ -90,6 +91,7 @@ def _train(cfg: FinetuneConfig, spec: ModelSpec, layout: Layout, paths: RunPaths
     if cfg.batch_size % ctx.world:
         raise UserError(f"--batch-size {cfg.batch_size} is not divisible by the {ctx.world} processes; choose a multiple of {ctx.world}")
     limit_threads()
+    cfg = dataclasses.replace(cfg, num_workers=loader_workers(cfg.num_workers, device, get_task(cfg.task).tensor_native))
     if cfg.force and ctx.is_main:
         _clear_run(paths)
     barrier(ctx)
@@ -121,7 +123,7 @@ def _train(cfg: FinetuneConfig, spec: ModelSpec, layout: Layout, paths: RunPaths
     if cfg.reg == "tau_jp":
         # Penalty batches are small: one loader worker per penalty task keeps them ahead of the
         # step without starting num_workers processes for every task.
-        penalty = PenaltySource.create(cfg.variant, penalty_sets, cfg.penalty_batch, cfg.seed, start, ctx.rank, ctx.world, min(cfg.num_workers, 1))
+        penalty = PenaltySource.create(cfg.variant, penalty_sets, cfg.penalty_batch, cfg.seed, start, ctx.rank, ctx.world, min(cfg.num_workers or 0, 1))
 
     loop = _Loop(cfg, trainee, optimizer, params, plan, train_set, penalty, total_steps, paths, ctx, device)
     status = loop.run(start)
