@@ -11,9 +11,12 @@ all true pairs in a batch as positives instead of pushing them apart as false ne
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 from .families.aerial import LAND_USES
 from .families.backgrounds import BACKGROUND_WORDS, BACKGROUNDS
@@ -165,8 +168,8 @@ def sample_captions(
     return texts, stated
 
 
-def caption_matches(image_facts_: np.ndarray | "torch.Tensor", caption_facts: "torch.Tensor") -> "torch.Tensor":
+def caption_matches(image_facts: torch.Tensor, caption_facts: torch.Tensor) -> torch.Tensor:
     """(B_img, B_cap) bool: caption j is true of image i (every fact it states holds for i)."""
     cap = caption_facts[None, :, :]
-    img = image_facts_[:, None, :]
+    img = image_facts[:, None, :]
     return ((cap == -1) | (cap == img)).all(dim=-1)

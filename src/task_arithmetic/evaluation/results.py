@@ -6,7 +6,7 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..io import atomic_write_json, read_json
+from ..io import atomic_write_json
 from ..paths import Layout
 
 EVALUATIONS = ("single_task", "addition", "negation", "pairs", "tau_jp", "disentanglement")
@@ -24,8 +24,3 @@ def write_results(layout: Layout, model_id: str, run: str, evaluation: str, sett
     }
     atomic_write_json(path, payload)
     return path
-
-
-def read_results(layout: Layout, model_id: str, run: str, evaluation: str) -> dict[str, Any] | None:
-    path = layout.results(model_id, run, evaluation)
-    return read_json(path) if path.is_file() else None
