@@ -65,7 +65,7 @@ class TiesMergingAlgorithm(MergeAlgorithm):
         wide = any(stream.base[k].dtype == torch.float64 for k in keys)
         magnitudes = torch.empty(total, dtype=torch.float64 if wide else torch.float32)
         offset = 0
-        for key, tau in stream.task_vector(name, keys):
+        for _key, tau in stream.task_vector(name, keys):
             magnitudes[offset : offset + tau.numel()] = tau.abs().flatten()
             offset += tau.numel()
         # numpy's in-place introselect: torch.kthvalue would add a copy and an int64 index array,
