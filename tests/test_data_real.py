@@ -163,6 +163,23 @@ def test_imagenet_classnames_txt_wins_over_meta_bin(tmp_path):
         registry.get_task("ImageNet").load_classnames(tmp_path)
 
 
+def test_full_imagenet_copy_gets_the_curated_clip_names(tmp_path):
+    import open_clip
+
+    wnids = [f"n{i:08d}" for i in range(1000)]
+    for wnid in wnids:
+        (tmp_path / "imagenet/train" / wnid).mkdir(parents=True)
+    (tmp_path / "imagenet/val").mkdir()
+    imagenet = registry.get_task("ImageNet")
+    assert imagenet.load_classnames(tmp_path) == list(open_clip.IMAGENET_CLASSNAMES)
+    (tmp_path / "imagenet/classnames.txt").write_text("".join(f"class {w}\n" for w in wnids))
+    assert imagenet.load_classnames(tmp_path)[:2] == ["class n00000000", "class n00000001"]  # the user's list wins
+    (tmp_path / "imagenet/classnames.txt").unlink()
+    (tmp_path / "imagenet/train" / wnids[-1]).rmdir()  # 999 classes: no curated list applies
+    with pytest.raises(UserError, match="classnames.txt"):
+        imagenet.load_classnames(tmp_path)
+
+
 def test_imagenet_prefers_val_in_folder(tmp_path):
     make_imagenet(tmp_path)
     (tmp_path / "imagenet/val").rename(tmp_path / "imagenet/val_in_folder")

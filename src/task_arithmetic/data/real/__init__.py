@@ -11,7 +11,7 @@ Layouts (relative to --data-location; `python src/prepare_datasets.py check` rep
   RESISC45  resisc45/NWPU-RESISC45/<class>/ + resisc45/resisc45-{train,test}.txt
   SUN397    sun397/{train,test}/<a_abbey...>/                            (made by `prepare_datasets.py split`)
   SVHN      svhn/{train,test}_32x32.mat                                  (torchvision SVHN)
-  ImageNet  imagenet/{train,val}/<wnid>/ + imagenet/classnames.txt or meta.bin
+  ImageNet  imagenet/{train,val}/<wnid>/ (+ imagenet/classnames.txt or meta.bin for a partial copy)
 """
 
 from __future__ import annotations
