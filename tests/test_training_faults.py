@@ -1,6 +1,7 @@
 """Interruptions, divergence, finished runs and the on-disk formats of the fine-tuning engine."""
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -92,6 +93,21 @@ def test_sigterm_and_sigkill_then_rerun_gives_bit_identical_weights(tmp_path):
     assert [r["step"] for r in records] == list(range(1, 25))
     assert [(r["loss"], r["tau_jp"]) for r in records] == [(r["loss"], r["tau_jp"]) for r in ref_records]
     assert meta["steps"] == 24 and not state.exists()  # the resumable state is dropped once finished
+
+
+def test_sigterm_to_every_process_of_the_job_with_loader_workers_still_saves(tmp_path):
+    # Slurm signals the whole job step: the data-loader workers get the SIGTERM too.
+    flags = ["--task", "TrainToyA", "--reg", "tau_jp", "--batch-size", "8", "--penalty-batch", "4", "--max-steps", "400",
+             "--save-every", "1000", "--num-workers", "2", "--checkpoint-root", str(tmp_path / "ck"),
+             "--results-root", str(tmp_path / "res"), "--data-location", str(tmp_path / "data")]
+    run = subprocess.Popen(finetune_command(*flags), cwd=REPO, env=subprocess_env(), stderr=subprocess.PIPE, text=True, start_new_session=True)
+    layout = Layout(tmp_path / "ck")
+    wait_for_steps(run, layout.train_log(SPEC.model_id, "TrainToyA", "linear-tau_jp"), 2)
+    assert len(subprocess.run(["pgrep", "-g", str(run.pid)], capture_output=True, text=True).stdout.split()) > 1  # workers are up
+    os.killpg(run.pid, signal.SIGTERM)
+    assert run.wait(timeout=60) == EXIT_PREEMPTED, run.stderr.read()
+    assert "state saved at step" in run.stderr.read()
+    assert read_json(layout.train_state(SPEC.model_id, "TrainToyA", "linear-tau_jp") / "state.json")["step"] >= 2
 
 
 def first_nan_step(tmp: Path, seed: int, batch: int) -> int:

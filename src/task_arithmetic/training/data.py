@@ -10,11 +10,14 @@ from __future__ import annotations
 import math
 import os
 import random
+import signal
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from .preemption import STOP_SIGNALS
 
 _MIX = 0x9E3779B97F4A7C15  # odd 64-bit constant: spreads nearby integers far apart
 
@@ -119,6 +122,14 @@ def loader_workers(requested: int | None, device: torch.device, tensor_native: b
     return max(0, min(MAX_AUTO_WORKERS, per_process - 1))
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """worker_init_fn: Slurm signals every process of a job step, workers included. Only the main
+    process acts on a stop (it finishes the step and saves); a worker killed by the signal would
+    crash it mid-step instead, losing the state it was about to save."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def epoch_loader(
     dataset: Dataset, plan: EpochPlan, epoch: int, start_batch: int, num_workers: int, pin_memory: bool, reseed: bool = True
 ) -> DataLoader:
@@ -127,6 +138,7 @@ def epoch_loader(
         batch_sampler=plan.batches(dataset, epoch, start_batch),
         num_workers=num_workers,
         pin_memory=pin_memory,
+        worker_init_fn=ignore_stop_signals,
     )
 
 
@@ -167,7 +179,9 @@ class PenaltyStream:
         self.batch = batch
         self.local_count = len(range(rank, batch, world))
         self._indices = _EndlessBatches(len(dataset), batch, seed, start_draw, rank, world)  # type: ignore[arg-type]
-        self._loader = DataLoader(dataset, batch_sampler=self._indices, num_workers=num_workers) if self.local_count else None
+        self._loader = DataLoader(
+            dataset, batch_sampler=self._indices, num_workers=num_workers, worker_init_fn=ignore_stop_signals
+        ) if self.local_count else None
         self._iterator = iter(self._loader) if self._loader is not None else None
 
     def next_inputs(self) -> torch.Tensor | None:
