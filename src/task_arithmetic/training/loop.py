@@ -227,7 +227,8 @@ class _Loop:
                             break
                         if stop_now:
                             self._save()
-                            print(f"{cfg.task} {cfg.run}: stop signal received; state saved at step {self.step}, re-run the same command to resume", file=sys.stderr)
+                            if main:
+                                print(f"{cfg.task} {cfg.run}: stop signal received; state saved at step {self.step}, re-run the same command to resume", file=sys.stderr)
                             return "preempted"
                         if self.step % cfg.save_every == 0:
                             self._save()
