@@ -195,3 +195,13 @@ def test_datasets_pickle_for_worker_processes(fake_root):
         dataset = load_dataset(name, "test", root, transforms.ToTensor())
         clone = pickle.loads(pickle.dumps(dataset))
         assert torch.equal(clone[0][0], dataset[0][0]) and len(clone) == len(dataset)
+
+
+def test_unknown_task_suggests_the_closest_name():
+    with pytest.raises(UserError, match=r"unknown task 'sun397val'; did you mean SUN397Val\? valid tasks: Cars, "):
+        registry.get_task("sun397val")
+    with pytest.raises(UserError, match=r"did you mean Digits\?"):
+        registry.get_task("digits")
+    with pytest.raises(UserError) as err:
+        registry.get_task("Zebra")
+    assert "did you mean" not in str(err.value)

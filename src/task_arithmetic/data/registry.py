@@ -7,6 +7,7 @@ used for negation and as extra tau-Jp penalty data.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -56,11 +57,19 @@ def base_task_name(name: str) -> str:
     return name[:-3] if name.endswith("Val") and name[:-3] in _TASKS else name
 
 
+def _suggestion(name: str) -> str:
+    """'did you mean SUN397Val? ' for 'Sun397val': the closest name, ignoring case, keeping a Val suffix."""
+    stem, suffix = (name[:-3], "Val") if name.lower().endswith("val") else (name, "")
+    names = {task.lower(): task for task in all_task_names()}
+    near = difflib.get_close_matches(stem.lower(), names, n=1)
+    return f"did you mean {names[near[0]]}{suffix}? " if near else ""
+
+
 def get_task(name: str) -> TaskSpec:
     _load_all()
     key = base_task_name(name)
     if key not in _TASKS:
-        raise UserError(f"unknown task '{name}'; valid tasks: {', '.join(all_task_names())}")
+        raise UserError(f"unknown task '{name}'; {_suggestion(name)}valid tasks: {', '.join(all_task_names())}")
     return _TASKS[key]
 
 
