@@ -11,27 +11,15 @@ import inspect
 from typing import Any
 
 from ..errors import UserError
+from . import _EXPORTS as _METHODS
+from .modelpool import _EXPORTS as _MODEL_POOLS
+from .taskpool import _EXPORTS as _TASK_POOLS
 
+# Every concrete class the packages export may be named; bases, helpers and constants may not.
 TARGETS: dict[str, dict[str, str]] = {
-    "method": {
-        "TaskArithmeticAlgorithm": "task_arithmetic",
-        "SimpleAverageAlgorithm": "simple_average",
-        "WeightedTaskArithmeticAlgorithm": "weighted_task_arithmetic",
-        "TiesMergingAlgorithm": "ties_merging",
-        "DareAlgorithm": "dare",
-        "DareTaskArithmetic": "dare",
-        "DareSimpleAverage": "dare",
-        "DareTiesMerging": "dare",
-    },
-    "modelpool": {
-        "RunModelPool": "modelpool.runs",
-        "OpenCLIPVisionModelPool": "modelpool.open_clip_files",
-        "CLIPVisionModelPool": "modelpool.hf_clip",
-    },
-    "taskpool": {
-        "ClassificationTaskPool": "taskpool.classification",
-        "CLIPVisionModelTaskPool": "taskpool.hf_clip",
-    },
+    "method": {name: module for name, module in _METHODS.items() if module not in ("base", "modelpool", "taskpool")},
+    "modelpool": {name: f"modelpool.{module}" for name, module in _MODEL_POOLS.items() if module != "base"},
+    "taskpool": {name: f"taskpool.{module}" for name, module in _TASK_POOLS.items() if module != "base"},
 }
 
 
