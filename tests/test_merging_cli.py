@@ -109,7 +109,7 @@ def test_every_shipped_config_instantiates():
             with pytest.raises(UserError, match="scaling_factors must be set"):
                 instantiate("method", config["method"])
             continue
-        assert instantiate("method", config["method"]).config()
+        assert instantiate("method", config["method"]).settings()
     for name in available("modelpool"):
         config, _ = compose([f"modelpool={name}", "taskpool=null"])
         pool = instantiate("modelpool", config["modelpool"])

@@ -3,7 +3,8 @@
     from task_arithmetic.merging import TaskArithmeticAlgorithm
     merged = TaskArithmeticAlgorithm(scaling_factor=0.5).run({"_pretrained_": m0, "svhn": m1, "mnist": m2})
 
-Unlike FusionBench, the inputs are never modified (pass inplace=True for its behaviour).
+Unlike FusionBench, the inputs are never modified unless inplace=True (then the merge is written
+where FusionBench writes it: theta_0's module, or the first model for the averaging methods).
 """
 
 from ._lazy import lazy_exports
@@ -14,6 +15,7 @@ _EXPORTS = {
     "SimpleAverageAlgorithm": "simple_average",
     "TaskArithmeticAlgorithm": "task_arithmetic",
     "WeightedTaskArithmeticAlgorithm": "weighted_task_arithmetic",
+    "WeightedAverageAlgorithm": "weighted_average",
     "TiesMergingAlgorithm": "ties_merging",
     "DareAlgorithm": "dare",
     "DareTaskArithmetic": "dare",

@@ -7,17 +7,22 @@ algorithm's accumulators and one tensor of one fine-tuned model, whatever the nu
 Every floating-point entry of the state dict (parameters and float buffers) is merged, computed in
 float32 (float64 stays float64) and written back in the model's own dtype. Other entries (integer
 buffers such as BatchNorm's num_batches_tracked or HF's position_ids) keep the pre-trained values.
+
+Averaging methods need no theta_0 (FusionBench's `SimpleAverageAlgorithm().run([m1, m2, m3])`): without
+'_pretrained_', the first model anchors the stream (its own task vector is zero).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,11 +38,34 @@ def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def _scalar(value: Any) -> Any:
+    """0-d torch tensors and NumPy arrays as Python numbers (sweeps over torch/np.linspace)."""
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and value.dtype != torch.bool and not value.is_complex():
+        return value.item()
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value.item()
+    return value
+
+
 def finite_number(name: str, value: Any) -> float:
-    """A coefficient from a config or a caller: a real, finite number, else a UserError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    """A coefficient from a config or a caller: a real, finite number (Python, NumPy or a 0-d
+    tensor), else a UserError."""
+    value = _scalar(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise UserError(f"{name} must be a finite number, got {value!r}; pass e.g. {name}=0.3")
     return float(value)
+
+
+def integer(name: str, value: Any) -> int:
+    """An integer setting (a seed): Python, NumPy or a 0-d integer tensor, else a UserError."""
+    value = _scalar(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise UserError(f"{name} must be an integer, got {value!r}; pass e.g. {name}=0")
+    return int(value)
+
+
+# FusionBench's keyword arguments that do not change the merge: accepted, kept in `config`, unused.
+COSMETIC_OPTIONS = ("name", "show_pbar", "verbose")
 
 
 @dataclass
@@ -80,53 +108,93 @@ class TaskVectorStream:
                     total[key] = tau.mul_(coefficients[name])
         return total
 
-    def plus_base(self, delta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """theta_0 + delta, computed in place in `delta`'s tensors."""
+    def plus_base(self, delta: dict[str, torch.Tensor], scale: float = 1.0) -> dict[str, torch.Tensor]:
+        """scale * theta_0 + delta, computed in place in `delta`'s tensors."""
         for key, value in delta.items():
-            value.add_(self.base[key].to(value.dtype))
+            value.add_(self.base[key].to(value.dtype), alpha=scale)
         return delta
 
 
 class MergeAlgorithm(ABC):
-    """`run(models)` merges a dict of modules (with '_pretrained_') or a model pool into a NEW module.
+    """`run(models)` merges a dict of modules (with '_pretrained_'), a list of modules (averaging
+    methods only) or a model pool into a NEW module.
 
-    The caller's modules are left untouched unless `inplace=True`, in which case the pre-trained
-    module itself receives the merged weights (FusionBench's behaviour) and is returned.
+    The caller's modules are left untouched unless `inplace=True`, in which case the merged weights
+    are written into the module FusionBench writes into (`inplace_target`) and it is returned.
     """
 
-    def __init__(self, inplace: bool = False):
-        self.inplace = bool(inplace)
+    # Task-vector methods need theta_0; averaging methods set this False.
+    requires_pretrained: ClassVar[bool] = True
 
-    def config(self) -> dict[str, Any]:
-        """The algorithm's settings, for reports and file names."""
+    def __init__(self, inplace: bool = False, **options: Any):
+        unknown = sorted(set(options) - set(COSMETIC_OPTIONS))
+        if unknown:
+            raise UserError(
+                f"unknown argument(s) {', '.join(unknown)} for {type(self).__name__}; "
+                f"valid: {', '.join(self.setting_names())}"
+            )
+        self.inplace = bool(inplace)
+        self._options = dict(options)
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        from .targets import parameters
+
+        return list(parameters(cls))
+
+    def settings(self) -> dict[str, Any]:
+        """The algorithm's settings (plain values), for reports and file names."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
-    def run(self, modelpool: BaseModelPool | Mapping[str, nn.Module], inplace: bool | None = None) -> nn.Module:
+    @property
+    def config(self) -> Any:
+        """FusionBench's `algorithm.config`: an OmegaConf DictConfig with `_target_` and the settings."""
+        from omegaconf import OmegaConf
+
+        return OmegaConf.create({"_target_": type(self).__name__, **self.settings(), **self._options})
+
+    def run(self, modelpool: BaseModelPool | Mapping[str, nn.Module] | Sequence[nn.Module], inplace: bool | None = None) -> nn.Module:
         pool = as_model_pool(modelpool)
-        if not pool.has_pretrained:
+        names = list(pool.model_names)
+        if pool.has_pretrained:
+            anchor_name = PRETRAINED
+        elif self.requires_pretrained:
             raise UserError(
                 f"the models have no '{PRETRAINED}' entry; add the pre-trained model under the key '{PRETRAINED}' "
-                "(task vectors are differences from it)"
+                f"(task vectors are differences from it; only averaging methods merge a plain list)"
             )
-        if not pool.model_names:
-            raise UserError(f"nothing to merge: the models hold only '{PRETRAINED}'; add at least one fine-tuned model")
-        self.check_model_names(list(pool.model_names))
-        pretrained = pool.load_pretrained_model()
-        self.prepare(pretrained)
-        stream = TaskVectorStream(pool, pretrained.state_dict(), self.transform_task_vector)
+        elif names:
+            anchor_name = names[0]
+        if not names:
+            raise UserError(f"nothing to merge: the models hold only special entries ({', '.join(pool.all_model_names) or 'none'}); add at least one fine-tuned model")
+        self.check_model_names(names)
+        anchor = pool.load_model(anchor_name)
+        self.prepare(anchor)
+        stream = TaskVectorStream(pool, anchor.state_dict(), self.transform_task_vector)
         with torch.no_grad():
             merged = self.merge(stream)
         in_place = self.inplace if inplace is None else bool(inplace)
-        # A pool that loads from disk hands out fresh modules nobody else holds: no copy needed.
-        target = pretrained if in_place or pool.fresh_models else copy.deepcopy(pretrained)
+        if in_place:
+            target_name = self.inplace_target(anchor_name, names)
+            target = anchor if target_name == anchor_name else pool.load_model(target_name)
+            if target is not anchor:
+                # Entries the merge leaves alone are the anchor's, whichever module receives it.
+                write_back(target, {k: v for k, v in stream.base.items() if k not in merged})
+        else:
+            # A pool that loads from disk hands out fresh modules nobody else holds: no copy needed.
+            target = anchor if pool.fresh_models else copy.deepcopy(anchor)
         write_back(target, merged)
         return target
+
+    def inplace_target(self, anchor_name: str, names: list[str]) -> str:
+        """The module that receives the merge under inplace=True (FusionBench: theta_0's)."""
+        return anchor_name
 
     def check_model_names(self, names: list[str]) -> None:
         """Hook: validate settings that depend on the model names (per-task coefficients)."""
 
     def prepare(self, pretrained: nn.Module) -> None:
-        """Hook: look at the pre-trained module's structure before merging (DARE's linear-only mode)."""
+        """Hook: look at the pre-trained module's structure before merging (DARE's parameter keys)."""
 
     def transform_task_vector(self, name: str, key: str, tau: torch.Tensor) -> torch.Tensor:
         return tau

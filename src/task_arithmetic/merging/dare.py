@@ -6,19 +6,27 @@ mask of (model, key) comes from its own generator seeded by sha256("seed:model:k
 does not depend on the order of the models, and the same seed gives the same merge everywhere.
 The masks are drawn on the CPU, so a GPU merge matches a CPU one.
 
-DareAlgorithm merges the sparsified vectors with task arithmetic (FusionBench's
-DareTaskArithmetic); DareSimpleAverage and DareTiesMerging use the other two combiners.
+Drop-and-rescale applies to parameters only, as in FusionBench: buffers (BatchNorm's running
+statistics, counters) are merged by the combiner untouched, since a dropped and rescaled
+running_var can go negative. DARE with sparsity_ratio 0 is exactly its combiner.
+
+DareAlgorithm (= DareTaskArithmetic) merges the sparsified vectors with task arithmetic;
+DareSimpleAverage and DareTiesMerging use the other two combiners. Positional orders are
+FusionBench's; `seed` (ours: FusionBench draws from the global generator) and `inplace` follow.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..errors import UserError
-from .base import finite_number
+from .base import finite_number, integer
 from .simple_average import SimpleAverageAlgorithm
 from .task_arithmetic import TaskArithmeticAlgorithm
 from .ties_merging import TiesMergingAlgorithm
@@ -35,26 +43,31 @@ def dare_keep_mask(shape: torch.Size | tuple[int, ...], sparsity_ratio: float, s
 
 
 class DareMixin:
-    """Adds DARE's drop-and-rescale to any algorithm's task vectors."""
+    """Adds DARE's drop-and-rescale to any algorithm's task vectors (parameters only)."""
+
+    requires_pretrained = True  # task vectors need theta_0, whatever the combiner
 
     def _init_dare(self, sparsity_ratio: float, rescale: bool, seed: int, only_on_linear_weights: bool) -> None:
         self.sparsity_ratio = finite_number("sparsity_ratio", sparsity_ratio)
         if not 0 <= self.sparsity_ratio < 1:
             raise UserError(f"sparsity_ratio is the fraction of entries dropped and must be in [0, 1), got {sparsity_ratio}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise UserError(f"seed must be an integer, got {seed!r}")
+        if not isinstance(rescale, (bool, int, np.bool_)):  # a YAML string "false" would be truthy
+            raise UserError(f"rescale must be true or false, got {rescale!r}")
         self.rescale = bool(rescale)
-        self.seed = seed
+        self.seed = integer("seed", seed)
         self.only_on_linear_weights = bool(only_on_linear_weights)
-        self._linear_keys: set[str] | None = None
+        self._droppable: set[str] = set()
 
     def prepare(self, pretrained: nn.Module) -> None:
-        self._linear_keys = {
-            f"{name}.weight" if name else "weight" for name, module in pretrained.named_modules() if isinstance(module, nn.Linear)
-        }
+        if self.only_on_linear_weights:
+            self._droppable = {
+                f"{name}.weight" if name else "weight" for name, module in pretrained.named_modules() if isinstance(module, nn.Linear)
+            }
+        else:
+            self._droppable = {name for name, _ in pretrained.named_parameters()}
 
     def transform_task_vector(self, name: str, key: str, tau: torch.Tensor) -> torch.Tensor:
-        if self.sparsity_ratio == 0 or (self.only_on_linear_weights and key not in (self._linear_keys or set())):
+        if self.sparsity_ratio == 0 or key not in self._droppable:
             return tau
         keep = dare_keep_mask(tau.shape, self.sparsity_ratio, self.seed, name, key).to(tau.device)
         tau.mul_(keep)
@@ -68,12 +81,13 @@ class DareAlgorithm(DareMixin, TaskArithmeticAlgorithm):
         self,
         scaling_factor: float = 0.3,
         sparsity_ratio: float = 0.5,
+        only_on_linear_weights: bool = False,
         rescale: bool = True,
         seed: int = 0,
-        only_on_linear_weights: bool = False,
         inplace: bool = False,
+        **options: Any,
     ):
-        TaskArithmeticAlgorithm.__init__(self, scaling_factor=scaling_factor, inplace=inplace)
+        TaskArithmeticAlgorithm.__init__(self, scaling_factor=scaling_factor, inplace=inplace, **options)
         self._init_dare(sparsity_ratio, rescale, seed, only_on_linear_weights)
 
 
@@ -81,23 +95,35 @@ DareTaskArithmetic = DareAlgorithm
 
 
 class DareSimpleAverage(DareMixin, SimpleAverageAlgorithm):
-    def __init__(self, sparsity_ratio: float = 0.5, rescale: bool = True, seed: int = 0, only_on_linear_weights: bool = False, inplace: bool = False):
-        SimpleAverageAlgorithm.__init__(self, inplace=inplace)
+    def __init__(
+        self,
+        sparsity_ratio: float = 0.5,
+        only_on_linear_weights: bool = False,
+        rescale: bool = True,
+        seed: int = 0,
+        inplace: bool = False,
+        **options: Any,
+    ):
+        SimpleAverageAlgorithm.__init__(self, inplace=inplace, **options)
         self._init_dare(sparsity_ratio, rescale, seed, only_on_linear_weights)
+
+    def inplace_target(self, anchor_name: str, names: list[str]) -> str:
+        return anchor_name  # FusionBench runs DareTaskArithmetic(1/n), which writes into theta_0
 
 
 class DareTiesMerging(DareMixin, TiesMergingAlgorithm):
     def __init__(
         self,
+        sparsity_ratio: float = 0.5,
+        only_on_linear_weights: bool = False,
+        rescale: bool = True,
         scaling_factor: float = 0.3,
         threshold: float = 20,
+        remove_keys: Sequence[str] = (),
         merge_func: str = "mean",
-        remove_keys: tuple[str, ...] = (),
-        sparsity_ratio: float = 0.5,
-        rescale: bool = True,
         seed: int = 0,
-        only_on_linear_weights: bool = False,
         inplace: bool = False,
+        **options: Any,
     ):
-        TiesMergingAlgorithm.__init__(self, scaling_factor, threshold, merge_func, remove_keys, inplace)
+        TiesMergingAlgorithm.__init__(self, scaling_factor, threshold, remove_keys, merge_func, inplace, **options)
         self._init_dare(sparsity_ratio, rescale, seed, only_on_linear_weights)

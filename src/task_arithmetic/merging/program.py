@@ -74,7 +74,7 @@ def run_program(config: dict[str, Any], choices: dict[str, str | None]) -> dict[
     start = time.perf_counter()
     merged = method.run(modelpool)
     seconds = {"merge": time.perf_counter() - start}
-    merge_info = {"method": choices["method"], "method_config": method.config(), "modelpool": modelpool.describe()}
+    merge_info = {"method": choices["method"], "method_config": method.settings(), "modelpool": modelpool.describe()}
 
     saved = None
     if config.get("merged_model_save_path"):
@@ -97,7 +97,7 @@ def run_program(config: dict[str, Any], choices: dict[str, str | None]) -> dict[
         "merged_model_save_path": saved,
         "seconds": seconds,
     }
-    path = Path(config["report_save_path"]) if config.get("report_save_path") else default_report_path(config, choices, method.config())
+    path = Path(config["report_save_path"]) if config.get("report_save_path") else default_report_path(config, choices, method.settings())
     atomic_write_json(path, report)
     print(f"report written to {path}")
     return report

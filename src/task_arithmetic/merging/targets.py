@@ -34,7 +34,16 @@ def target_class(group: str, target: Any) -> type:
 
 
 def parameters(cls: type) -> dict[str, inspect.Parameter]:
-    return {n: p for n, p in inspect.signature(cls).parameters.items() if n != "self" and p.kind is p.POSITIONAL_OR_KEYWORD}
+    """The keys a config may give `cls`: its named parameters, plus FusionBench's cosmetic options
+    (name, show_pbar, verbose) where the class passes **options on to MergeAlgorithm."""
+    from .base import COSMETIC_OPTIONS, MergeAlgorithm
+
+    signature = inspect.signature(cls).parameters
+    named = {n: p for n, p in signature.items() if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if issubclass(cls, MergeAlgorithm) and any(p.kind is p.VAR_KEYWORD for p in signature.values()):
+        for option in COSMETIC_OPTIONS:
+            named.setdefault(option, inspect.Parameter(option, inspect.Parameter.KEYWORD_ONLY, default=None))
+    return named
 
 
 def instantiate(group: str, node: dict[str, Any]) -> Any:

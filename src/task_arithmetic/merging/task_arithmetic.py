@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .base import MergeAlgorithm, TaskVectorStream, finite_number
 
 
 class TaskArithmeticAlgorithm(MergeAlgorithm):
-    def __init__(self, scaling_factor: float = 0.5, inplace: bool = False):
-        super().__init__(inplace)
+    def __init__(self, scaling_factor: float = 0.5, inplace: bool = False, **options: Any):
+        super().__init__(inplace, **options)
         self.scaling_factor = finite_number("scaling_factor", scaling_factor)
 
     def coefficients(self, names: list[str]) -> dict[str, float]:

@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..errors import UserError
 from .base import finite_number
 from .task_arithmetic import TaskArithmeticAlgorithm
 
 
+def _is_vector(values: Any) -> bool:
+    """A list, tuple or 1-d NumPy array / tensor of coefficients."""
+    if isinstance(values, (str, bytes)):
+        return False
+    if hasattr(values, "ndim"):
+        return values.ndim == 1
+    return isinstance(values, Sequence)
+
+
 class WeightedTaskArithmeticAlgorithm(TaskArithmeticAlgorithm):
     """`scaling_factors`: {model name: lambda} covering every fine-tuned model, or a list in pool order."""
 
-    def __init__(self, scaling_factors: Mapping[str, float] | Sequence[float], inplace: bool = False):
-        super().__init__(scaling_factor=1.0, inplace=inplace)
+    def __init__(self, scaling_factors: Mapping[str, float] | Sequence[float], inplace: bool = False, **options: Any):
+        super().__init__(scaling_factor=1.0, inplace=inplace, **options)
         if isinstance(scaling_factors, Mapping):
             self.scaling_factors = {str(k): finite_number(f"scaling_factors.{k}", v) for k, v in scaling_factors.items()}
-        elif isinstance(scaling_factors, Sequence) and not isinstance(scaling_factors, str):
-            self.scaling_factors = [finite_number(f"scaling_factors[{i}]", v) for i, v in enumerate(scaling_factors)]
+        elif _is_vector(scaling_factors):
+            self.scaling_factors = [finite_number(f"scaling_factors[{i}]", v) for i, v in enumerate(list(scaling_factors))]
         else:
             raise UserError(f"scaling_factors must be a mapping {{model: coefficient}} or a list, got {scaling_factors!r}")
         del self.scaling_factor  # one coefficient per task instead

@@ -1,13 +1,16 @@
 """Model pools: named models, loaded only when asked for, FusionBench-style.
 
-'_pretrained_' names theta_0; every other name is a fine-tuned model. `load_state(name)` may
-return a lazy mapping (reading one tensor per access) so merging can stream from disk.
+'_pretrained_' names theta_0; names of the form `_x_` (FusionBench's special models, e.g.
+'_merged_') are never merged as tasks; every other name is a fine-tuned model. `load_state(name)`
+may return a lazy mapping (reading one tensor per access) so merging can stream from disk.
+
+`BaseModelPool(models)` holds modules already in memory (a dict, or a list named "0", "1", ...);
+file-backed pools subclass it and override `all_model_names` and `load_model`.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -16,30 +19,53 @@ from torch import nn
 from ...errors import UserError
 
 PRETRAINED = "_pretrained_"
+MERGED = "_merged_"
 
 
-class BaseModelPool(ABC):
+def is_special_model(name: str) -> bool:
+    """FusionBench's rule: `_name_` entries (pre-trained, merged, ...) are not task models."""
+    return len(name) > 1 and name.startswith("_") and name.endswith("_")
+
+
+class BaseModelPool:
     # True when load_model returns a module nobody else holds (loaded from disk), so a merge may
     # write into it instead of copying it.
     fresh_models: bool = True
 
-    @property
-    @abstractmethod
-    def all_model_names(self) -> list[str]:
-        """Every name in the pool, '_pretrained_' included."""
+    def __init__(self, models: Mapping[str, nn.Module] | Sequence[nn.Module]):
+        if isinstance(models, Sequence) and not isinstance(models, str):
+            models = {str(i): model for i, model in enumerate(models)}
+        if not isinstance(models, Mapping):
+            raise UserError(f"a model pool needs a dict or list of nn.Module, got {type(models).__name__}")
+        bad = [k for k, v in models.items() if not isinstance(v, nn.Module)]
+        if bad:
+            raise UserError(f"model '{bad[0]}' is a {type(models[bad[0]]).__name__}, not an nn.Module; pass modules (or a model pool)")
+        self.models = {str(k): v for k, v in models.items()}
+        # The caller's modules: never written into unless asked (inplace=True).
+        self.fresh_models = False
 
-    @abstractmethod
+    @property
+    def all_model_names(self) -> list[str]:
+        """Every name in the pool, '_pretrained_' and other special names included."""
+        return list(self.models)
+
     def load_model(self, name: str) -> nn.Module:
         """The module called `name`."""
+        self.check_name(name)
+        return self.models[name]
 
     @property
     def model_names(self) -> list[str]:
-        """The fine-tuned models (every name but '_pretrained_'), in pool order."""
-        return [n for n in self.all_model_names if n != PRETRAINED]
+        """The fine-tuned models (every name but the special `_x_` ones), in pool order."""
+        return [n for n in self.all_model_names if not is_special_model(n)]
 
     @property
     def has_pretrained(self) -> bool:
         return PRETRAINED in self.all_model_names
+
+    @property
+    def has_merged(self) -> bool:
+        return MERGED in self.all_model_names
 
     def load_pretrained_model(self) -> nn.Module:
         return self.load_model(PRETRAINED)
@@ -63,35 +89,22 @@ class BaseModelPool(ABC):
             raise UserError(f"no model '{name}' in the pool; valid names: {', '.join(self.all_model_names)}")
 
     def __len__(self) -> int:
-        return len(self.all_model_names)
+        """FusionBench's count: the task models only, without '_pretrained_' or '_merged_'."""
+        return len(self.model_names)
 
     def __contains__(self, name: object) -> bool:
         return name in self.all_model_names
 
 
 class DictModelPool(BaseModelPool):
-    """A plain dict of modules already in memory; they belong to the caller and are never modified."""
-
-    fresh_models = False
-
-    def __init__(self, models: Mapping[str, nn.Module]):
-        bad = [k for k, v in models.items() if not isinstance(v, nn.Module)]
-        if bad:
-            raise UserError(f"model '{bad[0]}' is a {type(models[bad[0]]).__name__}, not an nn.Module; pass modules (or a model pool)")
-        self.models = dict(models)
-
-    @property
-    def all_model_names(self) -> list[str]:
-        return list(self.models)
-
-    def load_model(self, name: str) -> nn.Module:
-        self.check_name(name)
-        return self.models[name]
+    """A plain dict of modules already in memory (the suite's earlier name for BaseModelPool(models))."""
 
 
-def as_model_pool(models: BaseModelPool | Mapping[str, nn.Module]) -> BaseModelPool:
+def as_model_pool(models: BaseModelPool | Mapping[str, nn.Module] | Sequence[nn.Module]) -> BaseModelPool:
     if isinstance(models, BaseModelPool):
         return models
-    if isinstance(models, Mapping):
-        return DictModelPool(models)
-    raise UserError(f"cannot merge a {type(models).__name__}; pass a dict of nn.Module with '{PRETRAINED}' or a model pool")
+    if isinstance(models, (Mapping, list, tuple)):
+        return BaseModelPool(models)
+    raise UserError(
+        f"cannot merge a {type(models).__name__}; pass a dict of nn.Module (with '{PRETRAINED}'), a list of modules or a model pool"
+    )
