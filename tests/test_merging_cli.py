@@ -14,7 +14,7 @@ from torch.utils.data import TensorDataset
 from task_arithmetic.data.registry import TaskSpec, register_task
 from task_arithmetic.errors import UserError
 from task_arithmetic.io import load_weights
-from task_arithmetic.merging.config import available, compose, parse_value, resolve, set_dotted
+from task_arithmetic.merging.config import available, compose
 from task_arithmetic.merging.targets import instantiate
 from task_arithmetic.models.encoder import build_encoder, load_encoder
 from task_arithmetic.models.factory import ModelSpec
@@ -56,12 +56,6 @@ def merge_main(argv):
 # ---------------------------------------------------------------- config system
 
 
-def test_values_parse_as_yaml_with_numbers():
-    assert parse_value("0.5") == 0.5 and parse_value("1e-3") == 0.001 and parse_value("null") is None
-    assert parse_value("[a, b]") == ["a", "b"] and parse_value("{svhn: 0.3}") == {"svhn": 0.3}
-    assert parse_value("true") is True and parse_value("abc") == "abc" and math.isnan(parse_value("nan"))
-
-
 def test_defaults_compose_and_interpolate(tmp_path):
     config, choices = compose([f"checkpoint_root={tmp_path}"])
     assert choices == {"method": "task_arithmetic", "modelpool": "embedded/TinyCLIP_all", "taskpool": "embedded/all"}
@@ -86,20 +80,6 @@ def test_unknown_keys_and_names_are_user_errors_listing_the_valid_ones():
         compose(["devise=cpu"])
     config, _ = compose(["modelpool=CLIPVisionModelPool/clip-vit-base-patch32_svhn_and_mnist", "+modelpool.models.dtd=/x", "taskpool=null"])
     assert config["modelpool"]["models"]["dtd"] == "/x"
-
-
-def test_interpolation_rules():
-    config = {"a": {"b": 3, "path": "${root}/x", "whole": "${a.b}"}, "root": "/r"}
-    assert resolve(config)["a"] == {"b": 3, "path": "/r/x", "whole": 3}
-    with pytest.raises(UserError, match=r"\$\{a.c\} names no existing key"):
-        resolve({"a": {"x": "${a.c}"}})
-    with pytest.raises(UserError, match="refers to itself"):
-        resolve({"a": "${b}", "b": "${a}"})
-    with pytest.raises(UserError, match="relative interpolation"):
-        resolve({"a": "${.b}"})
-    node = {"x": 1}
-    with pytest.raises(UserError, match="is a int, not a mapping"):
-        set_dotted(node, "x.y", 2)
 
 
 def test_every_shipped_config_instantiates():

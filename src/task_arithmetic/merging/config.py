@@ -1,26 +1,26 @@
-"""Hydra-like configuration without Hydra: group configs, dotted overrides, ${...} interpolation.
+"""The merge CLI's configuration on Hydra/OmegaConf (FusionBench's config system), with the suite's
+safety rules on top:
 
-    python src/merge.py method=ties_merging method.threshold=10 modelpool=<name> taskpool=<name>
+- configs come only from config/ (no `method=../../x`, no absolute names, no hydra.searchpath);
+- `_target_` is never imported by Hydra: the suite instantiates from its allowlist (targets.py);
+- unknown keys are errors, except the parameters the group's `_target_` class accepts
+  (`method.inplace=true` works without `+`); every error is one UserError line.
 
-`config/merge.yaml` holds the program's defaults and the default choice of each group; a group
-choice loads `config/<group>/<name>.yaml`. `a.b.c=value` overrides any existing key (values are
-YAML: 0.5, null, [a, b], {k: v}); a key that does not exist is an error listing the valid ones,
-except the parameters the group's `_target_` class accepts, and `+a.b=value` adds a new key.
-`${a.b}` inside a value refers to another key of the whole config (absolute paths only).
+Hydra is used through its compose API, never `@hydra.main`: it neither changes the working
+directory nor configures logging, so the suite's outputs stay where they were.
 """
 
 from __future__ import annotations
 
-import re
+import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import UserError
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, REPO_ROOT
-from .targets import TARGETS, parameters, target_class
+from .targets import parameters, target_class
 
 CONFIG_ROOT = REPO_ROOT / "config"
 GROUPS = ("method", "modelpool", "taskpool")
@@ -29,19 +29,35 @@ PATH_DEFAULTS = {
     "results_root": DEFAULT_RESULTS_ROOT,
     "data_location": DEFAULT_DATA_LOCATION,
 }
-_REFERENCE = re.compile(r"\$\{([^}]*)\}")
+CFG_CHOICES = ("job", "hydra", "all")
 
 
-def load_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as err:
-        raise UserError(f"{path} is not valid YAML ({err}); fix the file") from err
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(f"{path} must hold a mapping of keys, not a {type(data).__name__}")
-    return data
+@dataclass
+class CliRequest:
+    """What the command line asks for: overrides, a multirun sweep, or printing the config."""
+
+    overrides: list[str] = field(default_factory=list)
+    multirun: bool = False
+    cfg: str | None = None
+
+
+def parse_command_line(argv: Sequence[str]) -> CliRequest:
+    request = CliRequest()
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in ("-m", "--multirun"):
+            request.multirun = True
+        elif arg in ("-c", "--cfg") or arg.startswith("--cfg="):
+            value = arg.split("=", 1)[1] if "=" in arg else (args.pop(0) if args else "")
+            if value not in CFG_CHOICES:
+                raise UserError(f"--cfg takes one of {', '.join(CFG_CHOICES)}, got '{value}'; e.g. --cfg job")
+            request.cfg = value
+        elif arg.startswith("-"):
+            raise UserError(f"unsupported option '{arg}'; supported: -m/--multirun, --cfg job|hydra|all, --help (configs come only from config/)")
+        else:
+            request.overrides.append(arg)
+    return request
 
 
 def available(group: str, root: Path = CONFIG_ROOT) -> list[str]:
@@ -49,111 +65,159 @@ def available(group: str, root: Path = CONFIG_ROOT) -> list[str]:
     return sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml") if not p.name.startswith("_"))
 
 
-def load_group(group: str, name: str, root: Path = CONFIG_ROOT) -> dict[str, Any]:
-    path = Path(root) / group / f"{name}.yaml"
-    if not path.is_file():
-        raise UserError(f"unknown {group} config '{name}'; available: {', '.join(available(group, root))}")
-    return load_yaml(path)
+def _null_groups(overrides: Sequence[str]) -> list[str]:
+    """`taskpool=null` (the suite's and FusionBench's spelling) is Hydra's `~taskpool`."""
+    out = []
+    for line in overrides:
+        key, _, value = line.partition("=")
+        out.append(f"~{key}" if key in GROUPS and value.strip().lower() in ("", "null", "none") else line)
+    return out
 
 
-def parse_value(text: str) -> Any:
+def _parse(overrides: Sequence[str]) -> list[Any]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    for line in overrides:
+        if "=" not in line and not line.startswith("~"):
+            raise UserError(f"argument '{line}' is not key=value; e.g. method=task_arithmetic method.scaling_factor=0.5")
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, str):
-        # YAML 1.1 reads 1e-3 and nan as strings; a number is what the user meant.
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
+        return OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as err:
+        raise UserError(f"cannot parse the overrides: {_first_line(err)}") from err
 
 
-def _valid_keys(node: dict[str, Any], prefix: list[str]) -> list[str]:
-    keys = list(node)
-    if len(prefix) == 1 and prefix[0] in GROUPS and "_target_" in node:
-        keys += [p for p in parameters(target_class(prefix[0], node["_target_"])) if p not in node]
-    return keys
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return "; ".join(lines[:3]) if lines else type(err).__name__
 
 
-def set_dotted(config: dict[str, Any], dotted: str, value: Any, add: bool = False) -> None:
-    parts = dotted.split(".")
-    if not all(parts):
-        raise UserError(f"malformed override key '{dotted}'; write e.g. method.scaling_factor=0.5")
-    node = config
-    for depth, part in enumerate(parts):
-        where = ".".join(parts[:depth]) or "the top level"
-        if not isinstance(node, dict):
-            raise UserError(f"cannot set '{dotted}': {where} is a {type(node).__name__}, not a mapping")
-        last = depth == len(parts) - 1
-        if part not in _valid_keys(node, parts[:depth]) and not (last and add):
-            raise UserError(
-                f"unknown config key '{dotted}' ('{part}' is not in {where}); valid keys: {', '.join(_valid_keys(node, parts[:depth]))}"
-                + ("; prefix with + to add a new key" if last else "")
-            )
-        if last:
-            node[part] = value
+def check_overrides(parsed: Sequence[Any]) -> None:
+    """Refuse what would read configs from outside config/."""
+    for override in parsed:
+        key = override.key_or_group
+        if key == "hydra.searchpath" or key.startswith("hydra.searchpath"):
+            raise UserError("hydra.searchpath cannot be overridden: configs come only from config/")
+        if key.split("@")[0] in GROUPS or key.lstrip("/").split("/")[0] in GROUPS:
+            values = [override.value()] if not override.is_sweep_override() else list(override.sweep_string_iterator())
+            for value in values:
+                text = str(value)
+                if ".." in text.split("/") or text.startswith(("/", "\\", "~")) or "\\" in text or ":" in text:
+                    raise UserError(f"{key}={text}: config names are paths under config/{key}/ (no '..', no absolute paths); see --help")
+
+
+def sweep(overrides: Sequence[str]) -> list[list[str]]:
+    """The jobs of a multirun: the cartesian product of the comma-separated (sweep) overrides."""
+    parsed = _parse(overrides)
+    axes: list[list[str]] = []
+    for override in parsed:
+        if override.is_sweep_override():
+            key = override.get_key_element()
+            axes.append([f"{key}={value}" for value in override.sweep_string_iterator()])
         else:
-            node = node.setdefault(part, {})
+            axes.append([override.input_line])
+    return [list(job) for job in itertools.product(*axes)]
 
 
-def resolve(config: dict[str, Any]) -> dict[str, Any]:
-    """Replace ${a.b} references by the referenced values (whole-string references keep the type)."""
+def _compose(root: Path, overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
 
-    def lookup(path: str, seen: frozenset[str]) -> Any:
-        if path in seen:
-            raise UserError(f"config interpolation ${{{path}}} refers to itself")
-        if path.startswith("."):
-            raise UserError(f"relative interpolation ${{{path}}} is not supported; write the full key, e.g. ${{taskpool.base_model}}")
-        node: Any = config
-        for part in path.split("."):
-            if not isinstance(node, dict) or part not in node:
-                raise UserError(f"config interpolation ${{{path}}} names no existing key")
-            node = node[part]
-        return walk(node, seen | {path})
+    try:
+        with initialize_config_dir(config_dir=str(Path(root).resolve()), version_base=None, job_name="merge"):
+            return hydra_compose(config_name="merge", overrides=overrides, return_hydra_config=True)
+    except MissingConfigException as err:
+        group = next((g for g in GROUPS if f"'{g}/" in str(err) or f"{g}=" in str(err) or f"in '{g}'" in str(err)), None)
+        choice = next((o.split("=", 1)[1] for o in overrides if group and o.lstrip("+~").startswith(f"{group}=")), "?")
+        if group:
+            raise UserError(f"unknown {group} config '{choice}'; available: {', '.join(available(group, root))}") from err
+        raise UserError(f"config not found: {_first_line(err)}") from err
+    except (HydraException, OmegaConfBaseException, ValueError) as err:
+        raise UserError(f"bad config or override: {_first_line(err)}") from err
 
-    def walk(value: Any, seen: frozenset[str]) -> Any:
-        if isinstance(value, dict):
-            return {k: walk(v, seen) for k, v in value.items()}
-        if isinstance(value, list):
-            return [walk(v, seen) for v in value]
-        if isinstance(value, str):
-            whole = _REFERENCE.fullmatch(value)
-            if whole:
-                return lookup(whole.group(1), seen)
-            return _REFERENCE.sub(lambda m: str(lookup(m.group(1), seen)), value)
-        return value
 
-    return walk(config, frozenset())
+def _force_class_parameters(root: Path, overrides: list[str]) -> list[str]:
+    """Check every plain `a.b=v` override names an existing key (one line listing the valid ones),
+    and turn `group.param=v`, for a parameter of the group's class its YAML does not list, into `++`."""
+    from omegaconf import DictConfig, OmegaConf
+
+    parsed = _parse(overrides)
+    choices_only = [o.input_line for o in parsed if o.key_or_group in GROUPS or o.key_or_group.startswith("hydra.")]
+    base = _compose(root, choices_only)
+    result = []
+    for override, line in zip(parsed, overrides):
+        key = override.key_or_group
+        if override.type.name != "CHANGE" or override.package or key in GROUPS or key.startswith("hydra.") or "/" in key:
+            result.append(line)
+            continue
+        parts = key.split(".")
+        node: Any = base
+        for depth, part in enumerate(parts):
+            where = ".".join(parts[:depth]) or "the top level"
+            if not isinstance(node, DictConfig):
+                raise UserError(f"cannot set '{key}': {where} is not a mapping")
+            valid = [k for k in node.keys() if k != "hydra"]
+            if depth == 1 and parts[0] in GROUPS and "_target_" in node:
+                try:
+                    valid += [p for p in parameters(target_class(parts[0], node["_target_"])) if p not in node]
+                except UserError:
+                    pass
+            if part not in valid:
+                last = depth == len(parts) - 1
+                raise UserError(
+                    f"unknown config key '{key}' ('{part}' is not in {where}); valid keys: {', '.join(map(str, valid))}"
+                    + (f"; prefix with + to add a new key (+{key}=...)" if last else "")
+                )
+            if part not in node:  # a class parameter the YAML leaves at its default
+                line = "++" + line
+                break
+            node = OmegaConf.select(node, part, throw_on_missing=False) if depth < len(parts) - 1 else None
+        result.append(line)
+    return result
 
 
 def compose(argv: Sequence[str], root: Path = CONFIG_ROOT) -> tuple[dict[str, Any], dict[str, str | None]]:
-    """(resolved config, {group: chosen config name}) from the command line."""
-    top = load_yaml(Path(root) / "merge.yaml")
-    choices: dict[str, str | None] = {g: top.get(g) for g in GROUPS}
-    overrides: list[tuple[str, Any, bool]] = []
-    for arg in argv:
-        if "=" not in arg:
-            raise UserError(f"argument '{arg}' is not key=value; e.g. method=task_arithmetic method.scaling_factor=0.5")
-        key, text = arg.split("=", 1)
-        add = key.startswith("+")
-        key = key.lstrip("+")
-        if key in GROUPS:
-            choices[key] = None if text.strip().lower() in ("", "null", "none") else text.strip()
-        else:
-            overrides.append((key, parse_value(text), add))
+    """(resolved config as plain containers, {group: chosen config name}) for one job."""
+    config, choices, _hydra = compose_job(list(argv), root)
+    return config, choices
+
+
+def compose_job(overrides: list[str], root: Path = CONFIG_ROOT) -> tuple[dict[str, Any], dict[str, str | None], dict[str, Any]]:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = _null_groups(overrides)
+    parsed = _parse(overrides)
+    check_overrides(parsed)
+    if any(o.is_sweep_override() for o in parsed):
+        raise UserError("comma-separated values sweep only with -m (multirun), e.g. -m method.scaling_factor=0.1,0.3")
+    cfg = _compose(root, _force_class_parameters(root, list(overrides)))
+    choices_node = cfg.hydra.runtime.choices
+    choices = {g: (str(choices_node[g]) if g in choices_node and choices_node[g] not in (None, "null") else None) for g in GROUPS}
+    hydra_node = OmegaConf.to_container(cfg.hydra, resolve=False)
+    OmegaConf.set_struct(cfg, False)
+    del cfg["hydra"]
+    for group in GROUPS:
+        if group not in cfg:
+            cfg[group] = None
+    for key, default in PATH_DEFAULTS.items():
+        if cfg.get(key) is None:
+            cfg[key] = str(default)
     if choices["method"] is None or choices["modelpool"] is None:
         raise UserError("a merge needs method=<name> and modelpool=<name>; only taskpool may be null")
-    config = {k: v for k, v in top.items() if k not in GROUPS}
-    for group in GROUPS:
-        config[group] = load_group(group, choices[group], root) if choices[group] else None
-    for key, value, add in overrides:
-        set_dotted(config, key, value, add)
-    for key, default in PATH_DEFAULTS.items():
-        if config.get(key) is None:
-            config[key] = str(default)
-    return resolve(config), choices
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    except OmegaConfBaseException as err:
+        raise UserError(f"config interpolation failed: {_first_line(err)}") from err
+    return config, choices, hydra_node
 
 
-__all__ = ["CONFIG_ROOT", "GROUPS", "TARGETS", "available", "compose", "load_group", "parse_value", "resolve", "set_dotted"]
+def config_yaml(config: dict[str, Any]) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.create(config))
+
+
+__all__ = ["CONFIG_ROOT", "GROUPS", "CliRequest", "available", "compose", "compose_job", "config_yaml", "parse_command_line", "sweep"]

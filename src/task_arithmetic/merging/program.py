@@ -59,7 +59,24 @@ def print_results(results: dict[str, Any]) -> None:
         print(f"  {name:24s} accuracy {row['accuracy']:.4f}  loss {row['loss']:.4f}")
 
 
+def seed_everything(seed: Any) -> None:
+    """FusionBench's `seed`: Python's, NumPy's and torch's generators (DARE's masks have their own)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from .base import integer
+
+    value = integer("seed", seed)
+    random.seed(value)
+    np.random.seed(value % 2**32)
+    torch.manual_seed(value)
+
+
 def run_program(config: dict[str, Any], choices: dict[str, str | None]) -> dict[str, Any]:
+    if config.get("seed") is not None:
+        seed_everything(config["seed"])
     if config.get("print_config", True):
         print(yaml.safe_dump({"choices": choices, **config}, sort_keys=False).rstrip())
     method = instantiate("method", config["method"])
