@@ -85,8 +85,8 @@ def test_unknown_keys_and_names_are_user_errors_listing_the_valid_ones():
 def test_every_shipped_config_instantiates():
     for name in available("method"):
         config, _ = compose([f"method={name}", "taskpool=null"])
-        if name == "weighted_task_arithmetic":
-            with pytest.raises(UserError, match="scaling_factors must be set"):
+        if name in ("weighted_task_arithmetic", "linear/weighted_average"):
+            with pytest.raises(UserError, match="(scaling_factors|weights) must be set"):
                 instantiate("method", config["method"])
             continue
         assert instantiate("method", config["method"]).settings()
