@@ -144,12 +144,19 @@ def _force_class_parameters(root: Path, overrides: list[str]) -> list[str]:
     from omegaconf import DictConfig, OmegaConf
 
     parsed = _parse(overrides)
+
+    def plain(o: Any) -> bool:
+        key = o.key_or_group
+        return o.type.name == "CHANGE" and not o.package and key not in GROUPS and not key.startswith("hydra.") and "/" not in key
+
+    if not any(plain(o) for o in parsed):
+        return list(overrides)  # group choices only: nothing to check, one composition saved
     choices_only = [o.input_line for o in parsed if o.key_or_group in GROUPS or o.key_or_group.startswith("hydra.")]
     base = _compose(root, choices_only)
     result = []
     for override, line in zip(parsed, overrides):
         key = override.key_or_group
-        if override.type.name != "CHANGE" or override.package or key in GROUPS or key.startswith("hydra.") or "/" in key:
+        if not plain(override):
             result.append(line)
             continue
         parts = key.split(".")
