@@ -1,13 +1,16 @@
 """Atomic file writes and the suite's one weight format: safetensors + a JSON of metadata.
 
-A weights file `X.safetensors` always has its metadata beside it in `X.json`. Loading never
-unpickles anything, so a checkpoint cannot run code.
+A weights file `X.safetensors` always has its metadata beside it in `X.json`, including the
+file's content digest, checked on every read. Loading never unpickles anything, so a checkpoint
+cannot run code. Write failures (full disk, read-only folder) become one clear line and leave
+the previous version of the file in place.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,41 +20,65 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import UserError
+from .storage.checksums import DIGEST_KEY, DamagedFile, file_digest, verify_digest
+from .storage.write_errors import translating_write_errors
+
+_TEMP_SUFFIX = ".tmp"
+
+
+def _normal_permissions(path: str | Path) -> None:
+    # mkstemp (and safetensors) create 0600; outputs should be as readable as any other file the user writes.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _temp_beside(path: Path) -> str:
     """A temporary file in the target's folder (so the rename is atomic), with normal permissions."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP_SUFFIX)
     os.close(fd)
-    # mkstemp creates 0600; outputs should be as readable as any other file the user writes.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    _normal_permissions(tmp)
     return tmp
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the half-written temporaries a killed writer left in `folder` (call only while owning it)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = [p for p in folder.glob(f".*{_TEMP_SUFFIX}") if p.is_file()]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same folder and rename, so readers never see half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(path)
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with translating_write_errors(path, len(data)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _temp_beside(path)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _json_text(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_text(path, _json_text(obj))
 
 
 def read_json(path: Path) -> Any:
@@ -60,8 +87,19 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except FileNotFoundError as err:
         raise UserError(f"{path} does not exist") from err
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); delete it and re-run the step that writes it") from err
+    except IsADirectoryError as err:
+        raise UserError(f"{path} is a folder, expected a JSON file") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        where = f" ({err.msg} at line {err.lineno})" if isinstance(err, json.JSONDecodeError) else ""
+        raise UserError(f"{path} is not valid JSON{where}; delete it and re-run the step that writes it") from err
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """read_json for files that must hold a JSON object (metadata, states)."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise UserError(f"{path} holds a JSON {type(data).__name__}, expected an object; delete it and re-run the step that writes it")
+    return data
 
 
 def metadata_path(weights_path: Path) -> Path:
@@ -69,35 +107,70 @@ def metadata_path(weights_path: Path) -> Path:
 
 
 def save_weights(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]) -> Path:
-    """Save tensors to `path` (.safetensors) and metadata to the JSON beside it, both atomically.
+    """Save tensors to `path` (.safetensors) and metadata (with the file's digest) to the JSON beside it.
 
-    The JSON is written last: its presence marks a complete checkpoint.
+    The JSON is the mark of a complete file: an existing one is removed just before the new
+    weights are renamed into place and the new one is renamed in right after, so a kill never
+    leaves new weights described by old metadata.
     """
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"weights path must end in .safetensors, got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     contiguous = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
-    tmp = _temp_beside(path)
-    try:
-        save_file(contiguous, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    atomic_write_json(metadata_path(path), dict(metadata))
+    needed = sum(t.numel() * t.element_size() for t in contiguous.values())
+    meta_file = metadata_path(path)
+    with translating_write_errors(path, needed):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _temp_beside(path)
+        meta_tmp = None
+        try:
+            save_file(contiguous, tmp)
+            _normal_permissions(tmp)  # safetensors writes a new file of its own
+            full_meta = {**dict(metadata), DIGEST_KEY: file_digest(Path(tmp))}
+            meta_tmp = _temp_beside(meta_file)
+            with open(meta_tmp, "w") as handle:
+                handle.write(_json_text(full_meta))
+                handle.flush()
+                os.fsync(handle.fileno())
+            meta_file.unlink(missing_ok=True)
+            os.replace(tmp, path)
+            os.replace(meta_tmp, meta_file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            if meta_tmp is not None:
+                Path(meta_tmp).unlink(missing_ok=True)
+            raise
     return path
 
 
 def load_weights(path: Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Load a weights file and its metadata; a clear UserError when either is missing or corrupt."""
+    """Load a weights file and its metadata, checking the recorded digest.
+
+    DamagedFile when a file this suite wrote (it has metadata) is truncated or altered; a clear
+    UserError when the file is missing or foreign.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, expected a .safetensors weights file")
     if not path.is_file():
         raise UserError(f"weights file {path} does not exist")
+    meta_file = metadata_path(path)
+    metadata = read_json_object(meta_file) if meta_file.is_file() else {}
+    recorded = metadata.get(DIGEST_KEY)
+    verify_digest(path, recorded if isinstance(recorded, str) else None)
     try:
         tensors = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as err:
+        if metadata:
+            raise DamagedFile(path, f"it cannot be parsed: {err}") from err
         raise UserError(f"cannot read weights file {path} ({err}); it must be a .safetensors file written by this suite") from err
-    meta_file = metadata_path(path)
-    metadata = read_json(meta_file) if meta_file.is_file() else {}
     return tensors, metadata
+
+
+def load_cached_weights(path: Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """load_weights for caches: None (after one line saying it is rebuilt) when the file is damaged."""
+    try:
+        return load_weights(path, device)
+    except DamagedFile as err:
+        print(f"{err.path} is damaged ({err.detail.split(';')[0]}); rebuilding it", file=sys.stderr)
+        return None

@@ -1,0 +1,1 @@
+"""Keeping outputs whole: one writer per folder (locks), content digests, clear write errors."""
