@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         from task_arithmetic.training.preemption import EXIT_PREEMPTED
 
         return EXIT_PREEMPTED
-    if result.status == "finished":
+    if result.status == "finished" and result.is_main:  # under torchrun only rank 0 reports
         print(f"saved {result.path}")
     return 0
 

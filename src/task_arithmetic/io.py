@@ -172,5 +172,10 @@ def load_cached_weights(path: Path, device: str | torch.device = "cpu") -> tuple
     try:
         return load_weights(path, device)
     except DamagedFile as err:
-        print(f"{err.path} is damaged ({err.detail.split(';')[0]}); rebuilding it", file=sys.stderr)
+        announce_rebuild(err)
         return None
+
+
+def announce_rebuild(err: DamagedFile) -> None:
+    """The one line a transparently rebuilt cache gets."""
+    print(f"{err.path} is damaged ({err.detail.split(';')[0]}); rebuilding it", file=sys.stderr)

@@ -20,7 +20,8 @@ from open_clip.transform import PreprocessCfg
 from torch.utils.data import TensorDataset
 
 from ..errors import UserError
-from ..io import load_weights, save_weights
+from ..io import load_cached_weights, save_weights
+from ..storage.write_errors import WriteFailed
 from .catalog import EmbeddedTask
 from .families.handwritten import load_sklearn_digits, render_handwritten
 from .generate import balanced_labels, render_family, stream_seed
@@ -76,8 +77,9 @@ def cache_path(data_location: Path, task: EmbeddedTask, split: str) -> Path:
 def split_arrays(task: EmbeddedTask, split: str, data_location: Path) -> tuple[np.ndarray, np.ndarray]:
     """The split's uint8 images and labels, from the disk cache or freshly generated (and cached)."""
     path = cache_path(data_location, task, split)
-    if path.is_file() and path.with_suffix(".json").is_file():
-        tensors, _ = load_weights(path)
+    cached = load_cached_weights(path) if path.is_file() and path.with_suffix(".json").is_file() else None
+    if cached is not None:
+        tensors, _ = cached
         return tensors["images"].numpy(), tensors["labels"].numpy()
     images, labels = generate_split(task, split)
     try:
@@ -86,7 +88,7 @@ def split_arrays(task: EmbeddedTask, split: str, data_location: Path) -> tuple[n
             {"images": torch.from_numpy(images), "labels": torch.from_numpy(labels)},
             {"format": "embedded_split", "task": task.name, "split": split, "generator_version": GENERATOR_VERSION, "n": int(len(labels))},
         )
-    except OSError:
+    except (OSError, WriteFailed):
         pass  # a read-only data location: keep the split in memory only
     return images, labels
 

@@ -23,7 +23,7 @@ from torch import nn
 from torch.func import vmap
 from torch.utils.data import DataLoader
 
-from ..io import load_weights, metadata_path, save_weights
+from ..io import load_cached_weights, metadata_path, save_weights
 from ..models.linearize import select_jvp
 from ..vectors.streaming import stack_checkpoints
 
@@ -150,7 +150,10 @@ class TangentCacheStore:
         path = self._file(dataset, split, suffix)
         if not metadata_path(path).is_file() or not path.is_file():
             return None, {}
-        tensors, meta = load_weights(path, self.computer.device)
+        loaded = load_cached_weights(path, self.computer.device)
+        if loaded is None:
+            return None, {}
+        tensors, meta = loaded
         if meta.get("format") != CACHE_FORMAT or meta.get("base") != base_digest:
             return None, {}
         tangents = {k.removeprefix("tangent."): v for k, v in tensors.items() if k.startswith("tangent.")}

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..io import load_weights, save_weights
+from ..io import load_cached_weights, save_weights
 from ..paths import Layout
 from .factory import ModelSpec, check_cache_source, create_clip
 
@@ -71,8 +71,9 @@ def get_head(
     """Load the cached head for (model, task) or build and cache it. Rebuilt if the prompts changed."""
     path = layout.head(spec.model_id, task)
     digest = _prompt_digest(classnames, templates)
-    if path.is_file():
-        tensors, meta = load_weights(path)
+    cached = load_cached_weights(path) if path.is_file() else None
+    if cached is not None:
+        tensors, meta = cached
         check_cache_source(meta, spec, path)
         if meta.get("prompt_digest") == digest:
             return ClassificationHead(tensors["weight"]).to(device)

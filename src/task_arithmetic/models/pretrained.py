@@ -10,7 +10,9 @@ from pathlib import Path
 import torch
 
 from ..data.registry import get_task
+from ..io import announce_rebuild
 from ..paths import Layout
+from ..storage.checksums import DamagedFile
 from .encoder import ImageEncoder, encoder_from_clip, load_encoder
 from .factory import ModelSpec, check_cache_source, create_clip
 from .heads import ClassificationHead, get_head
@@ -20,9 +22,13 @@ def zeroshot_encoder(spec: ModelSpec, layout: Layout, device: str | torch.device
     """The pre-trained image encoder; the first call saves it to layout.zeroshot(model_id)."""
     path = layout.zeroshot(spec.model_id)
     if path.is_file():
-        encoder = load_encoder(path, device, expect_model=spec.name)
-        check_cache_source(encoder.metadata, spec, path)
-        return encoder
+        try:
+            encoder = load_encoder(path, device, expect_model=spec.name)
+        except DamagedFile as err:
+            announce_rebuild(err)  # theta_0 is derived from the weights source: rebuild it
+        else:
+            check_cache_source(encoder.metadata, spec, path)
+            return encoder
     clip_model, train_tf, val_tf = create_clip(spec, device)
     encoder = encoder_from_clip(clip_model, spec, train_tf, val_tf)
     encoder.save(path)

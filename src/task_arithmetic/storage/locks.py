@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from .write_errors import translating_write_errors
 
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 600.0  # twenty missed heartbeats: generous for clock skew between cluster nodes
@@ -94,7 +95,8 @@ class FileLock:
         self.release()
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with translating_write_errors(self.path, 4096):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         me = Holder(
             host=socket.gethostname(), pid=os.getpid(), token=uuid.uuid4().hex, proc_start=_proc_start(os.getpid()),
             started=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -128,7 +130,8 @@ class FileLock:
 
     def _try_create(self, me: Holder) -> bool:
         tmp = self.path.with_name(f"{self.path.name}.{me.token}.new")
-        tmp.write_text(json.dumps(asdict(me)))
+        with translating_write_errors(self.path, 4096):
+            tmp.write_text(json.dumps(asdict(me)))
         try:
             os.link(tmp, self.path)
             return True

@@ -33,6 +33,7 @@ from .config import FinetuneConfig, resolve_config
 from .data import EpochPlan, epoch_loader, loader_workers, subsample
 from .distributed import DistContext, average_gradients, barrier, init_distributed, shutdown, sum_over_processes
 from .model import Trainee, build_trainee
+from .ownership import owned_run_folder
 from .preemption import StopFlag
 from .regularizers import PenaltySource
 from .schedule import learning_rate
@@ -51,6 +52,7 @@ class FinetuneResult:
     path: Path  # the fine-tuned weights (present when finished or skipped)
     steps: int  # optimiser steps taken so far
     config: FinetuneConfig
+    is_main: bool = True  # rank 0 (or the only process): the one that reports
 
 
 @dataclass(frozen=True)
@@ -79,21 +81,26 @@ def run_finetune(cfg: FinetuneConfig) -> FinetuneResult:
         steps = int(read_json(metadata_path(paths.weights)).get("steps", 0))
         print(f"{cfg.task} {cfg.run}: already finished ({paths.weights}); pass --force to train again", file=sys.stderr)
         return FinetuneResult("skipped", paths.weights, steps, cfg)
-    ctx, device = init_distributed(cfg.device)
-    try:
-        return _train(cfg, spec, layout, paths, ctx, device)
-    finally:
-        shutdown(ctx)
+    # The stop signals are handled from here to the end, so a SIGTERM during set-up or the final
+    # save still ends with a saved state and EXIT_PREEMPTED (or a finished run), never 143.
+    with StopFlag() as stop:
+        ctx, device = init_distributed(cfg.device)
+        try:
+            with owned_run_folder(paths.run_dir, ctx, device, temp_folders=(paths.state,)):
+                return _train(cfg, spec, layout, paths, ctx, device, stop)
+        finally:
+            shutdown(ctx)
 
 
-def _train(cfg: FinetuneConfig, spec: ModelSpec, layout: Layout, paths: RunPaths, ctx: DistContext, device: torch.device) -> FinetuneResult:
+def _train(cfg: FinetuneConfig, spec: ModelSpec, layout: Layout, paths: RunPaths, ctx: DistContext, device: torch.device, stop: StopFlag) -> FinetuneResult:
     assert cfg.batch_size is not None and cfg.penalty_batch is not None and cfg.penalty_coef is not None
     if cfg.batch_size % ctx.world:
         raise UserError(f"--batch-size {cfg.batch_size} is not divisible by the {ctx.world} processes; choose a multiple of {ctx.world}")
     limit_threads()
     cfg = dataclasses.replace(cfg, num_workers=loader_workers(cfg.num_workers, device, get_task(cfg.task).tensor_native))
     if cfg.force and ctx.is_main:
-        _clear_run(paths)
+        # Start over, but the finished model stays until the new one replaces it (save_weights).
+        shutil.rmtree(paths.state, ignore_errors=True)
     barrier(ctx)
 
     # theta_0 is shared by every run of the model: with random weights (pretrained=None) it must
@@ -126,21 +133,15 @@ def _train(cfg: FinetuneConfig, spec: ModelSpec, layout: Layout, paths: RunPaths
         penalty = PenaltySource.create(cfg.variant, penalty_sets, cfg.penalty_batch, cfg.seed, start, ctx.rank, ctx.world, min(cfg.num_workers or 0, 1))
 
     loop = _Loop(cfg, trainee, optimizer, params, plan, train_set, penalty, total_steps, paths, ctx, device)
-    status = loop.run(start)
+    status = loop.run(start, stop)
     if status == "preempted":
-        return FinetuneResult("preempted", paths.weights, loop.step, cfg)
+        return FinetuneResult("preempted", paths.weights, loop.step, cfg, ctx.is_main)
     if ctx.is_main:
         extra = _final_metadata(cfg, total_steps, ctx.world)
         trainee.encoder.save(paths.weights, extra)
         shutil.rmtree(paths.state, ignore_errors=True)
     barrier(ctx)
-    return FinetuneResult("finished", paths.weights, total_steps, cfg)
-
-
-def _clear_run(paths: RunPaths) -> None:
-    shutil.rmtree(paths.state, ignore_errors=True)
-    for path in (metadata_path(paths.weights), paths.weights, paths.log):
-        path.unlink(missing_ok=True)
+    return FinetuneResult("finished", paths.weights, total_steps, cfg, ctx.is_main)
 
 
 def _theta0_and_head(spec: ModelSpec, cfg: FinetuneConfig, layout: Layout, ctx: DistContext) -> tuple[ImageEncoder, ClassificationHead]:
@@ -200,7 +201,7 @@ class _Loop:
         self.step = 0
         self.micro_batch = min(cfg.micro_batch or plan.local_batch, plan.local_batch)
 
-    def run(self, start: int) -> str:
+    def run(self, start: int, stop: StopFlag) -> str:
         self.step = start
         cfg, main = self.cfg, self.ctx.is_main
         log = StepLog(self.paths.log, start) if main else None
@@ -209,7 +210,11 @@ class _Loop:
         self.trainee.train()
         reseed = not get_task(cfg.task).tensor_native  # only augmenting datasets need per-sample RNGs
         try:
-            with StopFlag() as stop:
+            if self._agreed(stop.requested):  # a signal during set-up: the saved state is the resume point
+                if main:
+                    print(f"{cfg.task} {cfg.run}: stop signal received during set-up; re-run the same command to resume from step {self.step}", file=sys.stderr)
+                return "preempted"
+            with stop:
                 while self.step < self.total:
                     epoch, batch_index = divmod(self.step, self.plan.steps_per_epoch)
                     loader = epoch_loader(
@@ -263,7 +268,15 @@ class _Loop:
         lr = learning_rate(self.step, cfg.lr, cfg.warmup, self.total)  # type: ignore[arg-type]
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.optimizer.step()
+        try:
+            self.optimizer.step()
+        except RuntimeError as err:
+            if "overflow" not in str(err):
+                raise
+            raise TrainingDiverged(
+                f"training diverged: the optimiser update overflowed at step {self.step + 1} (--lr {cfg.lr:g}); "
+                "lower --lr (the paper uses 1e-5)"
+            ) from err
         self.step += 1
         record: dict[str, Any] = {
             "step": self.step, "epoch": epoch, "batch": batch_index, "lr": lr, "loss": stats.loss,
@@ -273,6 +286,10 @@ class _Loop:
             record["tau_jp"] = stats.tau_jp
             record["penalty"] = (cfg.penalty_coef or 0.0) * stats.tau_jp
         return record, stop_now
+
+    def _agreed(self, flag: bool) -> bool:
+        """True on every process when any process has the flag set."""
+        return bool(sum_over_processes(torch.tensor([float(flag)], dtype=torch.float64), self.ctx, self.device)[0] > 0)
 
     def _clip(self) -> float:
         clip = self.cfg.clip or 0.0

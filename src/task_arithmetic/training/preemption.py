@@ -22,6 +22,7 @@ class StopFlag:
     def __init__(self) -> None:
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
+        self._depth = 0
 
     @property
     def requested(self) -> bool:
@@ -31,6 +32,10 @@ class StopFlag:
         self.signum = signum
 
     def __enter__(self) -> "StopFlag":
+        # Re-entrant: the run holds the flag from set-up to the final save, the loop enters it again.
+        self._depth += 1
+        if self._depth > 1:
+            return self
         # Signal handlers can only be installed from the main thread (a library caller may
         # run us elsewhere; then the process's own handling stays in charge).
         if threading.current_thread() is threading.main_thread():
@@ -39,6 +44,9 @@ class StopFlag:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth > 0:
+            return
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
         self._previous.clear()

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..io import atomic_write_json, load_weights, metadata_path, read_json, save_weights
+from ..io import atomic_write_json, load_weights, metadata_path, read_json_object, save_weights
+from ..storage.checksums import DamagedFile
 
 STATE_FILE = "state.json"
 STATE_FORMAT = "train_state/1"
@@ -106,7 +107,7 @@ def load_train_state(folder: Path, model: nn.Module, optimizer: torch.optim.Opti
     state_file = folder / STATE_FILE
     if not state_file.is_file():
         return None
-    meta = read_json(state_file)
+    meta = read_json_object(state_file)
     if meta.get("format") != STATE_FORMAT:
         raise UserError(f"{state_file} is not a training state of this suite (format {meta.get('format')!r}); delete {folder} or re-run with --force")
     saved = meta.get("fingerprint", {})
@@ -114,7 +115,13 @@ def load_train_state(folder: Path, model: nn.Module, optimizer: torch.optim.Opti
         changed = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {fingerprint.get(k)!r}" for k in changed[:3])
         raise UserError(f"the saved training state in {folder} was made with other settings ({detail}); re-run with the same settings, or --force to start over")
-    tensors, _ = load_weights(folder / meta["tensors"])
+    try:
+        tensors, _ = load_weights(folder / str(meta.get("tensors")))
+    except DamagedFile as err:
+        raise UserError(
+            f"the saved training state {err.path} is damaged ({err.detail}); re-run with --force to start this run over, "
+            f"or delete {folder} and re-run the same command"
+        ) from err
     model_state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
     model.load_state_dict(model_state)
     _restore_optimizer(optimizer, tensors, meta.get("optimizer", {}))
@@ -124,4 +131,4 @@ def load_train_state(folder: Path, model: nn.Module, optimizer: torch.optim.Opti
 
 def saved_step(folder: Path) -> int | None:
     state_file = Path(folder) / STATE_FILE
-    return int(read_json(state_file)["step"]) if state_file.is_file() else None
+    return int(read_json_object(state_file).get("step", 0)) if state_file.is_file() else None

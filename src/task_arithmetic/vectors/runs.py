@@ -9,6 +9,7 @@ from typing import Sequence
 
 from ..errors import UserError
 from ..io import metadata_path, read_json
+from ..storage.checksums import DIGEST_KEY, DamagedFile, verify_digest
 from ..models.factory import ModelSpec
 from ..paths import MODES, REGULARIZERS, TAU_JP_VARIANTS, Layout, run_name
 
@@ -99,4 +100,9 @@ def finetuned_checkpoint(spec: ModelSpec, task: str, recipe: RunRecipe, layout: 
             f"{path} was trained in mode {meta.get('mode')!r}, expected {recipe.training_mode!r}; "
             f"the run folder is inconsistent, re-run: {command}"
         )
+    # Final weights are never rebuilt behind the user's back: a damaged file is an error.
+    try:
+        verify_digest(path, meta.get(DIGEST_KEY))
+    except DamagedFile as err:
+        raise UserError(f"fine-tuned weights {path} are damaged ({err.detail}); remake them with: {command} --force") from err
     return path
