@@ -156,7 +156,7 @@ def load_weights(path: Path, device: str | torch.device = "cpu") -> tuple[dict[s
         raise UserError(f"weights file {path} does not exist")
     meta_file = metadata_path(path)
     metadata = read_json_object(meta_file) if meta_file.is_file() else {}
-    recorded = metadata.get(DIGEST_KEY)
+    recorded = metadata.pop(DIGEST_KEY, None)  # the file's own digest, not part of what it describes
     verify_digest(path, recorded if isinstance(recorded, str) else None)
     try:
         tensors = load_file(str(path), device=str(device))

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import UserError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CHECKPOINT_ROOT = REPO_ROOT / "checkpoints"
 DEFAULT_RESULTS_ROOT = REPO_ROOT / "results"
@@ -25,6 +27,13 @@ DEFAULT_DATA_LOCATION = REPO_ROOT / "data"
 MODES = ("standard", "linear", "posthoc")
 REGULARIZERS = ("none", "tau_jp")
 TAU_JP_VARIANTS = ("efficient", "strict", "continual")
+
+
+def check_folder_flag(flag: str, path: str | Path) -> None:
+    """A root given on the command line must be a folder (or not exist yet), never a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a folder; pass a folder (it is created if missing)")
 
 
 def run_name(mode: str, reg: str = "none", variant: str = "efficient", tag: str = "") -> str:

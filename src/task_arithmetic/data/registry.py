@@ -100,4 +100,9 @@ def parse_task_list(text: str | Sequence[str]) -> list[str]:
     benchmarks = {t.benchmark for t in _TASKS.values()}
     if len(items) == 1 and items[0] in benchmarks:
         return benchmark_tasks(items[0])
-    return [get_task(item).name for item in items]
+    names = [get_task(item).name for item in items]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        # a repeated task would add its task vector twice (or weigh it twice in a mean)
+        raise UserError(f"the task list {','.join(items)} names {', '.join(repeated)} more than once; list each task once")
+    return names

@@ -10,24 +10,35 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
+import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..data.registry import get_task, parse_task_list
 from ..errors import UserError
 from ..models.factory import ModelSpec, parse_pretrained
-from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, MODES, REGULARIZERS, TAU_JP_VARIANTS, Layout
+from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, MODES, REGULARIZERS, TAU_JP_VARIANTS, Layout, check_folder_flag
 from ..vectors.runs import RunRecipe
 from .addition import evaluate_addition
 from .data import EVAL_SPLITS
 from .disentanglement import GRID_LIMIT, GRID_POINTS, evaluate_disentanglement
 from .negation import CONTROL_RATIO, evaluate_negation
 from .pairs import evaluate_pairs
-from .results import write_results
+from .results import results_lock, write_results
 from .selection import mean, symmetric_grid
 from .session import EvalOptions, EvalSession, RunSelection, default_control
 from .single_task import evaluate_single_task
 from .tau_jp import evaluate_tau_jp
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -89,7 +100,7 @@ def _control(args: argparse.Namespace, session: EvalSession) -> str:
 
 def _add_negation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--control", default=None, help="control task (default: the benchmark's, e.g. ImageNet)")
-    p.add_argument("--control-ratio", type=float, default=CONTROL_RATIO, help="control Val acc must stay >= ratio x zero-shot")
+    p.add_argument("--control-ratio", type=finite_float, default=CONTROL_RATIO, help="control Val acc must stay >= ratio x zero-shot")
 
 
 def _add_tau_jp_args(p: argparse.ArgumentParser) -> None:
@@ -99,7 +110,7 @@ def _add_tau_jp_args(p: argparse.ArgumentParser) -> None:
 
 def _add_disentanglement_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pairs", default=None, help="pairs as A+B,C+D, or 'all' (default: the first two tasks)")
-    p.add_argument("--grid-limit", type=float, default=GRID_LIMIT, help="coefficients span [-limit, limit]")
+    p.add_argument("--grid-limit", type=finite_float, default=GRID_LIMIT, help="coefficients span [-limit, limit]")
     p.add_argument("--grid-points", type=positive_int, default=GRID_POINTS)
     p.add_argument("--split", choices=EVAL_SPLITS, default="test")
 
@@ -169,11 +180,14 @@ def build_parser(evaluation: str, description: str | None = None) -> argparse.Ar
 
 
 def run_command(evaluation: str, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    for flag, root in (("--checkpoint-root", args.checkpoint_root), ("--results-root", args.results_root), ("--data-location", args.data_location)):
+        check_folder_flag(flag, root)
     selection = selection_from_args(args)
-    session = EvalSession(selection, options_from_args(args))
-    _, runner = COMMANDS[evaluation]
-    results, extra = runner(session, args)
-    path = write_results(selection.layout, selection.spec.model_id, selection.recipe.results_run, evaluation, session.settings(**extra), results)
+    with results_lock(selection.layout.results(selection.spec.model_id, selection.recipe.results_run, evaluation)):
+        session = EvalSession(selection, options_from_args(args))
+        _, runner = COMMANDS[evaluation]
+        results, extra = runner(session, args)
+        path = write_results(selection.layout, selection.spec.model_id, selection.recipe.results_run, evaluation, session.settings(**extra), results)
     return path, results
 
 

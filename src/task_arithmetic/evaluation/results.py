@@ -8,8 +8,14 @@ from typing import Any, Mapping
 
 from ..io import atomic_write_json
 from ..paths import Layout
+from ..storage.locks import FileLock
 
 EVALUATIONS = ("single_task", "addition", "negation", "pairs", "tau_jp", "disentanglement")
+
+
+def results_lock(path: Path) -> FileLock:
+    """One evaluation at a time writes a results file: a second one stops with the holder's name."""
+    return FileLock(path.with_name(path.name + ".lock"), what=f"results file {path}")
 
 
 def write_results(layout: Layout, model_id: str, run: str, evaluation: str, settings: Mapping[str, Any], results: Mapping[str, Any]) -> Path:

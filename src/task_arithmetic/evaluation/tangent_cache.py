@@ -11,6 +11,7 @@ each checkpoint and the data subset decides which stored tangents are still vali
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -25,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from ..io import load_cached_weights, metadata_path, save_weights
 from ..models.linearize import select_jvp
+from ..storage.locks import FileLock
 from ..vectors.streaming import stack_checkpoints
 
 LOG = logging.getLogger(__name__)
@@ -133,16 +135,36 @@ class TangentCacheStore:
         base = {**self.base_key, "dataset": dataset, "split": split, "n": size, "version": CACHE_VERSION}
         base_digest = hashlib.sha256(json.dumps(base, sort_keys=True, default=str).encode()).hexdigest()
         stored, stored_sigs = self._read(dataset, split, suffix, base_digest)
-        missing = {t: p for t, p in self.checkpoints.items() if stored is None or stored_sigs.get(t) != self.signatures[t]}
+        missing = self._missing(stored, stored_sigs)
         if stored is None or missing:
-            fresh = self.computer.compute(missing, loader_factory())
-            if stored is None:
-                stored, stored_sigs = fresh, {}
-            stored.tangents.update(fresh.tangents)
-            stored_sigs.update({t: self.signatures[t] for t in missing})
-            self._write(dataset, split, suffix, base_digest, stored, stored_sigs)
+            with self._building(dataset, split, suffix) as lock:
+                if getattr(lock, "waited", False):  # another evaluation built it while we waited
+                    stored, stored_sigs = self._read(dataset, split, suffix, base_digest)
+                    missing = self._missing(stored, stored_sigs)
+                if stored is None or missing:
+                    stored, stored_sigs = self._compute(dataset, split, suffix, base_digest, loader_factory, stored, stored_sigs, missing)
         self._memory[key] = stored
         return stored
+
+    def _missing(self, stored: FeatureCache | None, stored_sigs: dict[str, str]) -> dict[str, Path]:
+        return {t: p for t, p in self.checkpoints.items() if stored is None or stored_sigs.get(t) != self.signatures[t]}
+
+    def _building(self, dataset: str, split: str, suffix: str) -> contextlib.AbstractContextManager:
+        """One process builds a cache file at a time; the others wait for it and then read it."""
+        if self.folder is None:
+            return contextlib.nullcontext()
+        path = self._file(dataset, split, suffix)
+        return FileLock(path.with_name(path.name + ".lock"), what=f"tangent cache {path}", wait_s=None)
+
+    def _compute(self, dataset: str, split: str, suffix: str, base_digest: str, loader_factory, stored: FeatureCache | None,
+                 stored_sigs: dict[str, str], missing: dict[str, Path]) -> tuple[FeatureCache, dict[str, str]]:
+        fresh = self.computer.compute(missing, loader_factory())
+        if stored is None:
+            stored, stored_sigs = fresh, {}
+        stored.tangents.update(fresh.tangents)
+        stored_sigs.update({t: self.signatures[t] for t in missing})
+        self._write(dataset, split, suffix, base_digest, stored, stored_sigs)
+        return stored, stored_sigs
 
     def _read(self, dataset: str, split: str, suffix: str, base_digest: str) -> tuple[FeatureCache | None, dict[str, str]]:
         if self.folder is None:

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..io import load_weights, save_weights
-from .factory import ModelSpec, check_state_matches, create_clip, quiet_random_init, register_model_config
+from .factory import ModelSpec, check_state_matches, create_clip, quiet_random_init
 
 ENCODER_FORMAT = "image_encoder"
 
@@ -59,12 +59,19 @@ def build_encoder(spec: ModelSpec, device: str | torch.device = "cpu") -> ImageE
 def empty_encoder(metadata: dict[str, Any]) -> ImageEncoder:
     """An encoder of the architecture the metadata describes, randomly initialised."""
     name = metadata.get("model_name")
-    if name is None:
+    if not isinstance(name, str):
         raise UserError("weights metadata has no model_name; the file was not written by this suite's save()")
-    if "model_config" in metadata:
-        register_model_config(name, metadata["model_config"])
-    if open_clip.get_model_config(name) is None:
+    registered = open_clip.get_model_config(name)
+    if registered is None:
         raise UserError(f"weights are for unknown architecture '{name}'; register its open_clip config first")
+    # A file's metadata only describes the architecture: it never (re)defines one for the process,
+    # so a file cannot change what every later model of that name is built as.
+    embedded = metadata.get("model_config")
+    if embedded is not None and embedded != registered:
+        raise UserError(
+            f"the metadata of these weights describes architecture '{name}' differently from the registered one; "
+            "the file was made with another definition of it: use weights saved with this code's definition"
+        )
     with quiet_random_init():
         model, train_tf, val_tf = open_clip.create_model_and_transforms(
             name, pretrained=None, load_weights=False, force_quick_gelu=bool(metadata.get("quick_gelu", False))

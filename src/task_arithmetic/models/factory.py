@@ -10,10 +10,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -40,11 +38,15 @@ _WEIGHT_SOURCE_PACKAGES = ("task_arithmetic.embedded",)
 
 
 @contextlib.contextmanager
-def quiet_random_init() -> Iterator[None]:
-    """Silence open_clip's 'initialized randomly' warning where we load the weights ourselves next."""
+def quiet_random_init(level: int = logging.ERROR) -> Iterator[None]:
+    """Silence open_clip's root-logger messages below `level` for the block.
+
+    ERROR hides its 'initialized randomly' warning where we load the weights ourselves next;
+    CRITICAL also hides its 'Failed to download' line, which the suite replaces with its own.
+    """
     root = logging.getLogger()
     previous = root.level
-    root.setLevel(logging.ERROR)
+    root.setLevel(level)
     try:
         yield
     finally:
@@ -61,15 +63,6 @@ def _load_weight_sources() -> None:
 def register_weight_source(model_name: str, tag: str, resolver: Callable[[str | None], Path]) -> None:
     """Make `--pretrained <tag>` for `model_name` resolve to a local file produced by `resolver`."""
     _WEIGHT_RESOLVERS[(model_name, tag)] = resolver
-
-
-def register_model_config(name: str, config: dict[str, Any]) -> None:
-    """Register an open_clip architecture from a config dict (e.g. one stored in checkpoint metadata)."""
-    if open_clip.get_model_config(name) == config:
-        return
-    folder = Path(tempfile.mkdtemp(prefix="ta_model_config_"))
-    (folder / f"{name}.json").write_text(json.dumps(config))
-    open_clip.add_model_config(folder)
 
 
 @dataclass(frozen=True)
@@ -195,9 +188,10 @@ def _create_from_tag(spec: ModelSpec, quick_gelu: bool):
             "or pass a path to a local weights file"
         )
     try:
-        return open_clip.create_model_and_transforms(
-            spec.name, pretrained=spec.pretrained, force_quick_gelu=quick_gelu, cache_dir=spec.cache_dir, device="cpu"
-        )
+        with quiet_random_init(logging.CRITICAL):
+            return open_clip.create_model_and_transforms(
+                spec.name, pretrained=spec.pretrained, force_quick_gelu=quick_gelu, cache_dir=spec.cache_dir, device="cpu"
+            )
     except RuntimeError as err:
         cache = spec.cache_dir or "~/.cache/huggingface"
         raise UserError(
@@ -210,7 +204,8 @@ def _create_from_tag(spec: ModelSpec, quick_gelu: bool):
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
-        raise UserError(f"weights file {path} does not exist; pass an existing .pt/.bin/.safetensors file")
+        state = "is a folder" if path.is_dir() else "does not exist"
+        raise UserError(f"weights file {path} {state}; pass an existing .pt/.bin/.safetensors file")
     if path.suffix == ".safetensors":
         tensors, _ = load_weights(path)
         return tensors

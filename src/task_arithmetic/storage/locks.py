@@ -15,6 +15,7 @@ import datetime as _dt
 import json
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -78,8 +79,11 @@ def _read_holder(path: Path) -> Holder | None:
 class FileLock:
     """Exclusive ownership of `path` (the lock file) while in the `with` block."""
 
-    def __init__(self, path: Path, what: str, stale_after: float = STALE_AFTER_S, heartbeat: float = HEARTBEAT_S):
+    def __init__(self, path: Path, what: str, stale_after: float = STALE_AFTER_S, heartbeat: float = HEARTBEAT_S, wait_s: float | None = 0.0):
+        """wait_s: how long to wait for a live holder (None: as long as it lives) before LockHeld."""
         self.path = Path(path)
+        self.wait_s = wait_s
+        self.waited = False
         self.what = what
         self.stale_after = stale_after
         self.heartbeat = heartbeat
@@ -101,7 +105,10 @@ class FileLock:
             host=socket.gethostname(), pid=os.getpid(), token=uuid.uuid4().hex, proc_start=_proc_start(os.getpid()),
             started=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         )
-        for _ in range(5):
+        deadline = None if self.wait_s is None else time.monotonic() + self.wait_s
+        announced = False
+        attempts = 0
+        while True:
             if self._try_create(me):
                 self.holder = me
                 self._start_heartbeat()
@@ -109,13 +116,22 @@ class FileLock:
             current = _read_holder(self.path)
             if current is None:
                 continue  # released meanwhile: try again
-            if not self._is_stale(current):
+            if self._is_stale(current):
+                attempts += 1
+                if attempts > 5:
+                    raise LockHeld(f"could not lock {self.what}: {self.path} keeps changing hands; try again")
+                self._take_over(current)
+                continue
+            if deadline is not None and time.monotonic() >= deadline:
                 raise LockHeld(
                     f"{self.what} is in use by {current.describe()} (lock {self.path}); wait for it to finish, "
                     f"or if that process is gone for good delete {self.path}"
                 )
-            self._take_over(current)
-        raise LockHeld(f"could not lock {self.what}: {self.path} keeps changing hands; try again")
+            if not announced:
+                print(f"waiting for {current.describe()}, which is writing {self.what}", file=sys.stderr)
+                announced = True
+            self.waited = True
+            time.sleep(0.5)
 
     def release(self) -> None:
         self._stop.set()

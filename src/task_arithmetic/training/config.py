@@ -16,7 +16,7 @@ from typing import Any
 
 from ..data.registry import benchmark_tasks, control_task, get_task, parse_task_list
 from ..errors import UserError
-from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, TAU_JP_VARIANTS, run_name
+from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, TAU_JP_VARIANTS, check_folder_flag, run_name
 
 TRAIN_MODES = ("standard", "linear")
 REGULARIZERS = ("none", "tau_jp")
@@ -123,7 +123,10 @@ def resolve_config(cfg: FinetuneConfig) -> FinetuneConfig:
     penalty_tasks, task_order = _penalty_setup(cfg, task.name, task.benchmark)
 
     if cfg.init_from is not None and not Path(cfg.init_from).is_file():
-        raise UserError(f"--init-from {cfg.init_from} does not exist; pass a finetuned.safetensors written by this suite")
+        state = "is a folder" if Path(cfg.init_from).is_dir() else "does not exist"
+        raise UserError(f"--init-from {cfg.init_from} {state}; pass a finetuned.safetensors written by this suite")
+    for flag, root in (("--checkpoint-root", cfg.checkpoint_root), ("--results-root", cfg.results_root), ("--data-location", cfg.data_location)):
+        check_folder_flag(flag, root)
     return dataclasses.replace(
         cfg,
         task=task.name,

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..io import atomic_write_text
+from ..storage.write_errors import translating_write_errors
 
 
 class StepLog:
@@ -35,8 +36,10 @@ class StepLog:
         self._handle = self.path.open("a")
 
     def write(self, record: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(record) + "\n")
-        self._handle.flush()
+        line = json.dumps(record) + "\n"
+        with translating_write_errors(self.path, len(line)):
+            self._handle.write(line)
+            self._handle.flush()
 
     def close(self) -> None:
         self._handle.close()
