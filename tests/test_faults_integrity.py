@@ -102,7 +102,7 @@ def test_second_process_on_a_run_is_refused_and_a_killed_holders_lock_is_taken_o
     first = subprocess.Popen(finetune_command(*flags(tmp_path, "--max-steps", "100000", "--save-every", "100000")),
                              cwd=REPO, env=subprocess_env(), stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: layout.train_log(SPEC.model_id, "TrainToyA", RUN).is_file(), first)
+        wait_for(lambda: (run_dir / ".lock").is_file(), first)
         # the same task and mode with another seed writes into the same folder
         with pytest.raises(LockHeld) as err:
             run_finetune(config(tmp_path, max_steps=2, seed=1))
@@ -173,8 +173,12 @@ def test_damaged_train_state_says_what_to_do(tmp_path, monkeypatch, capsys):
     layout, _ = paths(tmp_path)
     state = layout.train_state(SPEC.model_id, "TrainToyA", RUN)
 
-    def crash(*args, **kwargs):
-        raise RuntimeError("killed during the final save")
+    real_save = ImageEncoder.save
+
+    def crash(self, path, extra=None):
+        if Path(path).name == "finetuned.safetensors":
+            raise RuntimeError("killed during the final save")
+        return real_save(self, path, extra)
 
     with monkeypatch.context() as mp:  # leaves the state saved at step 2 behind, as a kill would
         mp.setattr(ImageEncoder, "save", crash)
