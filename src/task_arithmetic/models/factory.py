@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..io import load_weights
+from ..io import load_weights, read_json
 from ..state_dicts import state_mismatch
 
 CONFIG_DIR = Path(__file__).with_name("configs")
@@ -32,6 +32,9 @@ open_clip.add_model_config(CONFIG_DIR)
 # (model name, pseudo-tag) -> function(cache_dir) returning a local full-CLIP weights file,
 # creating it if needed (the embedded benchmark pretrains its own tiny CLIP this way).
 _WEIGHT_RESOLVERS: dict[tuple[str, str], Callable[[str | None], Path]] = {}
+# Architectures registered at run time (from a weights file's or a checkpoint's metadata); their
+# config travels in the metadata of everything built from them so any process can rebuild them.
+_RUNTIME_CONFIGS: set[str] = set()
 
 
 # Packages that register weight sources when imported; imported on first need so that a model
@@ -65,6 +68,7 @@ def register_weight_source(model_name: str, tag: str, resolver: Callable[[str | 
 
 def register_model_config(name: str, config: dict[str, Any]) -> None:
     """Register an open_clip architecture from a config dict (e.g. one stored in checkpoint metadata)."""
+    _RUNTIME_CONFIGS.add(name)
     if open_clip.get_model_config(name) == config:
         return
     folder = Path(tempfile.mkdtemp(prefix="ta_model_config_"))
@@ -94,6 +98,7 @@ class ModelSpec:
         return f"{self.name}-{self.pretrained}"
 
     def metadata(self) -> dict[str, Any]:
+        register_source_config(self.name, self.pretrained)
         meta: dict[str, Any] = {
             "model_name": self.name,
             "weight_source": self.pretrained if self.pretrained is not None else "random",
@@ -103,7 +108,7 @@ class ModelSpec:
         if self.pretrained is not None and _is_file_source(self.pretrained) and Path(self.pretrained).is_file():
             meta["weight_digest"] = weight_file_digest(Path(self.pretrained))
         config = open_clip.get_model_config(self.name)
-        if config is not None and (CONFIG_DIR / f"{self.name}.json").is_file():
+        if config is not None and ((CONFIG_DIR / f"{self.name}.json").is_file() or self.name in _RUNTIME_CONFIGS):
             meta["model_config"] = config
         return meta
 
@@ -151,15 +156,36 @@ def _is_file_source(pretrained: str) -> bool:
     return os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
 
 
+def source_metadata(pretrained: str | None) -> dict[str, Any]:
+    """The metadata JSON beside a weights file (an imported checkpoint declares its architecture
+    and activation there); empty for tags, random init and plain state-dict files."""
+    if pretrained is None or not _is_file_source(pretrained) or Path(pretrained).suffix != ".safetensors":
+        return {}
+    meta_file = Path(pretrained).with_suffix(".json")
+    return read_json(meta_file) if meta_file.is_file() else {}
+
+
+def register_source_config(name: str, pretrained: str | None) -> None:
+    """Register the architecture a weights file's metadata carries, so `name` can be built."""
+    meta = source_metadata(pretrained)
+    if meta.get("model_name") == name and "model_config" in meta:
+        register_model_config(name, meta["model_config"])
+
+
 def _uses_quick_gelu(spec: ModelSpec) -> bool:
     # open_clip 3.x no longer switches the activation for the `openai` tag by itself; the weights
-    # were trained with QuickGELU, so we follow the tag's declared activation.
-    if spec.pretrained is None or _is_file_source(spec.pretrained):
+    # were trained with QuickGELU, so we follow the tag's declared activation. A file declares it
+    # in its metadata (imported OpenAI-derived weights); a bare state-dict file cannot.
+    if spec.pretrained is None:
         return False
+    if _is_file_source(spec.pretrained):
+        return bool(source_metadata(spec.pretrained).get("quick_gelu", False))
     return bool(open_clip.get_pretrained_cfg(spec.name, spec.pretrained).get("quick_gelu", False))
 
 
-def check_model_name(name: str) -> None:
+def check_model_name(name: str, pretrained: str | None = None) -> None:
+    """A UserError unless `name` is an open_clip architecture (or one `pretrained`'s metadata declares)."""
+    register_source_config(name, pretrained)
     if open_clip.get_model_config(name) is None:
         known = ", ".join(m for m in open_clip.list_models() if m.startswith(("ViT-B", "ViT-L", "Tiny")))
         raise UserError(f"unknown model '{name}'; choose an open_clip architecture such as {known} (open_clip.list_models() lists all)")
@@ -167,7 +193,7 @@ def check_model_name(name: str) -> None:
 
 def create_clip(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[nn.Module, Callable, Callable]:
     """Return (clip_model, train_preprocess, val_preprocess) with the spec's weights loaded."""
-    check_model_name(spec.name)
+    check_model_name(spec.name, spec.pretrained)
     quick_gelu = _uses_quick_gelu(spec)
     source = spec.pretrained
     if source is not None and not _is_file_source(source):
@@ -180,7 +206,7 @@ def create_clip(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[nn
                 spec.name, pretrained=None, force_quick_gelu=quick_gelu, device="cpu"
             )
         if source is not None:
-            load_clip_state(model, _read_state_dict(Path(source)), what=f"weights file {source}", spec=spec)
+            load_clip_state(model, read_state_dict(Path(source)), what=f"weights file {source}", spec=spec)
     else:
         model, train_tf, val_tf = _create_from_tag(spec, quick_gelu)
     model.eval()
@@ -208,7 +234,7 @@ def _create_from_tag(spec: ModelSpec, quick_gelu: bool):
         ) from err
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UserError(f"weights file {path} does not exist; pass an existing .pt/.bin/.safetensors file")
     if path.suffix == ".safetensors":
