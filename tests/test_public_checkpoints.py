@@ -122,3 +122,44 @@ def test_named_architectures_are_recognised():
     with pytest.raises(UserError, match="activation"):
         config.vision_config.hidden_act = config.text_config.hidden_act = "relu"
         open_clip_config(config)
+
+
+def test_imported_runs_evaluate_merge_and_continue_with_tau_jp(tmp_path, capsys):
+    """On the embedded tasks (32 px, like the tiny model): the study's evaluations and report read
+    the imported runs, merging pools them, and tau-Jp fine-tuning continues from one."""
+    from run_study import main as study_main
+
+    from task_arithmetic.merging import TaskArithmeticAlgorithm
+    from task_arithmetic.merging.modelpool.runs import RunModelPool
+    from task_arithmetic.training.config import FinetuneConfig
+    from task_arithmetic.training.loop import run_finetune
+
+    clip = tiny_clip("quick_gelu")
+    clip.save_pretrained(tmp_path / "clip")
+    tasks = ("Digits", "LandUse")
+    args = ["--pretrained-hf", str(tmp_path / "clip"), "--tag", "public", "--checkpoint-root", str(tmp_path / "ck")]
+    for i, task in enumerate(tasks):
+        finetuned_from(clip, seed=10 + i, scale=0.05).save_pretrained(tmp_path / task)
+        args += ["--finetuned-hf", f"{task}={tmp_path / task}"]
+    weights, *runs = import_main(args)
+    name = load_encoder(runs[0]).model_name
+    common = ["--model", name, "--pretrained", str(weights), "--checkpoint-root", str(tmp_path / "ck"),
+              "--results-root", str(tmp_path / "res"), "--data-location", str(tmp_path / "data"), "--device", "cpu"]
+    written = study_main([*common, "--tasks", ",".join(tasks), "--recipes", "standard@public,posthoc@public",
+                          "--evaluations", "single_task,addition,tau_jp", "--max-eval-samples", "16", "--alpha-step", "0.5", "--no-progress"])
+    model_id = ModelSpec(name, str(weights)).model_id
+    for run in ("standard-public", "posthoc-public"):
+        for evaluation in ("single_task", "addition", "tau_jp"):
+            assert (tmp_path / "res" / model_id / run / f"{evaluation}.json").is_file()
+    assert any(p.name == "report.md" for p in written)
+
+    pool = RunModelPool(name, list(tasks), pretrained=str(weights), tag="public", checkpoint_root=tmp_path / "ck")
+    merged = TaskArithmeticAlgorithm(scaling_factor=0.5).run(pool)
+    assert merged.weights().keys() == load_encoder(runs[0]).weights().keys()
+
+    result = run_finetune(FinetuneConfig(
+        task="Digits", model=name, pretrained=str(weights), reg="tau_jp", init_from=str(runs[0]), tag="cont",
+        penalty_tasks=("LandUse",), max_steps=1, warmup=0, batch_size=4, penalty_batch=2, max_train_samples=8,
+        device="cpu", checkpoint_root=str(tmp_path / "ck"), results_root=str(tmp_path / "res"),
+        data_location=str(tmp_path / "data"), progress=False))
+    assert result.status == "finished" and result.path.parent.name == "linear-tau_jp-cont"
