@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import open_clip
 import torch
 
 from ..data.registry import get_task
@@ -50,9 +51,9 @@ def import_pretrained_hf(folder: Path, layout: Layout, name: str | None = None, 
     clip = hf_from_pretrained(CLIPModel, str(folder), None, "--pretrained-hf")
     config, quick_gelu = open_clip_config(clip.config)
     found = named_config(config)
-    if model is not None and model != found:
-        if found is not None or canonical(config) is None:
-            raise UserError(f"--model {model} does not describe {folder} (its architecture is {found or 'not a built-in one'}); drop --model")
+    # --model may name an architecture open_clip lacks, never re-define one it has.
+    if model is not None and model != found and (found is not None or open_clip.get_model_config(model) is not None):
+        raise UserError(f"--model {model} does not describe {folder} (its architecture is {found or 'not a built-in one'}); drop --model")
     arch = model or found or custom_name(config)
     if found is None:
         register_model_config(arch, config)

@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.registry import get_task
 from ..data.splits import VAL_MAX
 from ..io import metadata_path
 from ..models.factory import ModelSpec
 from ..paths import Layout
 from ..training.config import FinetuneConfig, resolve_config
-from .catalog import EVALUATIONS, EvalSettings, Recipe
+from .catalog import EvalSettings, Recipe
 
 # Official train-set sizes (before the suite's Val hold-out) of the splits the task-vectors
 # benchmark uses; the plan's step counts come from these, the runs themselves from the data.
