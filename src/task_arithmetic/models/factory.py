@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -21,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..io import load_weights
+from ..io import load_weights, read_json
 from ..state_dicts import state_mismatch
 
 CONFIG_DIR = Path(__file__).with_name("configs")
@@ -30,6 +32,9 @@ open_clip.add_model_config(CONFIG_DIR)
 # (model name, pseudo-tag) -> function(cache_dir) returning a local full-CLIP weights file,
 # creating it if needed (the embedded benchmark pretrains its own tiny CLIP this way).
 _WEIGHT_RESOLVERS: dict[tuple[str, str], Callable[[str | None], Path]] = {}
+# Architectures registered at run time (from a weights file's or a checkpoint's metadata); their
+# config travels in the metadata of everything built from them so any process can rebuild them.
+_RUNTIME_CONFIGS: set[str] = set()
 
 
 # Packages that register weight sources when imported; imported on first need so that a model
@@ -65,6 +70,24 @@ def register_weight_source(model_name: str, tag: str, resolver: Callable[[str | 
     _WEIGHT_RESOLVERS[(model_name, tag)] = resolver
 
 
+def register_model_config(name: str, config: dict[str, Any]) -> None:
+    """Register a NEW open_clip architecture from a config dict (an imported checkpoint's metadata).
+
+    A name that is already registered is never redefined: a weights file may describe the
+    architecture it was built with, but it cannot change what every later model of that name is.
+    """
+    registered = open_clip.get_model_config(name)
+    if registered is not None:
+        if registered != config:
+            raise UserError(
+                f"the metadata of these weights describes architecture '{name}' differently from the registered one; "
+                "the file was made with another definition of it: use weights saved with this code's definition"
+            )
+        return
+    _RUNTIME_CONFIGS.add(name)
+    folder = Path(tempfile.mkdtemp(prefix="ta_model_config_"))
+    (folder / f"{name}.json").write_text(json.dumps(config))
+    open_clip.add_model_config(folder)
 @dataclass(frozen=True)
 class ModelSpec:
     """Which CLIP to build: architecture name and weight source.
@@ -87,6 +110,7 @@ class ModelSpec:
         return f"{self.name}-{self.pretrained}"
 
     def metadata(self) -> dict[str, Any]:
+        register_source_config(self.name, self.pretrained)
         meta: dict[str, Any] = {
             "model_name": self.name,
             "weight_source": self.pretrained if self.pretrained is not None else "random",
@@ -96,7 +120,7 @@ class ModelSpec:
         if self.pretrained is not None and _is_file_source(self.pretrained) and Path(self.pretrained).is_file():
             meta["weight_digest"] = weight_file_digest(Path(self.pretrained))
         config = open_clip.get_model_config(self.name)
-        if config is not None and (CONFIG_DIR / f"{self.name}.json").is_file():
+        if config is not None and ((CONFIG_DIR / f"{self.name}.json").is_file() or self.name in _RUNTIME_CONFIGS):
             meta["model_config"] = config
         return meta
 
@@ -144,15 +168,36 @@ def _is_file_source(pretrained: str) -> bool:
     return os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
 
 
+def source_metadata(pretrained: str | None) -> dict[str, Any]:
+    """The metadata JSON beside a weights file (an imported checkpoint declares its architecture
+    and activation there); empty for tags, random init and plain state-dict files."""
+    if pretrained is None or not _is_file_source(pretrained) or Path(pretrained).suffix != ".safetensors":
+        return {}
+    meta_file = Path(pretrained).with_suffix(".json")
+    return read_json(meta_file) if meta_file.is_file() else {}
+
+
+def register_source_config(name: str, pretrained: str | None) -> None:
+    """Register the architecture a weights file's metadata carries, so `name` can be built."""
+    meta = source_metadata(pretrained)
+    if meta.get("model_name") == name and "model_config" in meta:
+        register_model_config(name, meta["model_config"])
+
+
 def _uses_quick_gelu(spec: ModelSpec) -> bool:
     # open_clip 3.x no longer switches the activation for the `openai` tag by itself; the weights
-    # were trained with QuickGELU, so we follow the tag's declared activation.
-    if spec.pretrained is None or _is_file_source(spec.pretrained):
+    # were trained with QuickGELU, so we follow the tag's declared activation. A file declares it
+    # in its metadata (imported OpenAI-derived weights); a bare state-dict file cannot.
+    if spec.pretrained is None:
         return False
+    if _is_file_source(spec.pretrained):
+        return bool(source_metadata(spec.pretrained).get("quick_gelu", False))
     return bool(open_clip.get_pretrained_cfg(spec.name, spec.pretrained).get("quick_gelu", False))
 
 
-def check_model_name(name: str) -> None:
+def check_model_name(name: str, pretrained: str | None = None) -> None:
+    """A UserError unless `name` is an open_clip architecture (or one `pretrained`'s metadata declares)."""
+    register_source_config(name, pretrained)
     if open_clip.get_model_config(name) is None:
         known = ", ".join(m for m in open_clip.list_models() if m.startswith(("ViT-B", "ViT-L", "Tiny")))
         raise UserError(f"unknown model '{name}'; choose an open_clip architecture such as {known} (open_clip.list_models() lists all)")
@@ -160,7 +205,7 @@ def check_model_name(name: str) -> None:
 
 def create_clip(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[nn.Module, Callable, Callable]:
     """Return (clip_model, train_preprocess, val_preprocess) with the spec's weights loaded."""
-    check_model_name(spec.name)
+    check_model_name(spec.name, spec.pretrained)
     quick_gelu = _uses_quick_gelu(spec)
     source = spec.pretrained
     if source is not None and not _is_file_source(source):
@@ -173,7 +218,7 @@ def create_clip(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[nn
                 spec.name, pretrained=None, force_quick_gelu=quick_gelu, device="cpu"
             )
         if source is not None:
-            load_clip_state(model, _read_state_dict(Path(source)), what=f"weights file {source}", spec=spec)
+            load_clip_state(model, read_state_dict(Path(source)), what=f"weights file {source}", spec=spec)
     else:
         model, train_tf, val_tf = _create_from_tag(spec, quick_gelu)
     model.eval()
@@ -202,7 +247,7 @@ def _create_from_tag(spec: ModelSpec, quick_gelu: bool):
         ) from err
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         state = "is a folder" if path.is_dir() else "does not exist"
         raise UserError(f"weights file {path} {state}; pass an existing .pt/.bin/.safetensors file")

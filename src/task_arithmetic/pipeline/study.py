@@ -1,8 +1,10 @@
-"""The embedded study, the README's main command: every step of the tau-Jp paper, offline.
+"""The study: fine-tune every task in every recipe, run every evaluation, write the report.
 
 Each step is skipped when its output exists and is newer than its inputs, so a re-run (or a run
 after a kill) only does what is missing. Every step can also be run by its own script
 (src/finetune.py, src/eval_*.py, src/report.py); this module only sequences them.
+`run_study` is the embedded preset (src/run_embedded.py); `execute` runs any Study
+(src/run_study.py).
 """
 
 from __future__ import annotations
@@ -13,39 +15,28 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..data.registry import benchmark_tasks, control_task
-from ..embedded.presets import Preset, get_preset
-from ..evaluation.addition import evaluate_addition
-from ..evaluation.disentanglement import GRID_LIMIT, evaluate_disentanglement
-from ..evaluation.negation import evaluate_negation
-from ..evaluation.pairs import evaluate_pairs
+from ..embedded.presets import get_preset
 from ..evaluation.results import write_results
-from ..evaluation.selection import symmetric_grid
 from ..evaluation.session import EvalOptions, EvalSession, RunSelection
-from ..evaluation.single_task import evaluate_single_task
-from ..evaluation.tau_jp import evaluate_tau_jp
-from ..io import metadata_path
 from ..models.factory import ModelSpec
 from ..models.pretrained import zeroshot_encoder
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout
 from ..reporting.build import build_report
-from ..training.config import FinetuneConfig
 from ..training.loop import run_finetune
-from ..vectors.runs import RunRecipe
+from .catalog import DEFAULT_RECIPES, EVALUATIONS, EvalSettings, Recipe, get_recipe
+from .plan import Study, pending_evaluations
 
 MODEL = "TinyCLIP"
-# (mode, reg): the three fine-tuning recipes the paper compares.
-TRAINING_RECIPES: tuple[tuple[str, str], ...] = (("standard", "none"), ("linear", "none"), ("linear", "tau_jp"))
-# Post-hoc linearisation of the standard runs is evaluated as well (no extra training).
-EVAL_RECIPES: tuple[RunRecipe, ...] = (
-    RunRecipe("standard"),
-    RunRecipe("posthoc"),
-    RunRecipe("linear"),
-    RunRecipe("linear", "tau_jp"),
-)
+# The three fine-tuning recipes the paper compares, and what the default study evaluates
+# (post-hoc linearisation of the standard runs as well, without extra training).
+EVAL_RECIPES = tuple(get_recipe(name).evaluated for name in DEFAULT_RECIPES)
+TRAINING_RECIPES: tuple[tuple[str, str], ...] = tuple(dict.fromkeys(get_recipe(n).training for n in DEFAULT_RECIPES))  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
 class StudyConfig:
+    """The embedded study (src/run_embedded.py)."""
+
     preset: str = "default"
     data_location: Path = DEFAULT_DATA_LOCATION
     checkpoint_root: Path = DEFAULT_CHECKPOINT_ROOT
@@ -68,29 +59,48 @@ class StudyLog:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
-def run_study(cfg: StudyConfig) -> list[Path]:
+def embedded_study(cfg: StudyConfig) -> Study:
     preset = get_preset(cfg.preset)
     # The self-pretrained weights live under this study's checkpoint root, like everything it makes.
     spec = ModelSpec(MODEL, preset.weight_tag, cache_dir=str(Path(cfg.checkpoint_root) / "pretrained"))
-    layout = Layout(Path(cfg.checkpoint_root), Path(cfg.results_root))
-    tasks = list(preset.tasks or benchmark_tasks("embedded"))
+    finetune = {k: v for k, v in (("max_steps", preset.max_steps), ("warmup", preset.warmup), ("max_train_samples", preset.max_train_samples)) if v is not None}
+    return Study(
+        spec=spec,
+        tasks=tuple(preset.tasks or benchmark_tasks("embedded")),
+        recipes=tuple(get_recipe(n) for n in DEFAULT_RECIPES),
+        evaluations=tuple(EVALUATIONS),
+        layout=Layout(Path(cfg.checkpoint_root), Path(cfg.results_root)),
+        data_location=Path(cfg.data_location),
+        settings=EvalSettings(control_task("embedded"), preset.alpha_step, preset.disentanglement_points),
+        device=cfg.device,
+        progress=cfg.progress,
+        finetune=finetune,
+        eval_limit=preset.eval_limit,
+    )
+
+
+def run_study(cfg: StudyConfig) -> list[Path]:
+    return execute(embedded_study(cfg))
+
+
+def execute(study: Study) -> list[Path]:
     log = StudyLog()
     total = time.perf_counter()
+    spec = study.spec
+    _say(f"[1/4] pretrained {spec.model_id}")
+    log.timed("pretrain", lambda: zeroshot_encoder(spec, study.layout, "cpu"))
 
-    _say(f"[1/4] pretrained TinyCLIP ({preset.weight_tag})")
-    log.timed("pretrain", lambda: zeroshot_encoder(spec, layout, "cpu"))
-
-    _say(f"[2/4] fine-tuning {len(tasks)} tasks x {len(TRAINING_RECIPES)} recipes")
-    for mode, reg in TRAINING_RECIPES:
-        for task in tasks:
-            log.timed(f"finetune {mode}-{reg}", lambda: run_finetune(_finetune_config(cfg, preset, spec, task, mode, reg)))
+    _say(f"[2/4] fine-tuning {len(study.tasks)} tasks x {len(study.trainings)} recipes")
+    for mode, reg in study.trainings:
+        for task in study.tasks:
+            log.timed(f"finetune {mode}-{reg}", lambda: run_finetune(study.finetune_config(task, mode, reg)))
 
     _say("[3/4] evaluations")
-    for recipe in EVAL_RECIPES:
-        log.timed(f"evaluate {recipe.results_run}", lambda: _evaluate_recipe(cfg, preset, spec, layout, recipe, tasks))
+    for recipe in study.recipes:
+        log.timed(f"evaluate {recipe.evaluated.results_run}", lambda: evaluate_recipe(study, recipe))
 
     _say("[4/4] report")
-    written = log.timed("report", lambda: build_report(layout, spec.model_id))
+    written = log.timed("report", lambda: build_report(study.layout, spec.model_id))
     log.seconds["total"] = time.perf_counter() - total
     for name, seconds in log.seconds.items():
         _say(f"  {name:<32s} {seconds:7.1f} s")
@@ -101,62 +111,16 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def _finetune_config(cfg: StudyConfig, preset: Preset, spec: ModelSpec, task: str, mode: str, reg: str) -> FinetuneConfig:
-    return FinetuneConfig(
-        task=task,
-        model=spec.name,
-        pretrained=spec.pretrained,
-        cache_dir=spec.cache_dir,
-        mode=mode,
-        reg=reg,
-        max_steps=preset.max_steps,
-        warmup=preset.warmup,
-        max_train_samples=preset.max_train_samples,
-        device=cfg.device,
-        data_location=str(cfg.data_location),
-        checkpoint_root=str(cfg.checkpoint_root),
-        results_root=str(cfg.results_root),
-        progress=cfg.progress,
-    )
-
-
-def _evaluate_recipe(cfg: StudyConfig, preset: Preset, spec: ModelSpec, layout: Layout, recipe: RunRecipe, tasks: list[str]) -> None:
-    inputs = [layout.zeroshot(spec.model_id)] + [
-        metadata_path(layout.finetuned(spec.model_id, task, recipe.source_run)) for task in tasks
-    ]
-    newest_input = max(p.stat().st_mtime for p in inputs)
-    steps = _evaluation_steps(tasks, preset)
-    pending = [name for name in steps if not _is_fresh(layout.results(spec.model_id, recipe.results_run, name), newest_input)]
+def evaluate_recipe(study: Study, recipe: Recipe, only: tuple[str, ...] | None = None) -> None:
+    """Run the recipe's pending evaluations (or those of `only`); a missing run names its command."""
+    pending = [n for n in pending_evaluations(study, recipe) if only is None or n in only]
     if not pending:
-        _say(f"  {recipe.results_run}: up to date")
+        _say(f"  {recipe.evaluated.results_run}: up to date")
         return
-    selection = RunSelection(spec, layout, Path(cfg.data_location), recipe, tuple(tasks))
-    session = EvalSession(selection, EvalOptions(device=cfg.device, num_workers=0, max_eval_samples=preset.eval_limit))
+    selection = RunSelection(study.spec, study.layout, study.data_location, recipe.evaluated, study.tasks)
+    options = EvalOptions(device=study.device, batch_size=study.eval_batch_size, num_workers=study.eval_workers, max_eval_samples=study.eval_limit)
+    session = EvalSession(selection, options)
     for name in pending:
-        results, extra = steps[name](session)
-        path = write_results(layout, spec.model_id, recipe.results_run, name, session.settings(**extra), results)
-        _say(f"  {recipe.results_run}/{name} -> {path}")
-
-
-def _is_fresh(path: Path, newest_input: float) -> bool:
-    return path.is_file() and path.stat().st_mtime >= newest_input
-
-
-def _evaluation_steps(tasks: list[str], preset: Preset) -> dict[str, Callable[[EvalSession], tuple[dict, dict]]]:
-    control = control_task("embedded")
-    points = int(round(1 / preset.alpha_step))
-    alphas = tuple(round(i * preset.alpha_step, 4) for i in range(points + 1))
-    grid = symmetric_grid(GRID_LIMIT, preset.disentanglement_points)
-    pair = (tasks[0], tasks[1])
-    datasets = tasks + ([control] if control else [])
-    return {
-        "single_task": lambda s: (evaluate_single_task(s), {}),
-        "addition": lambda s: (evaluate_addition(s, alphas), {"alphas": list(alphas)}),
-        "negation": lambda s: (evaluate_negation(s, control, alphas), {"control": control, "alphas": list(alphas)}),
-        "pairs": lambda s: (evaluate_pairs(s, alphas), {"alphas": list(alphas)}),
-        "tau_jp": lambda s: (evaluate_tau_jp(s, datasets, "test"), {"split": "test", "datasets": datasets}),
-        "disentanglement": lambda s: (
-            evaluate_disentanglement(s, [pair], grid, "test"),
-            {"pairs": [pair], "alphas": list(grid), "split": "test"},
-        ),
-    }
+        results, extra = EVALUATIONS[name](list(study.tasks), study.settings)(session)
+        path = write_results(study.layout, study.spec.model_id, recipe.evaluated.results_run, name, session.settings(**extra), results)
+        _say(f"  {recipe.evaluated.results_run}/{name} -> {path}")

@@ -41,7 +41,7 @@ class RunModelPool(BaseModelPool):
         cache_dir: str | None = None,
         checkpoint_root: str | Path | None = None,
     ):
-        check_model_name(model)
+        check_model_name(model, pretrained)  # an imported architecture is declared by its weights file
         if mode not in MODES:
             raise UserError(f"unknown mode '{mode}'; valid modes: {', '.join(MODES)}")
         if reg not in REGULARIZERS:

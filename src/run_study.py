@@ -1,0 +1,119 @@
+"""The tau-Jp study for any CLIP and task list, in one command; finished steps are skipped.
+
+    python src/run_study.py --model ViT-B-32 --pretrained openai --tasks real8 --data-location DIR --dry-run
+    python src/run_study.py --model ViT-B-32 --pretrained openai --tasks real8 --data-location DIR
+    python src/run_study.py --model M --pretrained FILE --recipes standard@public,posthoc@public,tau_jp   # imported runs
+    python src/run_study.py --preset smoke      # the embedded benchmark's study (as src/run_embedded.py)
+
+Fine-tunes every task in each recipe that trains (standard, linear, tau_jp; posthoc reads the
+standard runs; `<recipe>@<tag>` reads tagged runs, e.g. imported ones, and trains nothing), runs
+every evaluation and writes results/<model_id>/report/. --dry-run prints the plan and its cost
+without reading any weights or data.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from task_arithmetic.data.registry import parse_task_list
+from task_arithmetic.embedded.presets import PRESETS
+from task_arithmetic.errors import UserError, cli_entry
+from task_arithmetic.evaluation.session import default_control
+from task_arithmetic.models.factory import ModelSpec, parse_pretrained
+from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout
+from task_arithmetic.pipeline.catalog import DEFAULT_RECIPES, EVALUATIONS, EvalSettings, check_evaluations, get_recipe
+from task_arithmetic.pipeline.plan import CALIBRATION, PASS_KINDS, Study, format_plan, make_plan
+from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute
+
+# Fine-tuning flags passed through to every run (src/finetune.py has the same), with their types.
+FINETUNE_FLAGS: dict[str, type] = {
+    "lr": float, "wd": float, "warmup": int, "batch_size": int, "micro_batch": int, "epochs": int, "max_steps": int,
+    "clip": float, "penalty_coef": float, "penalty_batch": int, "max_train_samples": int, "num_workers": int, "save_every": int,
+}
+
+
+def seconds_per_image(text: str) -> dict[str, float]:
+    out = {}
+    for part in text.split(","):
+        kind, _, value = part.partition("=")
+        if kind not in PASS_KINDS:
+            raise argparse.ArgumentTypeError(f"expected {'=S,'.join(PASS_KINDS)}=S (seconds per image pass), got '{text}'")
+        out[kind] = float(value)
+    return out
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="the embedded benchmark's study (ignores model and tasks)")
+    g = p.add_argument_group("which runs (same as every other script)")
+    g.add_argument("--model", default="ViT-B-32")
+    g.add_argument("--pretrained", default="openai", help="weight tag, local file, or 'none'")
+    g.add_argument("--cache-dir", default=None)
+    g.add_argument("--checkpoint-root", type=Path, default=DEFAULT_CHECKPOINT_ROOT)
+    g.add_argument("--results-root", type=Path, default=DEFAULT_RESULTS_ROOT)
+    g.add_argument("--data-location", type=Path, default=DEFAULT_DATA_LOCATION)
+    g.add_argument("--tasks", default="real8", help="comma list of tasks or a benchmark name (default real8)")
+    s = p.add_argument_group("study")
+    s.add_argument("--recipes", default=",".join(DEFAULT_RECIPES), help=f"comma list (default {','.join(DEFAULT_RECIPES)}); <recipe>@<tag> reads tagged runs")
+    s.add_argument("--evaluations", default="all", help=f"comma list of {', '.join(EVALUATIONS)} (default all)")
+    s.add_argument("--dry-run", action="store_true", help="print the plan and its cost; read no weights or data")
+    s.add_argument("--seconds-per-image", type=seconds_per_image, default=None, help="GPU seconds per image pass: plain=S,linearized=S")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--no-progress", action="store_true")
+    e = p.add_argument_group("evaluation settings")
+    e.add_argument("--max-eval-samples", type=int, default=None)
+    e.add_argument("--eval-batch-size", type=int, default=128)
+    e.add_argument("--alpha-step", type=float, default=0.05)
+    e.add_argument("--disentanglement-points", type=int, default=21)
+    f = p.add_argument_group("fine-tuning settings, passed to every run (see src/finetune.py)")
+    for name, kind in FINETUNE_FLAGS.items():
+        f.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
+    return p
+
+
+def build_study(args: argparse.Namespace) -> Study:
+    if args.preset is not None:
+        return embedded_study(StudyConfig(args.preset, args.data_location, args.checkpoint_root, args.results_root, args.device, not args.no_progress))
+    tasks = list(parse_task_list(args.tasks))
+    control = default_control(tasks)
+    evaluations = list(EVALUATIONS) if args.evaluations == "all" else [e for e in args.evaluations.split(",") if e]
+    check_evaluations(evaluations, tasks, control)
+    recipes = tuple(get_recipe(r) for r in args.recipes.split(",") if r)
+    if not recipes:
+        raise UserError("--recipes is empty; give at least one of " + ", ".join(DEFAULT_RECIPES))
+    if not 0 < args.alpha_step <= 1:
+        raise UserError(f"--alpha-step must be in (0, 1], got {args.alpha_step}")
+    return Study(
+        spec=ModelSpec(args.model, parse_pretrained(args.pretrained), args.cache_dir),
+        tasks=tuple(tasks),
+        recipes=recipes,
+        evaluations=tuple(evaluations),
+        layout=Layout(args.checkpoint_root, args.results_root),
+        data_location=args.data_location,
+        settings=EvalSettings(control, args.alpha_step, args.disentanglement_points),
+        device=args.device,
+        progress=not args.no_progress,
+        finetune={k: getattr(args, k) for k in FINETUNE_FLAGS if getattr(args, k) is not None},
+        eval_limit=args.max_eval_samples,
+        eval_batch_size=args.eval_batch_size,
+    )
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> list[Path]:
+    args = parser().parse_args(argv)
+    study = build_study(args)
+    if args.dry_run:
+        calibration = args.seconds_per_image or CALIBRATION.get(study.spec.name)
+        print(format_plan(study, make_plan(study), calibration))
+        return []
+    written = execute(study)
+    report = next((p for p in written if p.name == "report.md"), None)
+    if report is not None:
+        print(f"report: {report}")
+    return written
+
+
+if __name__ == "__main__":
+    main()

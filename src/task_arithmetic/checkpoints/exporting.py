@@ -1,0 +1,44 @@
+"""Any image encoder of this suite (a run, a merged model, theta_0) out as an HF CLIPVisionModel.
+
+The folder is what `CLIPVisionModel.from_pretrained` loads (config.json + model.safetensors).
+CLIPVisionModel has no projection; the encoder's own projection is written beside it as
+visual_projection.safetensors, which import reads back, so a round trip keeps it. HF-only users
+(FusionBench's task pool) take the projection of the CLIPModel they pair it with instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import open_clip
+
+from ..errors import UserError
+from ..io import save_weights
+from ..merging.modelpool.hf_clip import quiet_transformers
+from ..models.encoder import load_encoder
+from .hf_convert import hf_vision_config, vision_to_hf, vision_tower
+from .importing import PROJECTION_FILE
+
+
+def export_hf(encoder_file: Path, folder: Path, force: bool = False) -> Path:
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    encoder = load_encoder(Path(encoder_file))
+    if encoder.metadata.get("linearized"):
+        raise UserError(f"{encoder_file} is a linearised model; export the encoder weights it was built from")
+    folder = Path(folder)
+    if (folder / "config.json").exists() and not force:
+        raise UserError(f"{folder} already holds a model; pass another folder or --force to replace it")
+    config = encoder.metadata.get("model_config") or open_clip.get_model_config(encoder.model_name)
+    if config is None:
+        raise UserError(f"{encoder_file}: unknown architecture {encoder.model_name}; it cannot be exported")
+    hf_config = CLIPVisionConfig(**hf_vision_config(config, bool(encoder.metadata.get("quick_gelu", False))))
+    state, projection = vision_to_hf(encoder.weights(), hf_config.num_hidden_layers)
+    model = CLIPVisionModel(hf_config)
+    missing, unexpected = vision_tower(model).load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if not k.endswith("position_ids")]:
+        raise UserError(f"{encoder_file} does not map onto a CLIPVisionModel (missing {missing[:1]}, unexpected {unexpected[:1]})")
+    with quiet_transformers():
+        model.save_pretrained(folder, safe_serialization=True)
+    save_weights(folder / PROJECTION_FILE, {"weight": projection}, {"format": "visual_projection", "source": str(encoder_file)})
+    return folder

@@ -1,0 +1,57 @@
+"""src/run_study.py: the plan (--dry-run, before any weights or data exist) and its cost, recipes
+of imported runs, bad input."""
+
+import re
+
+import pytest
+
+from run_study import main  # src/run_study.py (conftest puts src/ on the path)
+
+
+def dry_run(tmp_path, capsys, *extra):
+    main(["--dry-run", "--data-location", str(tmp_path / "no_data"), "--checkpoint-root", str(tmp_path / "ck"),
+          "--results-root", str(tmp_path / "res"), *extra])
+    return capsys.readouterr().out
+
+
+def test_dry_run_plans_the_real_study_without_data_or_weights(tmp_path, capsys):
+    out = dry_run(tmp_path, capsys, "--model", "ViT-B-32", "--pretrained", "openai", "--tasks", "real8",
+                  "--seconds-per-image", "plain=0.001,linearized=0.003")
+    runs = re.findall(r"^  (\w+)\s+(standard|linear|linear-tau_jp)\s+(\d+) steps, (\d+) examples(?: \+ (\d+) penalty inputs)?\s+\[to do\]$", out, re.M)
+    assert len(runs) == 24 and {r[0] for r in runs} == {"Cars", "DTD", "EuroSAT", "GTSRB", "MNIST", "RESISC45", "SUN397", "SVHN"}
+    assert all(int(r[3]) == 128 * int(r[2]) for r in runs)  # the paper's batch
+    assert len(re.findall(r"\[to do\]$", out, re.M)) == 24 + 24
+    plain = sum(int(r[3]) for r in runs if r[1] == "standard")
+    linear = sum(int(r[3]) + int(r[4] or 0) for r in runs if r[1] != "standard")
+    assert f"plain {plain:,}, linearized {linear:,}" in out
+    hours = float(re.search(r"GPU hours \(estimate.*\): ([\d.]+) in all", out).group(1))
+    assert hours == pytest.approx((plain * 0.001 + linear * 0.003) / 3600, abs=0.06)
+    assert not (tmp_path / "ck").exists() and not (tmp_path / "no_data").exists()  # a plan writes nothing
+
+
+def test_tagged_recipes_read_runs_and_train_nothing(tmp_path, capsys):
+    out = dry_run(tmp_path, capsys, "--tasks", "Cars,DTD", "--recipes", "standard@public,posthoc@public", "--evaluations", "single_task,addition")
+    assert "fine-tuning runs (0)" in out
+    assert re.findall(r"^  (\S+)\s+(\w+)\s+\[to do\]$", out, re.M) == [
+        ("standard-public", "single_task"), ("standard-public", "addition"), ("posthoc-public", "single_task"), ("posthoc-public", "addition")]
+
+
+def test_the_embedded_preset_plans_like_run_embedded(tmp_path, capsys):
+    from run_embedded import main as embedded_main
+
+    embedded_main(["--preset", "smoke", "--dry-run", "--checkpoint-root", str(tmp_path / "ck"), "--results-root", str(tmp_path / "res")])
+    out = capsys.readouterr().out
+    assert "TinyCLIP-embedded-smoke" in out and out.count(" 15 steps, ") == 9  # 3 tasks x 3 recipes, capped at 15
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--recipes", "fancy"], "unknown recipe 'fancy'"),
+    (["--evaluations", "single_task,speed"], "unknown evaluation 'speed'"),
+    (["--tasks", "Cars", "--evaluations", "pairs"], "at least 2 tasks"),
+    (["--tasks", "Carz"], "Cars"),
+])
+def test_bad_input_is_one_line(tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as exit_info:
+        dry_run(tmp_path, capsys, *extra)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
