@@ -1,5 +1,6 @@
 """Tiny fake copies of the real datasets, in their real on-disk formats (idx files, .mat files,
-CSV, folder trees with PPM/JPEG images, split lists), for tests of the loaders and the dataset tool.
+CSV, HDF5, pickled CIFAR batches, STL10 binaries, JSON lists, folder trees with PPM/JPEG/PNG
+images, split lists), for tests of the loaders and the dataset tool.
 
 Every image is one solid colour whose red channel encodes its class index (`encode`/`decode`), so a
 test can check that each loaded image arrives with its own label. Use:
@@ -216,14 +217,222 @@ def make_imagenet(root: Path, per_class_train: int = 4, per_class_val: int = 2) 
     return FakeInfo(n * per_class_train, n * per_class_val, [names[0] for names in IMAGENET_WNIDS.values()])
 
 
+# --- the extra tasks of the 14- and 20-task benchmarks -------------------------------------------
+
+
+def _cycle(n: int, classes: int, offset: int = 0) -> list[int]:
+    return [(i + offset) % classes for i in range(n)]
+
+
+def _idx_pair(root: Path, images: str, labels: str, targets: list[int], stored_offset: int = 0) -> None:
+    _idx(root / images, np.stack([_pixels(y, channels=1) for y in targets]))
+    _idx(root / labels, np.array(targets) + stored_offset)
+
+
+def make_fashion_mnist(root: Path, n_train: int = 20, n_test: int = 10) -> FakeInfo:
+    from task_arithmetic.data.real.mnist_like import FASHION_CLASSNAMES
+
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        _idx_pair(root, f"FashionMNIST/raw/{prefix}-images-idx3-ubyte", f"FashionMNIST/raw/{prefix}-labels-idx1-ubyte", _cycle(n, 10))
+    return FakeInfo(n_train, n_test, list(FASHION_CLASSNAMES))
+
+
+def make_kmnist(root: Path, n_train: int = 20, n_test: int = 10) -> FakeInfo:
+    from task_arithmetic.data.real.mnist_like import KMNIST_CLASSNAMES
+
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        _idx_pair(root, f"KMNIST/raw/{prefix}-images-idx3-ubyte", f"KMNIST/raw/{prefix}-labels-idx1-ubyte", _cycle(n, 10, 3))
+    return FakeInfo(n_train, n_test, list(KMNIST_CLASSNAMES))
+
+
+def make_emnist(root: Path, n_train: int = 20, n_test: int = 10) -> FakeInfo:
+    """EMNIST letters: labels stored 1..26 (0 is unused), as in the real files."""
+    from task_arithmetic.data.real.mnist_like import EMNIST_CLASSNAMES
+
+    for split, n in (("train", n_train), ("test", n_test)):
+        stem = f"EMNIST/raw/emnist-letters-{split}"
+        _idx_pair(root, f"{stem}-images-idx3-ubyte", f"{stem}-labels-idx1-ubyte", _cycle(n, 11), stored_offset=1)
+    return FakeInfo(n_train, n_test, list(EMNIST_CLASSNAMES))
+
+
+CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CIFAR100_NAMES = ["apple", "aquarium_fish", "baby"]  # a copy with 3 of the 100 classes
+
+
+def _cifar_batch(path: Path, labels: list[int], key: str) -> None:
+    import pickle
+
+    # rows of 3072 bytes: the red plane, then green, then blue (32 x 32 each)
+    data = np.stack([np.concatenate([np.full(1024, encode(y)), np.full(2048, 90)]) for y in labels]).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps({"data": data, key: labels, "filenames": [f"{i}.png" for i in range(len(labels))]}))
+
+
+def make_cifar10(root: Path, per_batch: int = 4, n_test: int = 10) -> FakeInfo:
+    import pickle
+
+    base = root / "cifar-10-batches-py"
+    for b in range(1, 6):
+        _cifar_batch(base / f"data_batch_{b}", _cycle(per_batch, 10, b), "labels")
+    _cifar_batch(base / "test_batch", _cycle(n_test, 10), "labels")
+    (base / "batches.meta").write_bytes(pickle.dumps({"label_names": CIFAR10_NAMES, "num_vis": 3072}))
+    return FakeInfo(5 * per_batch, n_test, list(CIFAR10_NAMES))
+
+
+def make_cifar100(root: Path, n_train: int = 20, n_test: int = 6) -> FakeInfo:
+    import pickle
+
+    base = root / "cifar-100-python"
+    _cifar_batch(base / "train", _cycle(n_train, 3), "fine_labels")
+    _cifar_batch(base / "test", _cycle(n_test, 3, 1), "fine_labels")
+    (base / "meta").write_bytes(pickle.dumps({"fine_label_names": CIFAR100_NAMES, "coarse_label_names": ["fruit", "fish", "people"]}))
+    return FakeInfo(n_train, n_test, [n.replace("_", " ") for n in CIFAR100_NAMES])
+
+
+STL10_NAMES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
+
+
+def make_stl10(root: Path, n_train: int = 10, n_test: int = 5) -> FakeInfo:
+    base = root / "stl10_binary"
+    base.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        labels = _cycle(n, 10)
+        # N x 3 x 96 x 96, column-major per plane in the real files (a solid colour does not care)
+        images = np.stack([np.stack([np.full((96, 96), encode(y)), np.full((96, 96), 90), np.full((96, 96), 90)]) for y in labels])
+        (base / f"{split}_X.bin").write_bytes(images.astype(np.uint8).tobytes())
+        (base / f"{split}_y.bin").write_bytes((np.array(labels) + 1).astype(np.uint8).tobytes())  # 1-based
+    (base / "class_names.txt").write_text("\n".join(STL10_NAMES) + "\n")
+    return FakeInfo(n_train, n_test, list(STL10_NAMES))
+
+
+def make_flowers102(root: Path, n_train: int = 10, n_val: int = 3, n_test: int = 6) -> FakeInfo:
+    """flowers-102/jpg/image_NNNNN.jpg + imagelabels.mat (1-based labels) + setid.mat (1-based ids)."""
+    import scipy.io
+
+    from task_arithmetic.data.real.flowers102 import CLASSNAMES
+
+    base = root / "flowers-102"
+    total = n_train + n_val + n_test
+    labels = _cycle(total, 4)
+    for i, label in enumerate(labels, 1):
+        save_image(base / f"jpg/image_{i:05d}.jpg", label)
+    ids = np.arange(1, total + 1)
+    scipy.io.savemat(base / "imagelabels.mat", {"labels": (np.array(labels) + 1).reshape(1, -1)})
+    # ids interleaved, as in the real setid.mat
+    scipy.io.savemat(base / "setid.mat", {"trnid": ids[n_val + n_test :].reshape(1, -1), "valid": ids[:n_val].reshape(1, -1), "tstid": ids[n_val : n_val + n_test].reshape(1, -1)})
+    return FakeInfo(n_train, n_test, list(CLASSNAMES))
+
+
+PET_BREEDS = ["Abyssinian", "american_bulldog", "american_pit_bull_terrier"]  # labels 1..3; cats capitalised
+
+
+def make_oxford_pets(root: Path, n_train: int = 12, n_test: int = 6) -> FakeInfo:
+    from task_arithmetic.data.real.oxford_pets import CLASSNAMES
+
+    base = root / "oxford-iiit-pet"
+    (base / "annotations").mkdir(parents=True, exist_ok=True)
+    number = 0
+    for split, n in (("trainval", n_train), ("test", n_test)):
+        lines = []
+        for label in _cycle(n, len(PET_BREEDS)):
+            number += 1
+            image_id = f"{PET_BREEDS[label]}_{number}"
+            save_image(base / f"images/{image_id}.jpg", label)
+            lines.append(f"{image_id} {label + 1} {1 if label == 0 else 2} {label + 1}")
+        (base / f"annotations/{split}.txt").write_text("\n".join(lines) + "\n")
+    return FakeInfo(n_train, n_test, list(CLASSNAMES))
+
+
+def make_pcam(root: Path, n_train: int = 20, n_test: int = 6) -> FakeInfo:
+    import h5py
+
+    from task_arithmetic.data.real.pcam import CLASSNAMES
+
+    base = root / "pcam"
+    base.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        labels = _cycle(n, 2)
+        with h5py.File(base / f"camelyonpatch_level_2_split_{split}_x.h5", "w") as f:
+            f.create_dataset("x", data=np.stack([_pixels(y) for y in labels]))
+        with h5py.File(base / f"camelyonpatch_level_2_split_{split}_y.h5", "w") as f:
+            f.create_dataset("y", data=np.array(labels, dtype=np.uint8).reshape(-1, 1, 1, 1))
+    return FakeInfo(n_train, n_test, list(CLASSNAMES))
+
+
+def make_fer2013(root: Path, n_train: int = 14, n_public: int = 4, n_private: int = 3, icml: bool = False) -> FakeInfo:
+    """fer2013/fer2013.csv (emotion,pixels,Usage) or, with icml=True, icml_face_data.csv (emotion, Usage, pixels)."""
+    from task_arithmetic.data.real.fer2013 import CLASSNAMES
+
+    rows = []
+    for usage, n in (("Training", n_train), ("PublicTest", n_public), ("PrivateTest", n_private)):
+        for label in _cycle(n, 7, len(rows)):
+            rows.append((label, " ".join(str(v) for v in _pixels(label, channels=1).ravel()), usage))
+    base = root / "fer2013"
+    base.mkdir(parents=True, exist_ok=True)
+    if icml:
+        text = "emotion, Usage, pixels\n" + "".join(f"{e},{u},{p}\n" for e, p, u in rows)
+        (base / "icml_face_data.csv").write_text(text)
+    else:
+        (base / "fer2013.csv").write_text("emotion,pixels,Usage\n" + "".join(f"{e},{p},{u}\n" for e, p, u in rows))
+    return FakeInfo(n_train, n_public + n_private, list(CLASSNAMES))
+
+
+FOOD_CLASSES = ["apple_pie", "baby_back_ribs", "baklava"]
+
+
+def make_food101(root: Path, per_class_train: int = 4, per_class_test: int = 2) -> FakeInfo:
+    import json
+
+    base = root / "food-101"
+    meta = {"train": {}, "test": {}}
+    number = 0
+    for label, cls in enumerate(FOOD_CLASSES):
+        for split, n in (("train", per_class_train), ("test", per_class_test)):
+            for _ in range(n):
+                number += 1
+                save_image(base / f"images/{cls}/{number}.jpg", label)
+                meta[split].setdefault(cls, []).append(f"{cls}/{number}")
+    (base / "meta").mkdir(parents=True, exist_ok=True)
+    for split, entries in meta.items():
+        (base / f"meta/{split}.json").write_text(json.dumps(entries))
+    (base / "meta/classes.txt").write_text("\n".join(FOOD_CLASSES) + "\n")
+    n = len(FOOD_CLASSES)
+    return FakeInfo(n * per_class_train, n * per_class_test, [c.replace("_", " ") for c in FOOD_CLASSES])
+
+
+def make_rendered_sst2(root: Path, per_class_train: int = 6, per_class_test: int = 3) -> FakeInfo:
+    for label, cls in enumerate(("negative", "positive")):
+        for split, n in (("train", per_class_train), ("valid", 1), ("test", per_class_test)):
+            for i in range(n):
+                save_image(root / f"rendered-sst2/{split}/{cls}/{i}.png", label)
+    return FakeInfo(2 * per_class_train, 2 * per_class_test, ["negative", "positive"])
+
+
 RAW_MAKERS = {"DTD": make_dtd_raw, "EuroSAT": make_eurosat_raw, "SUN397": make_sun397_raw, "RESISC45": make_resisc45_raw}
 READY_MAKERS = {"Cars": make_cars, "GTSRB": make_gtsrb, "MNIST": make_mnist, "SVHN": make_svhn, "ImageNet": make_imagenet}
+# The twelve extra tasks of real14/real20 (none needs a hand-made split).
+EXTRA_MAKERS = {
+    "Flowers102": make_flowers102,
+    "PCAM": make_pcam,
+    "FER2013": make_fer2013,
+    "OxfordIIITPet": make_oxford_pets,
+    "STL10": make_stl10,
+    "CIFAR100": make_cifar100,
+    "CIFAR10": make_cifar10,
+    "Food101": make_food101,
+    "FashionMNIST": make_fashion_mnist,
+    "EMNIST": make_emnist,
+    "KMNIST": make_kmnist,
+    "RenderedSST2": make_rendered_sst2,
+}
 
 
-def make_all(root: Path, split: bool = True) -> dict[str, FakeInfo]:
-    """Every dataset under `root`; with split=True the hand-made splits are made by the dataset tool."""
+def make_all(root: Path, split: bool = True, extra: bool = True) -> dict[str, FakeInfo]:
+    """Every dataset under `root`; with split=True the hand-made splits are made by the dataset tool.
+    extra=False leaves out the twelve tasks of real14/real20 (a real8-only copy)."""
     root = Path(root)
-    info = {name: make(root) for name, make in {**READY_MAKERS, **RAW_MAKERS}.items()}
+    makers = {**READY_MAKERS, **RAW_MAKERS, **(EXTRA_MAKERS if extra else {})}
+    info = {name: make(root) for name, make in makers.items()}
     if split:
         from task_arithmetic.data.real import tool
 

@@ -149,7 +149,7 @@ def test_split_without_raw_data(tmp_path):
 
 def test_check_reports_ready_and_exactly_what_is_missing(tmp_path):
     report = {entry.name: entry for entry in tool.check(tmp_path)}
-    assert len(report) == 9 and not any(entry.ready for entry in report.values())
+    assert len(report) == 21 and not any(entry.ready for entry in report.values())
     assert report["SVHN"].missing == ["svhn/train_32x32.mat", "svhn/test_32x32.mat"]
 
     make_mnist(tmp_path)
@@ -173,8 +173,12 @@ def test_check_counts_loads_each_task_and_flags_partial_copies(tmp_path, capsys)
 
     info = make_all(tmp_path)
     report = {entry.name: entry for entry in tool.check(tmp_path, counts=True)}
-    # The fakes hold every class only where the class list is fixed (MNIST, SVHN, GTSRB).
-    assert [name for name, entry in report.items() if entry.ready] == ["GTSRB", "MNIST", "SVHN"]
+    # The fakes hold every class only where the class list is fixed or comes with the data's
+    # own name list (CIFAR10's meta, STL10's class_names.txt).
+    complete = ["GTSRB", "MNIST", "SVHN", "Flowers102", "PCAM", "FER2013", "OxfordIIITPet", "STL10", "CIFAR10", "FashionMNIST", "EMNIST", "KMNIST", "RenderedSST2"]
+    assert [name for name, entry in report.items() if entry.ready] == complete
+    assert report["CIFAR100"].problems == ["3 classes found, the full CIFAR100 has 100"]
+    assert report["Food101"].problems == ["3 classes found, the full Food101 has 101"]
     assert report["MNIST"].counts == f"{info['MNIST'].n_train} train / {info['MNIST'].n_test} test images, 10 classes"
     assert report["Cars"].problems == ["3 classes found, the full Cars has 196"]
     assert report["ImageNet"].problems[0].endswith("the full ImageNet has 1000")
@@ -182,9 +186,25 @@ def test_check_counts_loads_each_task_and_flags_partial_copies(tmp_path, capsys)
     assert tool.check(tmp_path, ["SVHN"], counts=True)[0].missing == ["svhn/test_32x32.mat"]
     assert prepare_datasets.main(["check", "--data-location", str(tmp_path), "--tasks", "MNIST,Cars", "--counts"]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"MNIST     ready ({report['MNIST'].counts})"
-    assert lines[1] == "Cars      incomplete: 3 classes found, the full Cars has 196"
+    assert lines[0] == f"MNIST         ready ({report['MNIST'].counts})"
+    assert lines[1] == "Cars          incomplete: 3 classes found, the full Cars has 196"
     assert lines[2].split()[:5] == ["compare", "the", "copy", "with", "the"]
+
+
+def test_suite_names_select_their_tasks(tmp_path):
+    import prepare_datasets  # src/ is on sys.path (conftest)
+
+    from task_arithmetic.data.real import SUITES
+
+    assert [entry.name for entry in tool.check(tmp_path, ["real14"])] == list(SUITES["real14"]) + ["ImageNet"]
+    assert [entry.name for entry in tool.check(tmp_path, ["real20", "CIFAR10"])] == list(SUITES["real20"]) + ["ImageNet"]
+    make_all(tmp_path, split=False)
+    # of real20's tasks only the four with hand-made splits have anything to split
+    assert sum("made" in line or "wrote" in line for line in tool.split(tmp_path, ["real20"])) == 10
+    assert tool.split(tmp_path, ["real20"]) == [f"{name}: ready, nothing to do" for name in ("SUN397", "RESISC45", "EuroSAT", "DTD")]
+    assert prepare_datasets.main(["check", "--data-location", str(tmp_path), "--tasks", "real20"]) == 0
+    with pytest.raises(UserError, match="unknown task.*CIFAR10 for this command"):
+        tool.split(tmp_path, ["CIFAR10"])
 
 
 def test_hashed_order_and_cut():

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from fakedata import decode, make_all, make_dtd_raw, make_imagenet, make_resisc45_raw, red_of
+from fakedata import decode, make_all, make_dtd_raw, make_fer2013, make_imagenet, make_resisc45_raw, red_of
 from torchvision import transforms
 
 from task_arithmetic.data import registry
@@ -16,8 +17,19 @@ from task_arithmetic.data.real import DATASETS
 from task_arithmetic.data.splits import heldout_indices, load_dataset, split_train_val
 from task_arithmetic.errors import UserError
 
-TASKS = ["Cars", "DTD", "EuroSAT", "GTSRB", "MNIST", "RESISC45", "SUN397", "SVHN"]
-TEMPLATE_COUNTS = {"Cars": 8, "DTD": 8, "EuroSAT": 3, "GTSRB": 3, "MNIST": 1, "RESISC45": 18, "SUN397": 2, "SVHN": 1, "ImageNet": 80}
+TASKS8 = ["Cars", "DTD", "EuroSAT", "GTSRB", "MNIST", "RESISC45", "SUN397", "SVHN"]
+EXTRA14 = ["Flowers102", "PCAM", "FER2013", "OxfordIIITPet", "STL10", "CIFAR100"]
+EXTRA20 = ["CIFAR10", "Food101", "FashionMNIST", "EMNIST", "KMNIST", "RenderedSST2"]
+TASKS = TASKS8 + EXTRA14 + EXTRA20
+# FusionBench's TALL14/TALL20 pools: the eight in the task-arithmetic papers' order, then the rest.
+LITERATURE_ORDER = ["SUN397", "Cars", "RESISC45", "EuroSAT", "SVHN", "GTSRB", "MNIST", "DTD"] + EXTRA14 + EXTRA20
+TEMPLATE_COUNTS = {
+    "Cars": 8, "DTD": 8, "EuroSAT": 3, "GTSRB": 3, "MNIST": 1, "RESISC45": 18, "SUN397": 2, "SVHN": 1, "ImageNet": 80,
+    "Flowers102": 1, "PCAM": 1, "FER2013": 6, "OxfordIIITPet": 1, "STL10": 2, "CIFAR100": 18,
+    "CIFAR10": 18, "Food101": 1, "FashionMNIST": 2, "EMNIST": 1, "KMNIST": 1, "RenderedSST2": 1,
+}  # fmt: skip
+HOME = {**{t: "real8" for t in TASKS8 + ["ImageNet"]}, **{t: "real14" for t in EXTRA14}, **{t: "real20" for t in EXTRA20}}
+HARD_CODED_NAMES = {"GTSRB": 43, "MNIST": 10, "SVHN": 10, "Flowers102": 102, "PCAM": 2, "FER2013": 7, "OxfordIIITPet": 37, "EMNIST": 26, "FashionMNIST": 10, "KMNIST": 10, "RenderedSST2": 2}
 EPOCHS = {"Cars": 35, "DTD": 76, "EuroSAT": 12, "GTSRB": 11, "MNIST": 5, "RESISC45": 15, "SUN397": 14, "SVHN": 4}
 
 
@@ -28,16 +40,30 @@ def fake_root(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def test_registry_has_the_benchmark_and_its_control():
-    assert sorted(registry.benchmark_tasks("real8")) == sorted(TASKS)
+    assert sorted(registry.benchmark_tasks("real8")) == sorted(TASKS8)
     assert registry.control_task("real8") == "ImageNet"
     assert registry.parse_task_list("real8") == registry.benchmark_tasks("real8")
     assert registry.get_task("SUN397Val").name == "SUN397"
 
 
+def test_real14_and_real20_in_the_literature_order_with_imagenet_as_control():
+    assert registry.benchmark_tasks("real14") == LITERATURE_ORDER[:14]
+    assert registry.benchmark_tasks("real20") == LITERATURE_ORDER
+    assert registry.parse_task_list("real20") == LITERATURE_ORDER
+    assert registry.benchmark_tasks("real20", include_control=True)[-1] == "ImageNet"
+    assert registry.control_task("real14") == registry.control_task("real20") == "ImageNet"
+    # tasks from several home suites take the control of the smallest suite holding them all
+    assert registry.control_for(["Cars", "CIFAR10"]) == "ImageNet" and registry.control_for(["Digits"]) == "Shapes"
+    assert registry.control_for(["Cars", "Digits"]) is None
+    assert registry.get_task("CIFAR100Val").name == "CIFAR100"
+    with pytest.raises(UserError, match="valid benchmarks: .*real14, real20, real8"):
+        registry.benchmark_tasks("real16")
+
+
 @pytest.mark.parametrize("name", TASKS + ["ImageNet"])
 def test_spec_templates_defaults_layout(name):
     spec = registry.get_task(name)
-    assert spec.benchmark == "real8" and spec.is_control == (name == "ImageNet")
+    assert spec.benchmark == HOME[name] and spec.is_control == (name == "ImageNet")
     assert len(spec.templates) == TEMPLATE_COUNTS[name]
     assert len(set(spec.templates)) == len(spec.templates)
     for template in spec.templates:
@@ -51,6 +77,10 @@ def test_some_templates_verbatim():
     assert registry.get_task("RESISC45").templates[0] == "satellite imagery of {}."
     assert registry.get_task("RESISC45").templates[-1] == "aerial view of the {}."
     assert registry.get_task("ImageNet").templates[0] == "a bad photo of a {}."
+    assert registry.get_task("CIFAR10").templates[3] == "a low contrast photo of a {}."
+    assert registry.get_task("CIFAR100").templates[-1] == "a photo of the big {}."
+    assert registry.get_task("Flowers102").templates == ("a photo of a {}, a type of flower.",)
+    assert registry.get_task("EMNIST").templates == ('a photo of the digit character: "{}".',)
 
 
 @pytest.mark.parametrize("name", TASKS + ["ImageNet"])
@@ -77,11 +107,11 @@ def test_gtsrb_has_43_sign_names_and_eurosat_readable_names(fake_root):
     assert registry.get_task("EuroSAT").load_classnames(root) == ["annual crop land", "forest", "lake or sea"]
 
 
-@pytest.mark.parametrize("name", ["MNIST", "SVHN", "Cars"])
+@pytest.mark.parametrize("name", ["MNIST", "SVHN", "Cars", "CIFAR10", "STL10", "PCAM", "FER2013", "EMNIST", "KMNIST", "Flowers102"])
 def test_batches_are_rgb_tensors_with_int64_labels(fake_root, name):
-    # MNIST is grey, SVHN and Cars come from .mat files: all must batch like the folder datasets.
+    # Grey idx/CSV images, .mat, HDF5, pickled and binary arrays: all must batch like the folder datasets.
     root, _ = fake_root
-    dataset = load_dataset(name, "test", root, transforms.ToTensor())
+    dataset = load_dataset(name, "test", root, transforms.Compose([transforms.Resize((8, 8)), transforms.ToTensor()]))
     images, labels = next(iter(make_loader(dataset, batch_size=4)))
     assert images.shape == (4, 3, 8, 8) and labels.dtype == torch.int64
     assert [decode(red_of(img)) for img in images] == labels.tolist()
@@ -116,8 +146,8 @@ def test_missing_data_names_task_layout_and_tool(tmp_path, name, split):
 
 @pytest.mark.parametrize("name", TASKS + ["ImageNet"])
 def test_missing_classnames_is_a_user_error(tmp_path, name):
-    if name in ("GTSRB", "MNIST", "SVHN"):
-        assert len(registry.get_task(name).load_classnames(tmp_path)) in (10, 43)  # hard-coded, no data needed
+    if name in HARD_CODED_NAMES:
+        assert len(registry.get_task(name).load_classnames(tmp_path)) == HARD_CODED_NAMES[name]  # no data needed
         return
     with pytest.raises(UserError, match=name):
         registry.get_task(name).load_classnames(tmp_path)
@@ -191,7 +221,7 @@ def test_datasets_pickle_for_worker_processes(fake_root):
     import pickle
 
     root, _ = fake_root
-    for name in ("SVHN", "RESISC45", "MNIST"):
+    for name in ("SVHN", "RESISC45", "MNIST", "PCAM", "FER2013", "EMNIST", "CIFAR100", "STL10"):
         dataset = load_dataset(name, "test", root, transforms.ToTensor())
         clone = pickle.loads(pickle.dumps(dataset))
         assert torch.equal(clone[0][0], dataset[0][0]) and len(clone) == len(dataset)
@@ -205,3 +235,50 @@ def test_unknown_task_suggests_the_closest_name():
     with pytest.raises(UserError) as err:
         registry.get_task("Zebra")
     assert "did you mean" not in str(err.value)
+
+
+def test_emnist_letters_are_upright_and_labelled_from_zero(tmp_path):
+    """The idx files store each letter transposed and labelled 1..26: 'A' must arrive upright as 0."""
+    from fakedata import _idx
+
+    image = np.zeros((8, 8), dtype=np.uint8)
+    image[0, 5] = 255  # stored transposed: upright, the bright pixel is at row 5, column 0
+    for split in ("train", "test"):
+        _idx(tmp_path / f"EMNIST/raw/emnist-letters-{split}-images-idx3-ubyte", np.stack([image] * 10))
+        _idx(tmp_path / f"EMNIST/raw/emnist-letters-{split}-labels-idx1-ubyte", np.arange(1, 11))
+    test = load_dataset("EMNIST", "test", tmp_path)
+    picture, label = test[0]
+    assert label == 0 and registry.get_task("EMNIST").load_classnames(tmp_path)[label] == "A"
+    assert np.asarray(picture)[5, 0, 0] == 255 and np.asarray(picture)[0, 5, 0] == 0
+    assert [test[i][1] for i in range(10)] == list(range(10))
+
+
+def test_fer2013_reads_either_full_csv_and_splits_by_usage(tmp_path):
+    for icml, root in ((False, tmp_path / "fer"), (True, tmp_path / "icml")):
+        info = make_fer2013(root, icml=icml)
+        train, test = load_dataset("FER2013", "train", root), load_dataset("FER2013", "test", root)
+        assert len(train.dataset) == info.n_train and len(test) == info.n_test == 7  # PublicTest + PrivateTest
+        assert [decode(red_of(image)) for image, _ in test] == [label for _, label in test]
+
+
+def test_pcam_without_h5py_is_one_clear_line(fake_root, monkeypatch):
+    import builtins
+
+    root, _ = fake_root
+    real_import = builtins.__import__
+
+    def no_h5py(name, *args, **kwargs):
+        if name == "h5py":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_h5py)
+    with pytest.raises(UserError, match="needs the h5py package"):
+        load_dataset("PCAM", "test", root)
+
+
+def test_a_real8_copy_loads_without_the_extra_tasks(tmp_path):
+    make_all(tmp_path, extra=False)
+    assert len(load_dataset("Cars", "test", tmp_path)) == 6
+    with pytest.raises(UserError, match="CIFAR10 data not found .*cifar-10-batches-py"):
+        load_dataset("CIFAR10", "train", tmp_path)

@@ -30,7 +30,8 @@ def _lazy(module: str):
     return load
 
 
-register_benchmark_loader("real8", _lazy("task_arithmetic.data.real"))
+for _suite in ("real8", "real14", "real20"):
+    register_benchmark_loader(_suite, _lazy("task_arithmetic.data.real"))
 register_benchmark_loader("embedded", _lazy("task_arithmetic.embedded.tasks"))
 
 

@@ -1,8 +1,10 @@
 """The one registry of tasks. Real datasets and the embedded benchmark's tasks register here,
 so every script accepts any of them by name.
 
-A task belongs to a benchmark (e.g. "real8", "embedded"); each benchmark has a control task
-used for negation and as extra tau-Jp penalty data.
+A task belongs to one home benchmark (e.g. "real8", "embedded"); each benchmark has a control
+task used for negation and as extra tau-Jp penalty data. Larger suites that reuse other
+benchmarks' tasks (real14 = real8 + six, real20 = real14 + six) are registered as an ordered task
+list with their control (`register_benchmark`); a task keeps the smallest suite as its home.
 """
 
 from __future__ import annotations
@@ -34,12 +36,26 @@ class TaskSpec:
     defaults: dict = field(default_factory=dict)  # per-task training defaults, e.g. {"epochs": 35}
 
 
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """A suite named by its task list, in the literature's order, and its control task."""
+
+    name: str
+    tasks: tuple[str, ...]
+    control: str | None = None
+
+
 _TASKS: dict[str, TaskSpec] = {}
+_BENCHMARKS: dict[str, BenchmarkSpec] = {}
 _BENCHMARK_LOADERS: dict[str, Callable[[], None]] = {}
 
 
 def register_task(spec: TaskSpec) -> None:
     _TASKS[spec.name] = spec
+
+
+def register_benchmark(spec: BenchmarkSpec) -> None:
+    _BENCHMARKS[spec.name] = spec
 
 
 def register_benchmark_loader(benchmark: str, loader: Callable[[], None]) -> None:
@@ -78,27 +94,46 @@ def all_task_names() -> list[str]:
     return list(_TASKS)
 
 
+def benchmark_names() -> list[str]:
+    _load_all()
+    return sorted({t.benchmark for t in _TASKS.values()} | set(_BENCHMARKS))
+
+
 def benchmark_tasks(benchmark: str, include_control: bool = False) -> list[str]:
     _load_all()
+    if benchmark in _BENCHMARKS:
+        spec = _BENCHMARKS[benchmark]
+        return list(spec.tasks) + ([spec.control] if include_control and spec.control else [])
     names = [t.name for t in _TASKS.values() if t.benchmark == benchmark and (include_control or not t.is_control)]
     if not names:
-        benchmarks = sorted({t.benchmark for t in _TASKS.values()})
-        raise UserError(f"unknown benchmark '{benchmark}'; valid benchmarks: {', '.join(benchmarks)}")
+        raise UserError(f"unknown benchmark '{benchmark}'; valid benchmarks: {', '.join(benchmark_names())}")
     return names
 
 
 def control_task(benchmark: str) -> str | None:
     _load_all()
+    if benchmark in _BENCHMARKS:
+        return _BENCHMARKS[benchmark].control
     controls = [t.name for t in _TASKS.values() if t.benchmark == benchmark and t.is_control]
     return controls[0] if controls else None
+
+
+def control_for(tasks: Sequence[str]) -> str | None:
+    """The control task of the smallest benchmark holding every one of `tasks` (None if none does).
+
+    Tasks of real8 and real14 together belong to real14 (and real20): its control applies.
+    """
+    _load_all()
+    wanted = {get_task(t).name for t in tasks}
+    fits = [b for b in benchmark_names() if wanted <= set(benchmark_tasks(b, include_control=True))]
+    fits.sort(key=lambda b: len(benchmark_tasks(b)))
+    return control_task(fits[0]) if fits else None
 
 
 def parse_task_list(text: str | Sequence[str]) -> list[str]:
     """Comma-separated names (or a benchmark name) -> validated task names."""
     items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
-    _load_all()
-    benchmarks = {t.benchmark for t in _TASKS.values()}
-    if len(items) == 1 and items[0] in benchmarks:
+    if len(items) == 1 and items[0] in benchmark_names():
         return benchmark_tasks(items[0])
     names = [get_task(item).name for item in items]
     repeated = sorted({n for n in names if names.count(n) > 1})

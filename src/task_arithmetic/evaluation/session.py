@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..data.registry import control_task, get_task
+from ..data.registry import control_for
 from ..errors import UserError
 from ..io import metadata_path, read_json
 from ..models.factory import ModelSpec
@@ -152,6 +152,6 @@ class EvalSession:
 
 
 def default_control(tasks: Sequence[str]) -> str | None:
-    """The control task of the tasks' benchmark (negation, extra tau-Jp column)."""
-    benchmarks = {get_task(t).benchmark for t in tasks}
-    return control_task(next(iter(benchmarks))) if len(benchmarks) == 1 else None
+    """The control task of the tasks' benchmark (negation, extra tau-Jp column); for tasks from
+    several home benchmarks, that of the smallest suite holding them all (e.g. real14)."""
+    return control_for(tasks)

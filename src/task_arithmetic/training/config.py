@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.registry import benchmark_tasks, control_task, get_task, parse_task_list
+from ..data.registry import benchmark_names, benchmark_tasks, control_task, get_task, parse_task_list
 from ..errors import UserError
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, TAU_JP_VARIANTS, check_folder_flag, run_name
 
@@ -184,6 +184,10 @@ def _check_numbers(values: dict[str, Any], epochs: int | None, micro_batch: int 
     need(cfg.max_train_samples is None or cfg.max_train_samples >= 1, f"--max-train-samples must be >= 1, got {cfg.max_train_samples}")
 
 
+def _names_benchmark(names: tuple[str, ...]) -> bool:
+    return len(names) == 1 and names[0] in benchmark_names()
+
+
 def _penalty_setup(cfg: FinetuneConfig, task: str, benchmark: str) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
     """The tasks whose inputs feed the tau-Jp penalty, and the task order for continual runs."""
     if cfg.reg != "tau_jp":
@@ -214,11 +218,14 @@ def _penalty_setup(cfg: FinetuneConfig, task: str, benchmark: str) -> tuple[tupl
 
     if cfg.task_order is not None:
         raise UserError("--task-order only applies to --variant continual; drop it or add --variant continual")
-    if cfg.penalty_tasks is not None:
+    if cfg.penalty_tasks is not None and not _names_benchmark(cfg.penalty_tasks):
         chosen = tuple(dict.fromkeys(parse_task_list(list(cfg.penalty_tasks))))
         if task in chosen:
             raise UserError(f"--penalty-tasks contains the task being fine-tuned ({task}); the penalty uses OTHER tasks' inputs, so remove it")
     else:
+        # `--penalty-tasks real20` means what the default means for a task of real20: the suite's
+        # other tasks and its control (a real8 task trained for the 20-task study needs this).
+        benchmark = cfg.penalty_tasks[0] if cfg.penalty_tasks is not None else benchmark
         control = control_task(benchmark)
         others = [t for t in benchmark_tasks(benchmark) if t != task]
         chosen = tuple(others + ([control] if control is not None and control != task else []))

@@ -1,35 +1,66 @@
-"""The real benchmark ("real8"): the eight tasks of the task-arithmetic papers plus ImageNet as the
-control task, each read from its standard layout under `--data-location` (never downloaded).
+"""The real benchmarks: "real8" (the eight tasks of the task-arithmetic papers), "real14" and
+"real20" (the 14- and 20-task benchmarks of TALL masks and FusionBench's TALL14/TALL20 pools),
+each with ImageNet as the control task. Every task is read from its standard layout under
+`--data-location` (never downloaded).
 
 Layouts (relative to --data-location; `python src/prepare_datasets.py check` reports what is missing):
-  Cars      stanford_cars/devkit/{cars_meta,cars_train_annos}.mat, stanford_cars/cars_test_annos_withlabels.mat,
-            stanford_cars/cars_{train,test}/*.jpg                        (torchvision StanfordCars)
-  DTD       dtd/{train,test}/<class>/                                    (made by `prepare_datasets.py split`)
-  EuroSAT   EuroSAT_splits/{train,test}/<class>/                         (made by `prepare_datasets.py split`)
-  GTSRB     gtsrb/GTSRB/Training/<class>/*.ppm, gtsrb/GTSRB/Final_Test/Images/*.ppm, gtsrb/GT-final_test.csv
-  MNIST     MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte        (torchvision MNIST)
-  RESISC45  resisc45/NWPU-RESISC45/<class>/ + resisc45/resisc45-{train,test}.txt
-  SUN397    sun397/{train,test}/<a_abbey...>/                            (made by `prepare_datasets.py split`)
-  SVHN      svhn/{train,test}_32x32.mat                                  (torchvision SVHN)
-  ImageNet  imagenet/{train,val}/<wnid>/ (+ imagenet/classnames.txt or meta.bin for a partial copy)
+  Cars          stanford_cars/devkit/{cars_meta,cars_train_annos}.mat, stanford_cars/cars_test_annos_withlabels.mat,
+                stanford_cars/cars_{train,test}/*.jpg                        (torchvision StanfordCars)
+  DTD           dtd/{train,test}/<class>/                                    (made by `prepare_datasets.py split`)
+  EuroSAT       EuroSAT_splits/{train,test}/<class>/                         (made by `prepare_datasets.py split`)
+  GTSRB         gtsrb/GTSRB/Training/<class>/*.ppm, gtsrb/GTSRB/Final_Test/Images/*.ppm, gtsrb/GT-final_test.csv
+  MNIST         MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte        (torchvision MNIST)
+  RESISC45      resisc45/NWPU-RESISC45/<class>/ + resisc45/resisc45-{train,test}.txt
+  SUN397        sun397/{train,test}/<a_abbey...>/                            (made by `prepare_datasets.py split`)
+  SVHN          svhn/{train,test}_32x32.mat                                  (torchvision SVHN)
+  Flowers102    flowers-102/jpg/, flowers-102/{imagelabels,setid}.mat        (torchvision Flowers102)
+  PCAM          pcam/camelyonpatch_level_2_split_{train,test}_{x,y}.h5       (torchvision PCAM, needs h5py)
+  FER2013       fer2013/fer2013.csv or fer2013/icml_face_data.csv            (the full Kaggle CSV)
+  OxfordIIITPet oxford-iiit-pet/images/, oxford-iiit-pet/annotations/{trainval,test}.txt
+  STL10         stl10_binary/{train,test}_{X,y}.bin, stl10_binary/class_names.txt
+  CIFAR100      cifar-100-python/{train,test,meta}
+  CIFAR10       cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}
+  Food101       food-101/images/<class>/, food-101/meta/{train,test}.json
+  FashionMNIST  FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte
+  EMNIST        EMNIST/raw/emnist-letters-{train,test}-{images-idx3,labels-idx1}-ubyte   (the "letters" split)
+  KMNIST        KMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte
+  RenderedSST2  rendered-sst2/{train,test}/{negative,positive}/
+  ImageNet      imagenet/{train,val}/<wnid>/ (+ imagenet/classnames.txt or meta.bin for a partial copy)
 """
 
 from __future__ import annotations
 
-from ..registry import TaskSpec, register_task
-from . import cars, dtd, eurosat, gtsrb, imagenet, mnist, resisc45, sun397, svhn
+from ..registry import BenchmarkSpec, TaskSpec, register_benchmark, register_task
+from . import cars, cifar, dtd, eurosat, fer2013, flowers102, food101, gtsrb, imagenet, mnist, mnist_like
+from . import oxford_pets, pcam, rendered_sst2, resisc45, stl10, sun397, svhn
 from .common import RealDataset
 
 BENCHMARK = "real8"
-DATASETS: dict[str, RealDataset] = {
-    module.DATASET.name: module.DATASET for module in (cars, dtd, eurosat, gtsrb, mnist, resisc45, sun397, svhn, imagenet)
-}
+CONTROL = "ImageNet"
+# The literature's order (FusionBench's TALL20 pool): the eight, then six for 14, then six for 20.
+REAL8 = ("SUN397", "Cars", "RESISC45", "EuroSAT", "SVHN", "GTSRB", "MNIST", "DTD")
+REAL14 = REAL8 + ("Flowers102", "PCAM", "FER2013", "OxfordIIITPet", "STL10", "CIFAR100")
+REAL20 = REAL14 + ("CIFAR10", "Food101", "FashionMNIST", "EMNIST", "KMNIST", "RenderedSST2")
+SUITES = {"real8": REAL8, "real14": REAL14, "real20": REAL20}
+
+_ALL = (
+    cars.DATASET, dtd.DATASET, eurosat.DATASET, gtsrb.DATASET, mnist.DATASET, resisc45.DATASET, sun397.DATASET, svhn.DATASET,
+    flowers102.DATASET, pcam.DATASET, fer2013.DATASET, oxford_pets.DATASET, stl10.DATASET, cifar.CIFAR100,
+    cifar.CIFAR10, food101.DATASET, mnist_like.FASHION_MNIST, mnist_like.EMNIST, mnist_like.KMNIST, rendered_sst2.DATASET,
+    imagenet.DATASET,
+)  # fmt: skip
+DATASETS: dict[str, RealDataset] = {dataset.name: dataset for dataset in _ALL}
+
+
+def home_benchmark(name: str) -> str:
+    """The smallest suite holding the task (ImageNet, every suite's control, belongs to real8)."""
+    return next((suite for suite, tasks in SUITES.items() if name in tasks), BENCHMARK)
 
 
 def task_spec(dataset: RealDataset) -> TaskSpec:
     return TaskSpec(
         name=dataset.name,
-        benchmark=BENCHMARK,
+        benchmark=home_benchmark(dataset.name),
         templates=dataset.templates,
         load_split=dataset.load_split,
         load_classnames=dataset.load_classnames,
@@ -42,6 +73,10 @@ def task_spec(dataset: RealDataset) -> TaskSpec:
 def register_tasks() -> None:
     for dataset in DATASETS.values():
         register_task(task_spec(dataset))
+    # real8 keeps listing its tasks in registration order (as before); the larger suites are
+    # ordered lists, so their task order is the literature's.
+    for suite in ("real14", "real20"):
+        register_benchmark(BenchmarkSpec(suite, SUITES[suite], CONTROL))
 
 
-__all__ = ["BENCHMARK", "DATASETS", "register_tasks", "task_spec"]
+__all__ = ["BENCHMARK", "CONTROL", "DATASETS", "SUITES", "register_tasks", "task_spec"]

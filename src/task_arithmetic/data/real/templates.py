@@ -131,3 +131,50 @@ IMAGENET = (
     "a photo of a small {}.",
     "a tattoo of the {}.",
 )
+
+# --- the twelve extra tasks of the 14- and 20-task benchmarks (TALL masks, FusionBench). These
+# are the prompts the field's 14/20-task numbers were computed with; most come from OpenAI's CLIP
+# prompt list. Where the CLIP benchmark package disagrees (PCAM) we follow the field.
+
+CIFAR = tuple(
+    f"a {quality}photo of {article} {size}{{}}."
+    for article in ("a", "the")
+    for quality, size in (
+        ("", ""),
+        ("blurry ", ""),
+        ("black and white ", ""),
+        ("low contrast ", ""),
+        ("high contrast ", ""),
+        ("bad ", ""),
+        ("good ", ""),
+        ("", "small "),
+        ("", "big "),
+    )
+)  # CIFAR10 and CIFAR100
+
+STL10 = ("a photo of a {}.", "a photo of the {}.")
+
+FLOWERS102 = ("a photo of a {}, a type of flower.",)
+
+OXFORD_PETS = ("a photo of a {}, a type of pet.",)
+
+PCAM = ("this is a photo of {}",)
+
+FER2013 = (
+    "a photo of a {} looking face.",
+    "a photo of a face showing the emotion: {}.",
+    "a photo of a face looking {}.",
+    "a face that looks {}.",
+    "they look {}.",
+    "look at how {} they are.",
+)
+
+EMNIST = ('a photo of the digit character: "{}".',)
+
+FOOD101 = ("a photo of {}, a type of food.",)
+
+FASHION_MNIST = ("a photo of a {}.", "a photo of the {}.")
+
+RENDERED_SST2 = ("a {} review of a movie.",)
+
+KMNIST = ("a photo of the character {}.",)

@@ -7,15 +7,23 @@ from pathlib import Path
 from typing import Sequence
 
 from ...errors import UserError
-from . import DATASETS
+from . import CONTROL, DATASETS, SUITES
 from .common import TOOL, RealDataset
 
 PARTS = ("train", "test", "classnames")
+NAME_WIDTH = max(len(name) for name in DATASETS)  # the report's first column
 
 
 def _select(names: Sequence[str] | None, candidates: dict[str, RealDataset]) -> list[RealDataset]:
     if not names:
         return list(candidates.values())
+    # A suite's name stands for those of its tasks (and its control) that the command applies to:
+    # `check --tasks real20`, `split --tasks real14` (only DTD, EuroSAT, SUN397, RESISC45 need one).
+    expanded: list[str] = []
+    for name in names:
+        members = SUITES[name] + (CONTROL,) if name in SUITES else ()
+        expanded += [task for task in members if task in candidates] if members else [name]
+    names = list(dict.fromkeys(expanded))
     unknown = [name for name in names if name not in candidates]
     if unknown:
         raise UserError(f"unknown task(s) {', '.join(unknown)} for this command; valid: {', '.join(candidates)}")
@@ -74,10 +82,10 @@ class Readiness:
 
     def line(self) -> str:
         if self.ready:
-            return f"{self.name:<9} ready" + (f" ({self.counts})" if self.counts else "")
+            return f"{self.name:<{NAME_WIDTH}} ready" + (f" ({self.counts})" if self.counts else "")
         if self.missing:
-            return f"{self.name:<9} missing {', '.join(self.missing)}\n{'':<9} {self.hint}"
-        return f"{self.name:<9} incomplete: {'; '.join(self.problems)}\n{'':<9} {self.hint}"
+            return f"{self.name:<{NAME_WIDTH}} missing {', '.join(self.missing)}\n{'':<{NAME_WIDTH}} {self.hint}"
+        return f"{self.name:<{NAME_WIDTH}} incomplete: {'; '.join(self.problems)}\n{'':<{NAME_WIDTH}} {self.hint}"
 
 
 def check(data_location: Path, tasks: Sequence[str] | None = None, counts: bool = False) -> list[Readiness]:
