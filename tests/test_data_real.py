@@ -282,3 +282,11 @@ def test_a_real8_copy_loads_without_the_extra_tasks(tmp_path):
     assert len(load_dataset("Cars", "test", tmp_path)) == 6
     with pytest.raises(UserError, match="CIFAR10 data not found .*cifar-10-batches-py"):
         load_dataset("CIFAR10", "train", tmp_path)
+
+
+def test_fusionbench_tall20_names_map_onto_real20():
+    from task_arithmetic.merging.taskpool.hf_clip import FUSIONBENCH_NAMES
+
+    tall20 = ["sun397", "stanford-cars", "resisc45", "eurosat", "svhn", "gtsrb", "mnist", "dtd", "oxford_flowers102", "pcam", "fer2013", "oxford-iiit-pet"]
+    tall20 += ["stl10", "cifar100", "cifar10", "food101", "fashion_mnist", "emnist_letters", "kmnist", "rendered-sst2"]
+    assert [FUSIONBENCH_NAMES[name] for name in tall20] == registry.benchmark_tasks("real20")

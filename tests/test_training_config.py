@@ -78,3 +78,12 @@ def test_schedule_warmup_then_cosine():
     assert lrs[:4] == pytest.approx([base / 4, base / 2, 3 * base / 4, base])
     assert lrs[4] == pytest.approx(base) and lrs[8] == pytest.approx(base / 2)  # cos(pi/2)
     assert all(a >= b for a, b in zip(lrs[4:], lrs[5:])) and lrs[-1] > 0
+
+
+def test_penalty_tasks_naming_a_suite_use_its_other_tasks_and_control():
+    # a real8 task trained for the 20-task study: real20's other 19 tasks plus ImageNet
+    cfg = resolve_config(FinetuneConfig(task="Cars", reg="tau_jp", penalty_tasks=("real20",)))
+    assert len(cfg.penalty_tasks) == 20 and "Cars" not in cfg.penalty_tasks and cfg.penalty_tasks[-1] == "ImageNet"
+    assert cfg.penalty_tasks[:2] == ("SUN397", "RESISC45")
+    default = resolve_config(FinetuneConfig(task="Cars", reg="tau_jp"))
+    assert len(default.penalty_tasks) == 8  # its home suite, real8: seven others plus ImageNet

@@ -46,6 +46,19 @@ FUSIONBENCH_NAMES = {
     "gtsrb": "GTSRB",
     "mnist": "MNIST",
     "dtd": "DTD",
+    # the extra tasks of FusionBench's TALL14 / TALL20 pools
+    "oxford_flowers102": "Flowers102",
+    "pcam": "PCAM",
+    "fer2013": "FER2013",
+    "oxford-iiit-pet": "OxfordIIITPet",
+    "stl10": "STL10",
+    "cifar100": "CIFAR100",
+    "cifar10": "CIFAR10",
+    "food101": "Food101",
+    "fashion_mnist": "FashionMNIST",
+    "emnist_letters": "EMNIST",
+    "kmnist": "KMNIST",
+    "rendered-sst2": "RenderedSST2",
 }
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
