@@ -8,7 +8,7 @@ import torch
 from task_arithmetic.data.registry import benchmark_tasks, control_task, get_task
 from task_arithmetic.data.splits import load_dataset
 from task_arithmetic.embedded import datasets
-from task_arithmetic.embedded.catalog import TASKS, TASKS_BY_NAME
+from task_arithmetic.embedded.catalog import ALL_TASKS, TASKS, TASKS_BY_NAME, VARIANTS
 from task_arithmetic.embedded.corpus import build_corpus
 
 # open_clip's default preprocessing constants, written out as an independent reference.
@@ -20,7 +20,7 @@ def small(task, train=30, test=20):
     return dataclasses.replace(task, train_size=train, test_size=test)
 
 
-@pytest.mark.parametrize("name", [t.name for t in TASKS if t.family != "handwritten"])
+@pytest.mark.parametrize("name", [t.name for t in ALL_TASKS if t.family != "handwritten"])
 def test_generation_is_deterministic_and_balanced(name):
     task = small(TASKS_BY_NAME[name])
     images, labels = datasets.generate_split(task, "train")
@@ -45,6 +45,21 @@ def test_benchmark_is_registered_with_a_control():
         assert all(t.count("{}") == 1 for t in spec.templates) and len(spec.templates) >= 2
         assert {"epochs", "lr", "wd", "warmup", "batch_size"} <= set(spec.defaults)
         assert all(spec.defaults[k] > 0 for k in ("epochs", "lr", "warmup", "batch_size"))
+
+
+def test_embedded12_adds_six_variants_without_changing_the_default_six():
+    names = benchmark_tasks("embedded12")
+    assert len(names) == 12 and names[:6] == benchmark_tasks("embedded") and control_task("embedded12") == "Shapes"
+    assert names[6:] == [t.name for t in VARIANTS]
+    for task in VARIANTS:
+        spec = get_task(task.name)
+        assert spec.benchmark == "embedded12" and spec.tensor_native and not spec.is_control
+        sibling = next(t for t in TASKS if t.family == task.family and not t.is_control)
+        # a variant of a family: the same classes, drawn another way
+        assert task.class_names() == sibling.class_names() and task.style != sibling.style
+    a, _ = datasets.generate_split(small(TASKS_BY_NAME["HazyLandUse"]), "train")
+    b, _ = datasets.generate_split(small(TASKS_BY_NAME["LandUse"]), "train")
+    assert abs(float(a.std()) - float(b.std())) > 5  # visibly different renderings
 
 
 def test_digits_splits_are_normalised_real_sklearn_digits(tmp_path):

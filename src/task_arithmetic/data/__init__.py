@@ -32,7 +32,8 @@ def _lazy(module: str):
 
 for _suite in ("real8", "real14", "real20"):
     register_benchmark_loader(_suite, _lazy("task_arithmetic.data.real"))
-register_benchmark_loader("embedded", _lazy("task_arithmetic.embedded.tasks"))
+for _suite in ("embedded", "embedded12"):
+    register_benchmark_loader(_suite, _lazy("task_arithmetic.embedded.tasks"))
 
 
 def _extra_tasks_from_env() -> None:

@@ -10,6 +10,20 @@
 | Landscapes    | SUN397   | horizon scenes                           | 8       |
 | Shapes (ctrl) | ImageNet | 16 shapes and symbols, busy backgrounds  | 16      |
 
+The 12-task benchmark `embedded12` adds six variants of the same families, for running the
+protocol at larger T offline (the default study keeps the six above):
+
+| task           | variant of   | how it differs                                  |
+|----------------|--------------|-------------------------------------------------|
+| PrintedDigits  | HouseNumbers | printed glyphs only, alone, rotated, busy ground |
+| SketchedDigits | Digits       | the renderer's handwritten-style glyphs, wobbly |
+| NightSigns     | TrafficSigns | dim light, heavy blur                           |
+| FineTextures   | Textures     | two to three times finer patterns, low contrast |
+| HazyLandUse    | LandUse      | zoomed out, thick haze                          |
+| DuskScenes     | Landscapes   | high horizon, strong tint, little colour        |
+
+Their epochs are the sibling task's, not calibrated separately.
+
 `defaults` are the training settings the fine-tuning engine reads (TaskSpec.defaults): `epochs`,
 `lr`, `wd`, `warmup` (steps) and `batch_size`. One learning rate serves standard and linearised
 fine-tuning alike: linearised accuracy was flat across lr 2e-3 .. 1.6e-2 in calibration. Epochs
@@ -37,6 +51,7 @@ class EmbeddedTask:
     test_size: int
     defaults: dict[str, Any] = field(default_factory=dict)
     is_control: bool = False
+    benchmark: str = "embedded"  # the home suite: "embedded" (the default study's) or "embedded12"
 
     def class_names(self) -> tuple[str, ...]:
         return FAMILIES["digits" if self.family == "handwritten" else self.family][1]
@@ -83,4 +98,15 @@ TASKS: tuple[EmbeddedTask, ...] = (
     EmbeddedTask("Shapes", "shapes", styles.CONTROL_SHAPES, _OBJECT, 4000, 1000, _defaults(4), is_control=True),
 )
 
-TASKS_BY_NAME = {t.name: t for t in TASKS}
+_VARIANT = "embedded12"
+VARIANTS: tuple[EmbeddedTask, ...] = (
+    EmbeddedTask("PrintedDigits", "digits", styles.PRINTED_DIGITS, ('a photo of the number: "{}".', "a printed digit {}."), 3000, 600, _defaults(5), benchmark=_VARIANT),
+    EmbeddedTask("SketchedDigits", "digits", styles.SKETCHED_DIGITS, ('a photo of the number: "{}".', "a sketch of the digit {}."), 3000, 600, _defaults(5), benchmark=_VARIANT),
+    EmbeddedTask("NightSigns", "signs", styles.NIGHT_SIGNS, _SIGN, 3000, 600, _defaults(6), benchmark=_VARIANT),
+    EmbeddedTask("FineTextures", "textures", styles.FINE_TEXTURES, _TEXTURE, 3000, 600, _defaults(5), benchmark=_VARIANT),
+    EmbeddedTask("HazyLandUse", "aerial", styles.HAZY_AERIAL, _SATELLITE, 3000, 600, _defaults(4), benchmark=_VARIANT),
+    EmbeddedTask("DuskScenes", "scenes", styles.DUSK_SCENES, ("a photo of a {}.", "a photo of the {}."), 3000, 600, _defaults(2), benchmark=_VARIANT),
+)
+ALL_TASKS = TASKS + VARIANTS
+TASKS_BY_NAME = {t.name: t for t in ALL_TASKS}
+EMBEDDED12 = tuple(t.name for t in TASKS if not t.is_control) + tuple(t.name for t in VARIANTS)

@@ -58,3 +58,23 @@ TASK_AERIAL = AerialStyle(zoom=(0.5, 1.6), haze=(0.15, 0.5), colour_drift=0.25, 
 
 PRETRAIN_SCENES = SceneStyle(horizon=(-0.1, 0.2), colour_drift=0.05, clutter=0.1, noise=0.01, blur=0.2)
 TASK_SCENES = SceneStyle(horizon=(-0.35, 0.4), colour_drift=0.3, clutter=0.5, noise=0.05, blur=0.8, desaturate=(0.3, 0.9))
+
+
+# Variants for the 12-task benchmark ("embedded12"): the same six families shown another way, as
+# the 20-task benchmark adds FashionMNIST, KMNIST and EMNIST beside MNIST. Each differs from its
+# sibling task in one or two nameable ways.
+PRINTED_DIGITS = DigitStyle(
+    font_probs=(1.0, 0.0), scale=(0.6, 0.8), max_rotation=0.35, max_offset=0.12, background_probs=(0.1, 0.3, 0.4, 0.2),
+    neighbours=0.0, clutter=3, noise=0.05, blur=0.5, wobble=0.0,
+)
+SKETCHED_DIGITS = DigitStyle(
+    font_probs=(0.0, 1.0), scale=(0.55, 0.8), max_rotation=0.25, max_offset=0.1, background_probs=(0.5, 0.3, 0.2, 0.0),
+    neighbours=0.0, clutter=0, noise=0.03, blur=0.4, wobble=0.12,
+)
+NIGHT_SIGNS = SignStyle(
+    scale=(0.6, 0.9), max_rotation=0.15, max_squash=0.2, max_offset=0.1, background_probs=(0.4, 0.3, 0.3, 0.0),
+    clutter=1, light=(0.3, 0.6), noise=0.06, blur=0.9,
+)
+FINE_TEXTURES = TextureStyle(frequency=(3.0, 5.0), max_rotation=np.pi, warp=(0.0, 0.1), contrast=(0.5, 0.9), noise=0.04, blur=0.3)
+HAZY_AERIAL = AerialStyle(zoom=(0.4, 0.9), haze=(0.3, 0.55), colour_drift=0.15, noise=0.04, blur=0.6, desaturate=(0.2, 0.5))
+DUSK_SCENES = SceneStyle(horizon=(0.1, 0.5), colour_drift=0.5, clutter=0.3, noise=0.06, blur=0.6, desaturate=(0.5, 1.0))

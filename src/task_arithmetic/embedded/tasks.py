@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from ..data.registry import TaskSpec, register_task
-from .catalog import TASKS, EmbeddedTask
+from ..data.registry import BenchmarkSpec, TaskSpec, register_benchmark, register_task
+from .catalog import ALL_TASKS, EMBEDDED12, EmbeddedTask
 from .datasets import load_split
 
 BENCHMARK = "embedded"
@@ -23,7 +23,7 @@ def _classnames(task: EmbeddedTask, data_location: Path) -> list[str]:
 def task_spec(task: EmbeddedTask) -> TaskSpec:
     return TaskSpec(
         name=task.name,
-        benchmark=BENCHMARK,
+        benchmark=task.benchmark,
         templates=task.templates,
         load_split=functools.partial(load_split, task),
         load_classnames=functools.partial(_classnames, task),
@@ -35,5 +35,7 @@ def task_spec(task: EmbeddedTask) -> TaskSpec:
 
 
 def register_tasks() -> None:
-    for task in TASKS:
+    for task in ALL_TASKS:
         register_task(task_spec(task))
+    # The six of the default study, then their six variants; Shapes stays the control.
+    register_benchmark(BenchmarkSpec("embedded12", EMBEDDED12, "Shapes"))
