@@ -49,3 +49,4 @@ def test_rerun_skips_finished_steps(study, capsys):
     out = capsys.readouterr()
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())
     assert out.out.count("up to date") == len(EVAL_RECIPES)
+
