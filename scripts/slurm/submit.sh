@@ -72,6 +72,11 @@ PY
 fi
 IFS=, read -ra task_list <<< "$task_csv"
 n=${#task_list[@]}
+# A suite's tau-Jp runs draw on the suite's other tasks and its control (a real8 task of real20
+# would otherwise use its home suite real8), unless the user chose the penalty tasks.
+if [[ $task_csv != "$tasks" && $reg == tau_jp && $variant != continual && " ${finetune_extra[*]} " != *" --penalty-tasks "* ]]; then
+    finetune_extra+=(--penalty-tasks "$tasks")
+fi
 
 resources=(--cpus-per-task="$cpus")
 [[ -n $time_limit ]] && resources+=(--time="$time_limit")
