@@ -55,3 +55,24 @@ def test_bad_input_is_one_line(tmp_path, capsys, extra, message):
         dry_run(tmp_path, capsys, *extra)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_wider_suite_study_draws_tau_jp_inputs_from_the_whole_suite(tmp_path):
+    from run_study import build_study, parser
+
+    from task_arithmetic.training.config import resolve_config
+
+    def study(tasks: str):
+        return build_study(parser().parse_args(["--tasks", tasks, "--data-location", str(tmp_path), "--checkpoint-root", str(tmp_path / "ck")]))
+
+    wide = study("real20")
+    assert wide.settings.control == "ImageNet" and len(wide.tasks) == 20
+    cars = resolve_config(wide.finetune_config("Cars", "linear", "tau_jp"))
+    assert len(cars.penalty_tasks) == 20 and "CIFAR10" in cars.penalty_tasks and cars.penalty_tasks[-1] == "ImageNet"
+    assert resolve_config(wide.finetune_config("Cars", "standard", "none")).penalty_tasks is None
+    # a study within the task's own suite keeps the task's default (its suite's other tasks + control)
+    assert resolve_config(study("real8").finetune_config("Cars", "linear", "tau_jp")).penalty_tasks == resolve_config(
+        study("Cars,DTD").finetune_config("Cars", "linear", "tau_jp")).penalty_tasks
+    twelve = study("embedded12")
+    assert twelve.settings.control == "Shapes"
+    assert len(resolve_config(twelve.finetune_config("Digits", "linear", "tau_jp")).penalty_tasks) == 12

@@ -118,16 +118,19 @@ def control_task(benchmark: str) -> str | None:
     return controls[0] if controls else None
 
 
-def control_for(tasks: Sequence[str]) -> str | None:
-    """The control task of the smallest benchmark holding every one of `tasks` (None if none does).
-
-    Tasks of real8 and real14 together belong to real14 (and real20): its control applies.
-    """
+def smallest_suite(tasks: Sequence[str]) -> str | None:
+    """The smallest benchmark holding every one of `tasks` (None if none does): tasks of real8 and
+    real14 together belong to real14."""
     _load_all()
     wanted = {get_task(t).name for t in tasks}
     fits = [b for b in benchmark_names() if wanted <= set(benchmark_tasks(b, include_control=True))]
-    fits.sort(key=lambda b: len(benchmark_tasks(b)))
-    return control_task(fits[0]) if fits else None
+    return min(fits, key=lambda b: len(benchmark_tasks(b))) if fits else None
+
+
+def control_for(tasks: Sequence[str]) -> str | None:
+    """The control task of the smallest benchmark holding every one of `tasks` (None if none does)."""
+    suite = smallest_suite(tasks)
+    return control_task(suite) if suite is not None else None
 
 
 def parse_task_list(text: str | Sequence[str]) -> list[str]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.registry import get_task, smallest_suite
 from ..data.splits import VAL_MAX
 from ..io import metadata_path
 from ..models.factory import ModelSpec
@@ -53,11 +54,15 @@ class Study:
         return tuple(dict.fromkeys(r.training for r in self.recipes if r.training is not None))
 
     def finetune_config(self, task: str, mode: str, reg: str) -> FinetuneConfig:
+        # A study spanning a larger suite than the task's own (a real8 task in a real20 study)
+        # draws tau-Jp inputs from that suite's other tasks and control, not from the task's suite.
+        suite = smallest_suite(self.tasks)
+        wider = reg == "tau_jp" and suite is not None and suite != get_task(task).benchmark and "penalty_tasks" not in self.finetune
         return FinetuneConfig(
             task=task, model=self.spec.name, pretrained=self.spec.pretrained, cache_dir=self.spec.cache_dir,
             mode=mode, reg=reg, device=self.device, data_location=str(self.data_location),
             checkpoint_root=str(self.layout.checkpoint_root), results_root=str(self.layout.results_root),
-            progress=self.progress, **self.finetune,
+            progress=self.progress, **({"penalty_tasks": (suite,)} if wider else {}), **self.finetune,
         )
 
 
