@@ -12,7 +12,8 @@ PY=${PYTHON:-}
 if [ -z "$PY" ]; then
     if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
-if ! "$PY" -c "import open_clip" 2>/dev/null; then
+# find_spec looks the package up without importing it (and torch with it): a quick check.
+if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('open_clip') is None)" 2>/dev/null; then
     if ! ls .whl/*.whl >/dev/null 2>&1; then
         echo "error: open_clip is not importable by $PY and .whl/ holds no wheels; run bash benchmarks/gpu_wheels.sh where a package registry is reachable, and carry .whl" >&2
         exit 2

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -120,7 +119,6 @@ def step_ddp(ctx, record: StepRecord) -> None:
     from task_arithmetic.io import load_weights, read_json
     from task_arithmetic.models.factory import ModelSpec
     from task_arithmetic.paths import Layout
-    from task_arithmetic.training.preemption import EXIT_PREEMPTED
 
     s = ctx.sizes
     data = fake_data(ctx)
@@ -171,14 +169,11 @@ def step_ddp(ctx, record: StepRecord) -> None:
     rc = finish(first, "first", ctx.timeout(60))
     state = layout.train_state(model_id, "EuroSAT", run) / "state.json"
     saved_at = read_json(state)["step"] if state.is_file() else None
-    found = re.search(r"exitcode\s*:\s*(-?\d+)", (ctx.work / "ddp-first.log").read_text())  # torchrun's failure summary
-    worker_rc = int(found.group(1)) if found else None
-    record.add("torchrun exit code after SIGTERM", rc, note="non-zero, as a stopped job should")
-    record.add("training process exit code", worker_rc if worker_rc is not None else "not reported", note=f"{EXIT_PREEMPTED} = saved, re-run to resume")
-    if worker_rc != EXIT_PREEMPTED:
-        raise RuntimeError(f"the training process exited {worker_rc} after SIGTERM, not {EXIT_PREEMPTED}")
+    record.add("torchrun exit code after SIGTERM", rc, note="non-zero, as for a stopped job (it does not report the worker's 75)")
+    said = "stop signal received; state saved at step" in (ctx.work / "ddp-first.log").read_text()
+    record.add("training process saved on the signal", said)
     record.add("state saved at step", saved_at if saved_at is not None else "none")
-    if saved_at is None:
+    if saved_at is None or not said:
         raise RuntimeError("SIGTERM left no saved training state")
     if saved_at >= s.ddp_steps:
         raise RuntimeError("the run had finished before the signal; raise ddp_steps")
