@@ -71,9 +71,8 @@ def _worst(fast, ref) -> dict[str, float]:
     return {"output": _rel(fast[0], ref[0]), "tangent": _rel(fast[1], ref[1]), "gradient": grads}
 
 
-@pytest.mark.parametrize("training", [True, False])
-def test_fast_jvp_fp32_matches_torch_func_on_vit_b32(training, record_property):
-    vit = _vit("ViT-B-32", torch.float32).train(training)
+def test_fast_jvp_fp32_matches_torch_func_on_vit_b32(record_property):
+    vit = _vit("ViT-B-32", torch.float32).train()
     assert fast_jvp.supports(vit)
     params0, delta, images = _case(vit, 4)
     errors = _worst(_gradients(fast_jvp.linearized_forward, vit, params0, delta, images), _gradients(functorch_jvp, vit, params0, delta, images))

@@ -1,8 +1,9 @@
 """A tiny, self-contained world of fake fine-tuned runs for tests and benchmarks.
 
-TinyCLIP (or another open_clip model) with random weights as theta_0, toy tensor tasks registered in the task registry, and
-"fine-tuned" runs that are theta_0 plus a random perturbation, saved exactly as fine-tuning
-saves them (ImageEncoder.save at layout.finetuned with the contract's metadata). Labels of task
+TinyCLIP (or another open_clip model) with random weights as theta_0, toy tensor tasks registered
+in the task registry, and "fine-tuned" runs that are theta_0 plus a random perturbation, saved
+exactly as fine-tuning saves them (ImageEncoder.save at layout.finetuned with the contract's
+metadata). Labels of task
 t are the predictions of theta_0 + d_t through t's head (d_t: the direction every recipe's tau_t shares), so fine-tuning "helps"
 and edits have something to gain or lose; the control task's labels are theta_0's predictions.
 """
@@ -68,7 +69,8 @@ def _register(name: str, classnames: list[str], splits: dict[str, TensorDataset]
     )
 
 
-def _labels(model, head, images: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+def _labels(model: torch.nn.Module, head: torch.nn.Module, images: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    # In chunks: thousands of 224 px images at once would not fit a GPU's activations.
     device = next(head.parameters()).device
     parts = [head(model(images[i : i + chunk].to(device))).argmax(dim=-1).cpu() for i in range(0, len(images), chunk)]
     return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
