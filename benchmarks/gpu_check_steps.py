@@ -166,7 +166,8 @@ def _train_bench(ctx, record: StepRecord, model: str, batch: int, penalty: int, 
             record.add(f"{kind} peak memory", round(peak[kind]), "MB", f"{peak[kind] / peak['standard']:.2f}x standard; above weights + Adam state")
     for name, ratio, target in targets(result):
         record.add(f"target {name} <= {target}", round(ratio, 2), "x", "met" if ratio <= target else "NOT met")
-    ctx.train_rate[f"{model} batch {batch}"] = {kind: batch / t[kind] for kind in STEP_KINDS}
+    label = f"{model} batch {batch}" + (f" (micro-batch {micro})" if micro else "")
+    ctx.train_rate[label] = {kind: batch / t[kind] for kind in STEP_KINDS}
 
 
 def step_train_base(ctx, record: StepRecord) -> None:
