@@ -110,7 +110,11 @@ def step_env(ctx, record: StepRecord) -> None:
         record.add("compute capability", f"{props.major}.{props.minor}")
         record.add("GPUs visible", torch.cuda.device_count())
         record.add("bf16 supported", torch.cuda.is_bf16_supported())
-        record.add("NCCL", ".".join(map(str, torch.cuda.nccl.version())) if hasattr(torch.cuda, "nccl") else "?")
+        try:  # a tuple in recent torch, an int in older ones
+            nccl = torch.cuda.nccl.version()
+            record.add("NCCL", ".".join(map(str, nccl)) if isinstance(nccl, tuple) else str(nccl))
+        except (AttributeError, RuntimeError) as err:
+            record.add("NCCL", f"unknown ({err})")
 
 
 # --- 2. CUDA tests --------------------------------------------------------------------------
