@@ -354,6 +354,7 @@ def test_merging_streams_one_finetuned_model_at_a_time(algorithm):
         assert torch.equal(value, streamed.state_dict()[key]), key
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_modules_merge_like_cpu_ones():
     models = make_models(3, seed=12)

@@ -1,8 +1,9 @@
 """A tiny, self-contained world of fake fine-tuned runs for tests and benchmarks.
 
-TinyCLIP with random weights as theta_0, toy tensor tasks registered in the task registry, and
-"fine-tuned" runs that are theta_0 plus a random perturbation, saved exactly as fine-tuning
-saves them (ImageEncoder.save at layout.finetuned with the contract's metadata). Labels of task
+TinyCLIP (or another open_clip model) with random weights as theta_0, toy tensor tasks registered
+in the task registry, and "fine-tuned" runs that are theta_0 plus a random perturbation, saved
+exactly as fine-tuning saves them (ImageEncoder.save at layout.finetuned with the contract's
+metadata). Labels of task
 t are the predictions of theta_0 + d_t through t's head (d_t: the direction every recipe's tau_t shares), so fine-tuning "helps"
 and edits have something to gain or lose; the control task's labels are theta_0's predictions.
 """
@@ -35,11 +36,11 @@ class ToyWorld:
     control: str
 
 
-def _images(name: str, split: str, n: int, seed: int) -> torch.Tensor:
+def _images(name: str, split: str, n: int, seed: int, size: int) -> torch.Tensor:
     # One generator per (task, split): the data never depends on the order tasks are built in.
     key = sum(ord(c) * 31**i for i, c in enumerate(f"{name}/{split}")) % (2**31)
     generator = torch.Generator().manual_seed(seed * 7919 + key)
-    return torch.randn(n, 3, 32, 32, generator=generator)
+    return torch.randn(n, 3, size, size, generator=generator)
 
 
 def _perturbation(weights: dict[str, torch.Tensor], scale: float, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -68,6 +69,13 @@ def _register(name: str, classnames: list[str], splits: dict[str, TensorDataset]
     )
 
 
+def _labels(model: torch.nn.Module, head: torch.nn.Module, images: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    # In chunks: thousands of 224 px images at once would not fit a GPU's activations.
+    device = next(head.parameters()).device
+    parts = [head(model(images[i : i + chunk].to(device))).argmax(dim=-1).cpu() for i in range(0, len(images), chunk)]
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
+
+
 @torch.no_grad()
 def build_toy_world(
     root: Path,
@@ -79,16 +87,19 @@ def build_toy_world(
     recipes: Sequence[tuple[str, str]] = (("standard", "none"), ("linear", "none")),
     seed: int = 0,
     prefix: str = "Toy",
+    model: str = "TinyCLIP",
+    device: str | torch.device = "cpu",
 ) -> ToyWorld:
     """Register toy tasks and save theta_0, heads and fake fine-tuned runs under `root`.
 
     n_val is the size of each task's Val held-out part (the train split gets 10x as many).
     recipes: (mode, reg) pairs of fine-tuning runs to fake; each recipe's tau_t is a direction
-    shared by task t plus a smaller part of its own.
+    shared by task t plus a smaller part of its own. model: any open_clip architecture (random
+    weights, images at its input size); device: where the labels are computed (a GPU for large models).
     """
     torch.manual_seed(seed)
     root = Path(root)
-    spec = ModelSpec("TinyCLIP")
+    spec = ModelSpec(model)
     layout = Layout(root / "checkpoints", root / "results")
     data_location = root / "data"
     theta0 = zeroshot_encoder(spec, layout)
@@ -96,7 +107,9 @@ def build_toy_world(
     tasks = [f"{prefix}{i}" for i in range(n_tasks)]
     control = f"{prefix}Control"
     sizes = {"train": 10 * n_val, "test": n_test}
-    images = {name: {split: _images(name, split, n, seed) for split, n in sizes.items()} for name in [*tasks, control]}
+    size = theta0.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    images = {name: {split: _images(name, split, n, seed, size) for split, n in sizes.items()} for name in [*tasks, control]}
     classnames = {name: [f"{name.lower()} class {c}" for c in range(num_classes)] for name in [*tasks, control]}
     placeholder = {split: TensorDataset(x, torch.zeros(len(x), dtype=torch.long)) for split, x in images[control].items()}
     for name in [*tasks, control]:
@@ -119,11 +132,12 @@ def build_toy_world(
         vectors[(mode, reg)] = {t: {k: shared[t][k] + own[t][k] for k in shared[t]} for t in tasks}
     labelling = shared
     for name in [*tasks, control]:
-        head = heads[name]
-        model = copy.deepcopy(theta0)
+        head = heads[name].to(device)
+        labeller = copy.deepcopy(theta0)
         if name != control:
-            model.visual.load_state_dict({k: v + labelling[name][k] if k in labelling[name] else v for k, v in base.items()})
-        splits = {split: TensorDataset(x, head(model(x)).argmax(dim=-1)) for split, x in images[name].items()}
+            labeller.visual.load_state_dict({k: v + labelling[name][k] if k in labelling[name] else v for k, v in base.items()})
+        labeller.to(device)
+        splits = {split: TensorDataset(x, _labels(labeller, head, x)) for split, x in images[name].items()}
         _register(name, classnames[name], splits, is_control=name == control)
 
     for (mode, reg), per_task in vectors.items():
