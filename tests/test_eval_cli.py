@@ -52,7 +52,7 @@ def test_scripts_write_results_with_settings(world):
     tau_jp = json.loads(written["tau_jp"].read_text())["results"]
     assert tau_jp["datasets"] == ["Toy0", "Toy1", "Toy2", "ToyControl"] and len(tau_jp["matrix"]) == 3
     assert json.loads(written["addition"].read_text())["settings"]["evaluator"] == "tangent_cache"
-    assert json.loads(written["pairs"].read_text())["settings"]["evaluator"] == "direct"
+    assert json.loads(written["pairs"].read_text())["settings"]["evaluator"] == "batched"
     # standard and post-hoc tau-Jp tangents were cached under the standard runs' results folder
     assert (world.layout.results_root / "TinyCLIP-random" / "standard" / "tangent_cache").is_dir()
 

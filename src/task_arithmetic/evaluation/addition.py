@@ -33,6 +33,10 @@ def accuracies(session: EvalSession, edit: Edit, tasks: Sequence[str], split: st
 def sweep(session: EvalSession, tasks: Sequence[str], alphas: Sequence[float] = ALPHA_GRID) -> dict[str, Any]:
     """The addition protocol for any subset of the session's tasks (all of them, or a pair)."""
     tasks = list(tasks)
+    session.prefetch(
+        [(Edit.scaled([t], 1.0), t, split) for t in tasks for split in ("val", "test")]
+        + [(Edit.scaled(tasks, alpha), t, "val") for alpha in alphas for t in tasks]
+    )
     finetuned = {split: {t: session.finetuned_accuracy(t, split) for t in tasks} for split in ("val", "test")}
     curve = []
     for alpha in alphas:
@@ -42,6 +46,11 @@ def sweep(session: EvalSession, tasks: Sequence[str], alphas: Sequence[float] = 
     assert chosen is not None  # every grid point has a score
     alpha = alphas[chosen]
     one_shot_edit = Edit.scaled(tasks, ONE_SHOT_ALPHA)
+    session.prefetch(
+        [(Edit.scaled(tasks, alpha), t, "test") for t in tasks]
+        + [(one_shot_edit, t, split) for t in tasks for split in ("val", "test")]
+        + [(Edit.zeroshot(), t, "test") for t in tasks]
+    )
     return {
         "tasks": tasks,
         "alphas": list(alphas),

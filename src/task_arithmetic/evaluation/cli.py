@@ -20,6 +20,7 @@ from ..models.factory import ModelSpec, parse_pretrained
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, MODES, REGULARIZERS, TAU_JP_VARIANTS, Layout, check_folder_flag
 from ..vectors.runs import RunRecipe
 from .addition import evaluate_addition
+from .batched import DEFAULT_MEMORY_MB
 from .data import EVAL_SPLITS
 from .disentanglement import GRID_LIMIT, GRID_POINTS, evaluate_disentanglement
 from .negation import CONTROL_RATIO, evaluate_negation
@@ -68,6 +69,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--max-eval-samples", type=positive_int, default=None, help="cap every Val/test set (quick runs)")
     e.add_argument("--no-cache", action="store_true", help="evaluate every edit directly (no linearity shortcut)")
     e.add_argument("--no-disk-cache", action="store_true", help="keep the tangent cache in memory only")
+    e.add_argument("--per-edit", action="store_true", help="standard runs: one data pass per edit (the unbatched path, for comparison)")
+    e.add_argument("--batch-memory-mb", type=positive_int, default=DEFAULT_MEMORY_MB, help="memory for the edits batched in one pass (standard runs)")
     e.add_argument("--vectors-per-pass", type=positive_int, default=None, help="task vectors batched in one JVP pass (memory)")
 
 
@@ -87,6 +90,8 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
         use_cache=not args.no_cache,
         disk_cache=not args.no_disk_cache,
         vectors_per_pass=args.vectors_per_pass,
+        batched=not args.per_edit,
+        batch_memory_mb=args.batch_memory_mb,
     )
 
 

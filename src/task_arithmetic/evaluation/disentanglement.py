@@ -22,6 +22,8 @@ GRID_POINTS = 21
 
 def evaluate_pair_disentanglement(session: EvalSession, pair: Sequence[str], alphas: Sequence[float], split: str) -> dict[str, Any]:
     first, second = pair
+    # the single-task edits are the grid's axes (same memo keys), so this is every point needed
+    session.prefetch([(Edit.per_task_coefs({first: a1, second: a2}), d, split) for a1 in alphas for a2 in alphas for d in pair])
     singles = {
         task: [session.predictions(Edit.scaled([task], a), task, split) for a in alphas] for task in (first, second)
     }

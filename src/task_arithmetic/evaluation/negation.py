@@ -57,6 +57,10 @@ def negate_one(session: EvalSession, target: str, control: str, alphas: Sequence
 def evaluate_negation(
     session: EvalSession, control: str, alphas: Sequence[float] = ALPHA_GRID, ratio: float = CONTROL_RATIO
 ) -> dict[str, Any]:
+    session.prefetch(
+        [(Edit.zeroshot(), d, split) for d in (*session.tasks, control) for split in ("val", "test")]
+        + [(Edit.scaled([t], -alpha), d, "val") for t in session.tasks for alpha in alphas for d in (t, control)]
+    )
     zeroshot_control = {split: session.accuracy(Edit.zeroshot(), control, split) for split in ("val", "test")}
     floor = ratio * zeroshot_control["val"]
     targets = {t: negate_one(session, t, control, alphas, floor) for t in session.tasks}

@@ -2,15 +2,18 @@
 
 Finds the runs, loads theta_0 once, builds heads and datasets lazily, and answers accuracy
 queries for edits through the fastest valid evaluator: the tangent cache for linear and post-hoc
-runs, in-memory weight edits otherwise. Answers are memoised per (edit, dataset, split), so
-evaluations that share points (alpha = 0, single-task models) compute them once.
+runs, batched in-memory weight edits for standard runs (many edits per data pass; `batched=False`
+keeps one pass per edit and dataset). Answers are memoised per (edit, dataset, split), so
+evaluations that share points (alpha = 0, single-task models, grid axes) compute them once.
+Protocols announce the points they will read with `prefetch`, which is what lets the batched
+evaluator group them; a point asked for without it is evaluated alone, by the same evaluator.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 
@@ -24,6 +27,7 @@ from ..paths import Layout
 from ..runtime import code_revision, pick_device
 from ..vectors.runs import RunRecipe, locate_runs
 from .accuracy import accuracy_from_logits
+from .batched import DEFAULT_MEMORY_MB, BatchedEvaluator, EditRequest
 from .cached import CachedEvaluator
 from .data import DataBank
 from .direct import DirectEvaluator
@@ -40,6 +44,8 @@ class EvalOptions:
     use_cache: bool = True  # the linearity shortcut (linear / post-hoc; tau-Jp entries in every mode)
     disk_cache: bool = True
     vectors_per_pass: int | None = None
+    batched: bool = True  # standard runs: many edits per data pass (False: one pass per edit, for comparison)
+    batch_memory_mb: int = DEFAULT_MEMORY_MB  # budget for the edited weights and activations of one pass
 
 
 @dataclass(frozen=True)
@@ -89,21 +95,47 @@ class EvalSession:
             base_key = {"model_id": spec.model_id, "theta0": file_signature(self.theta0_path), "max_samples": options.max_eval_samples}
             self.cached = CachedEvaluator(TangentCacheStore(computer, self.checkpoints, folder, base_key), self.heads, self.bank)
         self.evaluator = self.cached if (self.cached is not None and recipe.linearized) else self.direct
+        self.batched = BatchedEvaluator(self.direct, options.batch_memory_mb) if options.batched and not recipe.linearized else None
         # tau-Jp entries are JVPs at theta_0 in every mode, so the cache serves standard runs too.
         self.tangent_source = self.cached if self.cached is not None else self.direct
         self._metrics: dict[tuple, dict[str, float]] = {}
+        self._predictions: dict[tuple, torch.Tensor] = {}
 
     # queries --------------------------------------------------------------------------------
+    def prefetch(self, queries: Iterable[tuple[Edit, str, str]]) -> None:
+        """Evaluate these (edit, dataset, split) points together; later queries read the memo.
+
+        Only the batched evaluator gains from knowing them in advance; for the others it is a no-op."""
+        if self.batched is None:
+            return
+        pending: dict[tuple, EditRequest] = {}
+        for edit, dataset, split in queries:
+            if (edit.key(), dataset, split) in self._metrics:
+                continue
+            pending.setdefault(edit.key(), EditRequest(edit, set())).needs.add((dataset, split))
+        if not pending:
+            return
+        for key, (logits, labels) in self.batched.evaluate(pending.values()).items():
+            self._metrics[key] = accuracy_from_logits(logits, labels)
+            self._predictions[key] = logits.argmax(dim=-1)
+
     def logits(self, edit: Edit, dataset: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         return self.evaluator.logits(edit, dataset, split)
 
     def predictions(self, edit: Edit, dataset: str, split: str) -> torch.Tensor:
-        return self.logits(edit, dataset, split)[0].argmax(dim=-1)
+        if self.batched is None:
+            return self.logits(edit, dataset, split)[0].argmax(dim=-1)
+        key = (edit.key(), dataset, split)
+        self.prefetch([(edit, dataset, split)])
+        return self._predictions[key]
 
     def metrics(self, edit: Edit, dataset: str, split: str) -> dict[str, float]:
         key = (edit.key(), dataset, split)
         if key not in self._metrics:
-            self._metrics[key] = accuracy_from_logits(*self.logits(edit, dataset, split))
+            if self.batched is not None:
+                self.prefetch([(edit, dataset, split)])
+            else:
+                self._metrics[key] = accuracy_from_logits(*self.logits(edit, dataset, split))
         return self._metrics[key]
 
     def accuracy(self, edit: Edit, dataset: str, split: str) -> float:
@@ -143,7 +175,7 @@ class EvalSession:
             "device": str(self.device),
             "batch_size": opt.batch_size,
             "max_eval_samples": opt.max_eval_samples,
-            "evaluator": "tangent_cache" if self.evaluator is self.cached else "direct",
+            "evaluator": "tangent_cache" if self.evaluator is self.cached else ("batched" if self.batched is not None else "direct"),
             "tau_jp_source": "tangent_cache" if self.tangent_source is self.cached else "direct",
             "code_revision": code_revision(),
             "vectors": vectors,

@@ -12,6 +12,10 @@ from .session import EvalSession
 def evaluate_single_task(session: EvalSession) -> dict[str, Any]:
     zeroshot: dict[str, dict] = {}
     finetuned: dict[str, dict] = {}
+    session.prefetch(
+        [(Edit.zeroshot(), t, split) for t in session.tasks for split in EVAL_SPLITS]
+        + [(Edit.scaled([t], 1.0), t, split) for t in session.tasks for split in EVAL_SPLITS]
+    )
     for task in session.tasks:
         zeroshot[task] = {split: session.metrics(Edit.zeroshot(), task, split) for split in EVAL_SPLITS}
         finetuned[task] = {split: session.metrics(Edit.scaled([task], 1.0), task, split) for split in EVAL_SPLITS}

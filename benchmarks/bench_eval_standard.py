@@ -1,0 +1,94 @@
+"""Standard-mode evaluation, measured: the evaluation suite of a standard run, per-edit vs batched.
+
+Suite (as in bench_eval_cache.py): single task, addition sweep (21 alphas), negation of every
+task, all pairs, the tau-Jp matrix (tasks + control, served by the tangent cache in both) and one
+disentanglement grid. "per-edit" runs one forward pass per (edit, dataset); "batched" groups the
+edits a protocol announces, builds each edit's weights once and evaluates several per data pass.
+Both memoise repeated (edit, metric) points; only the batched path also memoises predictions.
+Per-edit and batched run side by side in one process for each model and thread count, so load
+from other processes affects both; the ratio is what to read.
+
+    .venv/bin/python benchmarks/bench_eval_standard.py                 # TinyCLIP and ViT-B-32, 1 and 2 threads
+    .venv/bin/python benchmarks/bench_eval_standard.py --models TinyCLIP --threads 1
+
+Random weights, toy tensor tasks, fake fine-tuned runs (task_arithmetic.evaluation.toy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_eval_cache import compare, suite  # noqa: E402
+
+from task_arithmetic.data import registry  # noqa: E402
+from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection  # noqa: E402
+from task_arithmetic.evaluation.toy import build_toy_world  # noqa: E402
+from task_arithmetic.vectors import RunRecipe  # noqa: E402
+
+# per model: tasks, examples per Val part and test set, disentanglement grid points, batch size.
+# ViT-B-32 is ~240x TinyCLIP's cost per image, so its suite is smaller to fit minutes.
+SIZES = {"TinyCLIP": (4, 64, 21, 64), "ViT-B-32": (2, 8, 7, 64)}
+
+
+def run(model: str, threads: int, root: Path, sizes: tuple[int, int, int, int]) -> dict:
+    n_tasks, n, grid, batch = sizes
+    torch.set_num_threads(threads)
+    registry._BENCHMARK_LOADERS.clear()  # only the toy tasks: no dataset downloads or generation
+    world = build_toy_world(root / model, n_tasks=n_tasks, n_val=n, n_test=n, recipes=(("standard", "none"),), model=model)
+    selection = RunSelection(world.spec, world.layout, world.data_location, RunRecipe("standard"), world.tasks)
+    measured = {}
+    for label, batched in (("per-edit", False), ("batched", True)):
+        session = EvalSession(selection, EvalOptions(device="cpu", batch_size=batch, disk_cache=False, batched=batched))
+        # the tau-Jp tangent cache is the same in both; build it outside the timing
+        session.tangent_norm_mean(world.tasks[0], world.tasks[0], "test")
+        start, cpu_start = time.perf_counter(), time.process_time()
+        timings, results = suite(session, world, grid)
+        measured[label] = {"total": time.perf_counter() - start, "cpu": time.process_time() - cpu_start, "steps": timings, "results": results}
+        if session.batched is not None:
+            measured["k"] = session.batched.edits_per_pass(batch)
+            measured["edits"] = session.batched.edits_evaluated
+    per_edit, batched = measured["per-edit"], measured["batched"]
+    print(f"\n{model} (random weights), {n_tasks} tasks + control, {n} Val + {n} test examples each, batch {batch}, "
+          f"{grid}x{grid} disentanglement grid, {threads} CPU thread(s); batched: K = {measured['k']} edits per pass, "
+          f"{measured['edits']} distinct (edit, datasets) evaluations")
+    print(f"{'evaluation':<18}{'per-edit s':>12}{'batched s':>12}{'speed-up':>10}")
+    for name in per_edit["steps"]:
+        a, b = per_edit["steps"][name], batched["steps"][name]
+        print(f"{name:<18}{a:>12.2f}{b:>12.2f}{a / b:>9.1f}x")
+    print(f"{'whole suite':<18}{per_edit['total']:>12.2f}{batched['total']:>12.2f}{per_edit['total'] / batched['total']:>9.1f}x")
+    # CPU time is less sensitive than wall time to other jobs on a shared machine
+    print(f"{'suite CPU time':<18}{per_edit['cpu']:>12.2f}{batched['cpu']:>12.2f}{per_edit['cpu'] / batched['cpu']:>9.1f}x")
+    differences = compare(json.loads(json.dumps(per_edit["results"])), json.loads(json.dumps(batched["results"])))
+    print(f"result differences (accuracies exact, losses within 1e-4): {len(differences)}")
+    for line in differences[:10]:
+        print("  ", line)
+    return {"speedup": per_edit["total"] / batched["total"], "differences": len(differences)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="TinyCLIP,ViT-B-32")
+    parser.add_argument("--threads", default="1,2", help="comma list of thread counts")
+    parser.add_argument("--n", type=int, default=None, help="examples per split (default: per model, see SIZES)")
+    parser.add_argument("--grid-points", type=int, default=None)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench_eval_standard_"))
+    for model in args.models.split(","):
+        n_tasks, n, grid, batch = SIZES.get(model, SIZES["ViT-B-32"])
+        sizes = (n_tasks, args.n or n, args.grid_points or grid, batch)
+        for threads in (int(t) for t in args.threads.split(",")):
+            run(model, threads, root, sizes)
+
+
+if __name__ == "__main__":
+    main()
