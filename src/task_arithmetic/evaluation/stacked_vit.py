@@ -65,14 +65,17 @@ def _linear(w: StackedWeights, weight: str, bias: str, x: torch.Tensor, rows: sl
             W, b = W[rows], b[rows]
         return F.linear(x, W, b)
     k = w.count
-    outs = []
+    rows = rows if rows is not None else slice(None)
+    lead = x.shape[1:-1]
+    out_features = (W[0] if w.is_stacked(weight) else W)[rows].shape[0]
+    out = x.new_empty((k, *lead, out_features))
     for i in range(k):
-        Wi = W[i] if w.is_stacked(weight) else W
-        bi = b[i] if w.is_stacked(bias) else b
-        if rows is not None:
-            Wi, bi = Wi[rows], bi[rows]
-        outs.append(F.linear(x[i if x.shape[0] > 1 else 0], Wi, bi))
-    return torch.stack(outs)
+        Wi = (W[i] if w.is_stacked(weight) else W)[rows]
+        bi = (b[i] if w.is_stacked(bias) else b)[rows]
+        xi = x[i if x.shape[0] > 1 else 0]
+        # written in place: no stacking copy of the K outputs
+        torch.addmm(bi, xi.reshape(-1, xi.shape[-1]), Wi.t(), out=out[i].view(-1, out_features))
+    return out
 
 
 def _attention(blk: nn.Module, w: StackedWeights, pre: str, y: torch.Tensor, last: bool) -> torch.Tensor:
