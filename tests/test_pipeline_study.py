@@ -4,7 +4,10 @@ import json
 
 import pytest
 
-from task_arithmetic.pipeline.study import EVAL_RECIPES, TRAINING_RECIPES, StudyConfig, run_study
+from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection
+from task_arithmetic.pipeline.catalog import EVALUATIONS as EVALUATION_STEPS
+from task_arithmetic.pipeline.study import EVAL_RECIPES, TRAINING_RECIPES, StudyConfig, embedded_study, run_study
+from task_arithmetic.vectors.runs import RunRecipe
 
 EVALUATIONS = ("single_task", "addition", "negation", "pairs", "tau_jp", "disentanglement")
 
@@ -50,3 +53,29 @@ def test_rerun_skips_finished_steps(study, capsys):
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())
     assert out.out.count("up to date") == len(EVAL_RECIPES)
 
+
+def test_batched_standard_results_equal_the_per_edit_path(study):
+    """The study's standard evaluations (batched) against one pass per edit, on the smoke world."""
+    cfg, _ = study
+    plan = embedded_study(cfg)
+    selection = RunSelection(plan.spec, plan.layout, plan.data_location, RunRecipe("standard"), plan.tasks)
+    options = EvalOptions(device="cpu", batch_size=plan.eval_batch_size, max_eval_samples=plan.eval_limit, batched=False)
+    session = EvalSession(selection, options)
+    folder = cfg.results_root / plan.spec.model_id / "standard"
+    for name in plan.evaluations:
+        if name == "tau_jp":
+            continue  # tangents: the same tangent cache in both paths
+        written = json.loads((folder / f"{name}.json").read_text())
+        assert written["settings"]["evaluator"] == "batched"
+        expected = json.loads(json.dumps(EVALUATION_STEPS[name](list(plan.tasks), plan.settings)(session)[0]))
+        assert _differences(expected, written["results"]) == [], name
+
+
+def _differences(a, b, path=""):
+    if isinstance(a, dict):
+        return [d for k in a for d in _differences(a[k], b[k], f"{path}/{k}")]
+    if isinstance(a, list):
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in _differences(x, y, f"{path}[{i}]")]
+    if path.endswith("loss"):  # a float sum over the examples: rounding only
+        return [] if a == pytest.approx(b, rel=1e-5, abs=1e-6) else [path]
+    return [] if a == b else [f"{path}: {a} vs {b}"]
