@@ -10,6 +10,7 @@ from other processes affects both; the ratio is what to read.
 
     .venv/bin/python benchmarks/bench_eval_standard.py                 # TinyCLIP and ViT-B-32, 1 and 2 threads
     .venv/bin/python benchmarks/bench_eval_standard.py --models TinyCLIP --threads 1
+    .venv/bin/python benchmarks/bench_eval_standard.py --models TinyCLIP --busy   # + one busy process on a core
 
 Random weights, toy tensor tasks, fake fine-tuned runs (task_arithmetic.evaluation.toy).
 """
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,23 +31,46 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_eval_cache import compare, suite  # noqa: E402
+from bench_eval_cache import compare  # noqa: E402
 
 from task_arithmetic.data import registry  # noqa: E402
+from task_arithmetic.evaluation.addition import evaluate_addition  # noqa: E402
+from task_arithmetic.evaluation.disentanglement import GRID_LIMIT, evaluate_disentanglement  # noqa: E402
+from task_arithmetic.evaluation.negation import evaluate_negation  # noqa: E402
+from task_arithmetic.evaluation.pairs import evaluate_pairs  # noqa: E402
+from task_arithmetic.evaluation.selection import symmetric_grid  # noqa: E402
+from task_arithmetic.evaluation.single_task import evaluate_single_task  # noqa: E402
+from task_arithmetic.evaluation.tau_jp import evaluate_tau_jp  # noqa: E402
 from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection  # noqa: E402
 from task_arithmetic.evaluation.toy import build_toy_world  # noqa: E402
 from task_arithmetic.vectors import RunRecipe  # noqa: E402
 
-# per model: tasks, examples per Val part and test set, disentanglement grid points, batch size.
-# ViT-B-32 is ~240x TinyCLIP's cost per image, so its suite is smaller to fit minutes.
-SIZES = {"TinyCLIP": (4, 64, 21, 64), "ViT-B-32": (2, 8, 7, 64)}
+# per model: tasks, examples per Val part and test set, alpha points, disentanglement grid points,
+# batch size. ViT-B-32 costs ~240x TinyCLIP per image, so its suite is smaller to fit minutes.
+SIZES = {"TinyCLIP": (4, 64, 21, 21, 64), "ViT-B-32": (2, 4, 6, 5, 64)}
 
 
-def run(model: str, threads: int, root: Path, sizes: tuple[int, int, int, int]) -> dict:
-    n_tasks, n, grid, batch = sizes
+def suite(session: EvalSession, world, alpha_points: int, grid_points: int) -> tuple[dict, dict]:
+    alphas = tuple(round(i / (alpha_points - 1), 4) for i in range(alpha_points))
+    timings, results = {}, {}
+    steps = {
+        "single_task": lambda: evaluate_single_task(session),
+        "addition": lambda: evaluate_addition(session, alphas),
+        "negation": lambda: evaluate_negation(session, world.control, alphas),
+        "pairs": lambda: evaluate_pairs(session, alphas),
+        "tau_jp": lambda: evaluate_tau_jp(session, [*world.tasks, world.control]),
+        "disentanglement": lambda: evaluate_disentanglement(session, [world.tasks[:2]], symmetric_grid(GRID_LIMIT, grid_points)),
+    }
+    for name, step in steps.items():
+        start = time.perf_counter()
+        results[name] = step()
+        timings[name] = time.perf_counter() - start
+    return timings, results
+
+
+def run(model: str, world, threads: int, sizes: tuple[int, int, int, int, int]) -> dict:
+    n_tasks, n, alpha_points, grid, batch = sizes
     torch.set_num_threads(threads)
-    registry._BENCHMARK_LOADERS.clear()  # only the toy tasks: no dataset downloads or generation
-    world = build_toy_world(root / model, n_tasks=n_tasks, n_val=n, n_test=n, recipes=(("standard", "none"),), model=model)
     selection = RunSelection(world.spec, world.layout, world.data_location, RunRecipe("standard"), world.tasks)
     measured = {}
     for label, batched in (("per-edit", False), ("batched", True)):
@@ -52,14 +78,14 @@ def run(model: str, threads: int, root: Path, sizes: tuple[int, int, int, int]) 
         # the tau-Jp tangent cache is the same in both; build it outside the timing
         session.tangent_norm_mean(world.tasks[0], world.tasks[0], "test")
         start, cpu_start = time.perf_counter(), time.process_time()
-        timings, results = suite(session, world, grid)
+        timings, results = suite(session, world, alpha_points, grid)
         measured[label] = {"total": time.perf_counter() - start, "cpu": time.process_time() - cpu_start, "steps": timings, "results": results}
         if session.batched is not None:
             measured["k"] = session.batched.edits_per_pass(batch)
             measured["edits"] = session.batched.edits_evaluated
     per_edit, batched = measured["per-edit"], measured["batched"]
     print(f"\n{model} (random weights), {n_tasks} tasks + control, {n} Val + {n} test examples each, batch {batch}, "
-          f"{grid}x{grid} disentanglement grid, {threads} CPU thread(s); batched: K = {measured['k']} edits per pass, "
+          f"{alpha_points} alphas, {grid}x{grid} disentanglement grid, {threads} CPU thread(s); batched: K = {measured['k']} edits per pass, "
           f"{measured['edits']} distinct (edit, datasets) evaluations")
     print(f"{'evaluation':<18}{'per-edit s':>12}{'batched s':>12}{'speed-up':>10}")
     for name in per_edit["steps"]:
@@ -80,14 +106,32 @@ def main() -> None:
     parser.add_argument("--models", default="TinyCLIP,ViT-B-32")
     parser.add_argument("--threads", default="1,2", help="comma list of thread counts")
     parser.add_argument("--n", type=int, default=None, help="examples per split (default: per model, see SIZES)")
+    parser.add_argument("--alphas", type=int, default=None, help="points of the alpha grid 0..1 (default: per model)")
     parser.add_argument("--grid-points", type=int, default=None)
+    parser.add_argument("--busy", action="store_true", help="run a busy-looping process beside it (another job on a core)")
     args = parser.parse_args()
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    try:
+        _run_all(args)
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
+
+
+def _run_all(args: argparse.Namespace) -> None:
+    if args.busy:
+        print("with one busy-looping process beside the benchmark")
     root = Path(tempfile.mkdtemp(prefix="bench_eval_standard_"))
-    for model in args.models.split(","):
-        n_tasks, n, grid, batch = SIZES.get(model, SIZES["ViT-B-32"])
-        sizes = (n_tasks, args.n or n, args.grid_points or grid, batch)
+    registry._BENCHMARK_LOADERS.clear()  # only the toy tasks: no dataset downloads or generation
+    for index, model in enumerate(args.models.split(",")):
+        n_tasks, n, alpha_points, grid, batch = SIZES.get(model, SIZES["ViT-B-32"])
+        sizes = (n_tasks, args.n or n, args.alphas or alpha_points, args.grid_points or grid, batch)
+        world = build_toy_world(root / model, n_tasks=sizes[0], n_val=sizes[1], n_test=sizes[1],
+                                recipes=(("standard", "none"),), model=model, prefix=f"Toy{index}_")
         for threads in (int(t) for t in args.threads.split(",")):
-            run(model, threads, root, sizes)
+            run(model, world, threads, sizes)
+    shutil.rmtree(root)  # ViT-B-32's fake runs take a few GB
 
 
 if __name__ == "__main__":
