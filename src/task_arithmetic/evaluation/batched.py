@@ -75,7 +75,7 @@ class BatchedEvaluator:
     def _touched_by(self, group: Group) -> frozenset[str]:
         """Parameters the group's vector changes (exact zeros change nothing)."""
         if group not in self._touched:
-            vector = self.direct._group_vector(group)
+            vector = self.direct.group_vector(group)
             self._touched[group] = frozenset(n for n in self.param_names if n in vector and bool(vector[n].any()))
         return self._touched[group]
 
@@ -89,7 +89,7 @@ class BatchedEvaluator:
 
     def weights(self, edits: list[Edit]) -> StackedWeights:
         state0 = self.direct.state0
-        vectors = {group: self.direct._group_vector(group) for edit in edits for group, _ in edit.terms}
+        vectors = {group: self.direct.group_vector(group) for edit in edits for group, _ in edit.terms}
         touched = set().union(*(self._touched_by(group) for edit in edits for group, _ in edit.terms))
         shared = {n: state0[n] for n in self.param_names if n not in touched}
         stacked = {}

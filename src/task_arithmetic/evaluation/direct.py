@@ -48,7 +48,7 @@ class DirectEvaluator:
         self.jvp_fn = select_jvp(module)
         self._groups: OrderedDict[Group, dict[str, torch.Tensor]] = OrderedDict()
 
-    def _group_vector(self, group: Group) -> dict[str, torch.Tensor]:
+    def group_vector(self, group: Group) -> dict[str, torch.Tensor]:
         if group in self._groups:
             self._groups.move_to_end(group)
             return self._groups[group]
@@ -62,7 +62,7 @@ class DirectEvaluator:
         """sum_k coef_k * group_k, the weight difference of the edit."""
         total: dict[str, torch.Tensor] = {}
         for group, coef in edit.terms:
-            for key, value in self._group_vector(group).items():
+            for key, value in self.group_vector(group).items():
                 if key in total:
                     total[key].add_(value, alpha=coef)
                 else:
@@ -90,7 +90,7 @@ class DirectEvaluator:
     @torch.inference_mode()
     def tangent_norm_mean(self, task: str, dataset: str, split: str) -> float:
         """mean_x ||J_theta0 f(x) . tau_task|| over the dataset, one JVP pass."""
-        delta = {k: v for k, v in self._group_vector((task,)).items() if k in self.params0}
+        delta = {k: v for k, v in self.group_vector((task,)).items() if k in self.params0}
         total, count = 0.0, 0
         for images, _ in self.bank.loader(dataset, split):
             _, tangent = self.jvp_fn(self.module, self.params0, delta, images.to(self.device))
