@@ -14,6 +14,8 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import torch
+
 from ..data.registry import get_task, parse_task_list
 from ..errors import UserError
 from ..models.factory import ModelSpec, parse_pretrained
@@ -69,6 +71,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--max-eval-samples", type=positive_int, default=None, help="cap every Val/test set (quick runs)")
     e.add_argument("--no-cache", action="store_true", help="evaluate every edit directly (no linearity shortcut)")
     e.add_argument("--no-disk-cache", action="store_true", help="keep the tangent cache in memory only")
+    e.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default 1: on a shared machine 2 threads were >5x slower, see README)")
     e.add_argument("--per-edit", action="store_true", help="standard runs: one data pass per edit (the unbatched path, for comparison)")
     e.add_argument("--batch-memory-mb", type=positive_int, default=DEFAULT_MEMORY_MB, help="memory for the edits batched in one pass (standard runs)")
     e.add_argument("--vectors-per-pass", type=positive_int, default=None, help="task vectors batched in one JVP pass (memory)")
@@ -188,6 +191,8 @@ def run_command(evaluation: str, args: argparse.Namespace) -> tuple[Path, dict[s
     for flag, root in (("--checkpoint-root", args.checkpoint_root), ("--results-root", args.results_root), ("--data-location", args.data_location)):
         check_folder_flag(flag, root)
     selection = selection_from_args(args)
+    if not torch.cuda.is_available() or args.device == "cpu":
+        torch.set_num_threads(args.threads)
     with results_lock(selection.layout.results(selection.spec.model_id, selection.recipe.results_run, evaluation)):
         session = EvalSession(selection, options_from_args(args))
         _, runner = COMMANDS[evaluation]
