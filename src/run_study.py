@@ -4,16 +4,20 @@
     python src/run_study.py --model ViT-B-32 --pretrained openai --tasks real8 --data-location DIR
     python src/run_study.py --model M --pretrained FILE --recipes standard@public,posthoc@public,tau_jp   # imported runs
     python src/run_study.py --preset smoke      # the embedded benchmark's study (as src/run_embedded.py)
+    python src/run_study.py ... --launcher slurm --gpus 1 --time 12:00:00 [--dry-run]   # as a Slurm job graph
 
 Fine-tunes every task in each recipe that trains (standard, linear, tau_jp; posthoc reads the
 standard runs; `<recipe>@<tag>` reads tagged runs, e.g. imported ones, and trains nothing), runs
 every evaluation and writes results/<model_id>/report/. --dry-run prints the plan and its cost
-without reading any weights or data.
+without reading any weights or data. --launcher slurm submits the same plan as jobs (a
+fine-tuning array per recipe, evaluations after the runs they read, the report last), only
+the steps still missing; with --dry-run it prints the sbatch commands instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from task_arithmetic.data.registry import parse_task_list
@@ -24,7 +28,8 @@ from task_arithmetic.models.factory import ModelSpec, parse_pretrained
 from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout
 from task_arithmetic.pipeline.catalog import DEFAULT_RECIPES, EVALUATIONS, EvalSettings, check_evaluations, get_recipe
 from task_arithmetic.pipeline.plan import CALIBRATION, PASS_KINDS, Study, format_plan, make_plan
-from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute
+from task_arithmetic.pipeline.slurm import SlurmOptions, format_commands, job_graph, submit
+from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute, run_stage
 
 # Fine-tuning flags passed through to every run (src/finetune.py has the same), with their types.
 FINETUNE_FLAGS: dict[str, type] = {
@@ -61,6 +66,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seconds-per-image", type=seconds_per_image, default=None, help="GPU seconds per image pass: plain=S,linearized=S")
     s.add_argument("--device", default="auto")
     s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--launcher", choices=("local", "slurm"), default="local", help="run here, or submit a Slurm job graph")
+    s.add_argument("--stage", default=None, help=argparse.SUPPRESS)  # one step, as a Slurm job runs it
+    sl = p.add_argument_group("Slurm resources (--launcher slurm)")
+    sl.add_argument("--gpus", type=int, default=0, help="GPUs per fine-tuning job (> 1: torchrun); evaluations get one when > 0")
+    sl.add_argument("--cpus", type=int, default=4, help="CPUs per job")
+    sl.add_argument("--time", default=None, help="time limit per job, e.g. 12:00:00")
+    sl.add_argument("--partition", default=None)
+    sl.add_argument("--mem", default=None)
+    sl.add_argument("--log-dir", type=Path, default=Path("logs/slurm"), help="where Slurm writes the job logs")
     e = p.add_argument_group("evaluation settings")
     e.add_argument("--max-eval-samples", type=int, default=None)
     e.add_argument("--eval-batch-size", type=int, default=128)
@@ -100,10 +114,48 @@ def build_study(args: argparse.Namespace) -> Study:
     )
 
 
+# Flags that only steer this process or the submission: a job's own command leaves them out.
+_LAUNCH_ONLY = {"dry_run", "seconds_per_image", "launcher", "stage", "gpus", "cpus", "time", "partition", "mem", "log_dir", "help"}
+_PATHS = {"checkpoint_root", "results_root", "data_location", "cache_dir"}
+
+
+def study_argv(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The flags that rebuild this study in a job (absolute paths: jobs run in the repository)."""
+    out: list[str] = []
+    for action in p._actions:
+        if action.dest in _LAUNCH_ONLY or not action.option_strings:
+            continue
+        value = getattr(args, action.dest)
+        if value is None or value is False or value == action.default and action.dest not in _PATHS:
+            continue
+        if value is True:
+            out.append(action.option_strings[0])
+            continue
+        if action.dest in _PATHS or (action.dest == "pretrained" and Path(value).exists()):
+            value = Path(value).resolve()
+        out += [action.option_strings[0], str(value)]
+    return out if "--no-progress" in out else [*out, "--no-progress"]  # job logs get no progress bars
+
+
 @cli_entry
 def main(argv: list[str] | None = None) -> list[Path]:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
     study = build_study(args)
+    if args.stage is not None:
+        return run_stage(study, args.stage)
+    if args.launcher == "slurm":
+        if args.cpus < 1 or args.gpus < 0:
+            raise UserError(f"--cpus must be >= 1 and --gpus >= 0, got --cpus {args.cpus} --gpus {args.gpus}")
+        opts = SlurmOptions(args.gpus, args.cpus, args.time, args.partition, args.mem, args.log_dir)
+        jobs = job_graph(study, make_plan(study), study_argv(p, args), opts, sys.executable)
+        if args.dry_run:
+            print(format_commands(jobs))
+        elif not jobs:
+            print("nothing to submit: every step of the study is done")
+        else:
+            submit(jobs, opts)
+        return []
     if args.dry_run:
         calibration = args.seconds_per_image or CALIBRATION.get(study.spec.name)
         print(format_plan(study, make_plan(study), calibration))

@@ -16,10 +16,11 @@ from typing import Any, Callable
 
 from ..data.registry import benchmark_tasks, control_task
 from ..embedded.presets import get_preset
+from ..errors import UserError
 from ..evaluation.results import write_results
 from ..evaluation.session import EvalOptions, EvalSession, RunSelection
 from ..models.factory import ModelSpec
-from ..models.pretrained import zeroshot_encoder
+from ..models.pretrained import task_head, zeroshot_encoder
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout
 from ..reporting.build import build_report
 from ..training.loop import run_finetune
@@ -88,7 +89,7 @@ def execute(study: Study) -> list[Path]:
     total = time.perf_counter()
     spec = study.spec
     _say(f"[1/4] pretrained {spec.model_id}")
-    log.timed("pretrain", lambda: zeroshot_encoder(spec, study.layout, "cpu"))
+    log.timed("pretrain", lambda: prepare(study))
 
     _say(f"[2/4] fine-tuning {len(study.tasks)} tasks x {len(study.trainings)} recipes")
     for mode, reg in study.trainings:
@@ -105,6 +106,34 @@ def execute(study: Study) -> list[Path]:
     for name, seconds in log.seconds.items():
         _say(f"  {name:<32s} {seconds:7.1f} s")
     return written
+
+
+def prepare(study: Study) -> None:
+    """theta_0 and the heads of every task and the control, built once before the runs that read
+    them (on Slurm, before the fine-tuning arrays start side by side)."""
+    zeroshot_encoder(study.spec, study.layout, "cpu")
+    for task in dict.fromkeys((*study.tasks, *((study.settings.control,) if study.settings.control else ()))):
+        task_head(study.spec, task, study.layout, study.data_location, "cpu")
+
+
+STAGES = ("prepare", "evaluate:<recipe>", "report")
+
+
+def run_stage(study: Study, stage: str) -> list[Path]:
+    """One step of the study (a Slurm job of src/run_study.py --launcher slurm)."""
+    kind, _, recipe_name = stage.partition(":")
+    if kind == "prepare" and not recipe_name:
+        prepare(study)
+        return [study.layout.zeroshot(study.spec.model_id)]
+    if kind == "evaluate":
+        recipe = next((r for r in study.recipes if r.name == recipe_name), None)
+        if recipe is None:
+            raise UserError(f"--stage {stage}: the study has no recipe '{recipe_name}'; valid: {', '.join(r.name for r in study.recipes)}")
+        evaluate_recipe(study, recipe)
+        return []
+    if kind == "report" and not recipe_name:
+        return build_report(study.layout, study.spec.model_id)
+    raise UserError(f"unknown --stage '{stage}'; valid: {', '.join(STAGES)}")
 
 
 def _say(text: str) -> None:
