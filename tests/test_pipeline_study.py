@@ -6,18 +6,15 @@ import pytest
 
 from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection
 from task_arithmetic.pipeline.catalog import EVALUATIONS as EVALUATION_STEPS
-from task_arithmetic.pipeline.study import EVAL_RECIPES, TRAINING_RECIPES, StudyConfig, embedded_study, run_study
+from task_arithmetic.pipeline.study import EVAL_RECIPES, TRAINING_RECIPES, embedded_study, run_study
 from task_arithmetic.vectors.runs import RunRecipe
 
 EVALUATIONS = ("single_task", "addition", "negation", "pairs", "tau_jp", "disentanglement")
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    root = tmp_path_factory.mktemp("study")
-    cfg = StudyConfig("smoke", root / "data", root / "checkpoints", root / "results", device="cpu", progress=False)
-    written = run_study(cfg)
-    return cfg, written
+@pytest.fixture
+def study(smoke_study):
+    return smoke_study  # tests/conftest.py: shared with the Slurm study test
 
 
 def test_every_step_writes_its_outputs(study):
