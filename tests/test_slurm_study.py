@@ -53,7 +53,7 @@ def test_the_study_graph_runs_to_the_report_and_resubmits_only_what_is_missing(s
     # The graph's order is Slurm's: each job waits (afterok) for the jobs it reads.
     assert job_dependency(jobs[prefix + "eval-posthoc"], env) == {jobs[prefix + "ft-standard"]}
     assert job_dependency(jobs[prefix + "ft-linear"], env) == {jobs[prefix + "prepare"]}
-    wait_until(lambda: all(job_finished(j, env, logs) for j in jobs.values()), 600, "the study's jobs to complete", poll=1)
+    wait_until(lambda: all(job_finished(j, env, logs) for j in jobs.values()), 900, "the study's jobs to complete", poll=1)
 
     local_report, slurm_report = (r / MODEL_ID / "report" for r in (local.results_root, root / "res"))
     tables = sorted(p.name for p in local_report.glob("*.csv"))

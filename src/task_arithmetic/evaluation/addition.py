@@ -42,8 +42,12 @@ def sweep(session: EvalSession, tasks: Sequence[str], alphas: Sequence[float] = 
     for alpha in alphas:
         per_task = accuracies(session, Edit.scaled(tasks, alpha), tasks, "val")
         curve.append({"alpha": alpha, **summarize(per_task, finetuned["val"])})
-    chosen = best_index(list(alphas), [point["avg_normalized"] for point in curve], maximize=True)
-    assert chosen is not None  # every grid point has a score
+    selected_on = "avg_normalized"
+    chosen = best_index(list(alphas), [point[selected_on] for point in curve], maximize=True)
+    if chosen is None:  # every task's fine-tuned Val accuracy is 0: normalised accuracy is undefined
+        selected_on = "avg_accuracy"
+        chosen = best_index(list(alphas), [point[selected_on] for point in curve], maximize=True)
+    assert chosen is not None  # absolute accuracy always exists
     alpha = alphas[chosen]
     one_shot_edit = Edit.scaled(tasks, ONE_SHOT_ALPHA)
     session.prefetch(
@@ -56,6 +60,7 @@ def sweep(session: EvalSession, tasks: Sequence[str], alphas: Sequence[float] = 
         "alphas": list(alphas),
         "val_curve": curve,
         "chosen_alpha": alpha,
+        "selected_on": selected_on,
         "tuned": {"alpha": alpha, "val": curve[chosen], "test": summarize(accuracies(session, Edit.scaled(tasks, alpha), tasks, "test"), finetuned["test"])},
         "one_shot": {
             "alpha": ONE_SHOT_ALPHA,

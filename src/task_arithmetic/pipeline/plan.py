@@ -29,7 +29,8 @@ NOMINAL_TRAIN_SIZES: dict[str, int] = {
 # Seconds of GPU time per image pass, per architecture and kind of pass, measured by the GPU
 # check (benchmarks/); none measured yet: pass --seconds-per-image.
 CALIBRATION: dict[str, dict[str, float]] = {}
-PASS_KINDS = ("plain", "linearized")  # forward+backward through f, or through its JVP (linear/tau-Jp)
+PASS_KINDS = ("plain", "linearized")
+TAU_JP_ONLY = ("penalty_coef", "penalty_batch")  # FinetuneConfig fields only a tau-Jp run takes  # forward+backward through f, or through its JVP (linear/tau-Jp)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,11 @@ class Study:
         """The (mode, reg) fine-tuning recipes the study makes, each once."""
         return tuple(dict.fromkeys(r.training for r in self.recipes if r.training is not None))
 
+    def finetune_settings(self, reg: str) -> dict[str, Any]:
+        """The passed-through fine-tuning flags that apply to runs with `reg` (the tau-Jp penalty's
+        own flags go to the tau-Jp runs only; the other runs refuse them)."""
+        return {k: v for k, v in self.finetune.items() if reg != "none" or k not in TAU_JP_ONLY}
+
     def finetune_config(self, task: str, mode: str, reg: str) -> FinetuneConfig:
         # A study spanning a larger suite than the task's own (a real8 task in a real20 study)
         # draws tau-Jp inputs from that suite's other tasks and control, not from the task's suite.
@@ -62,7 +68,7 @@ class Study:
             task=task, model=self.spec.name, pretrained=self.spec.pretrained, cache_dir=self.spec.cache_dir,
             mode=mode, reg=reg, device=self.device, data_location=str(self.data_location),
             checkpoint_root=str(self.layout.checkpoint_root), results_root=str(self.layout.results_root),
-            progress=self.progress, **({"penalty_tasks": (suite,)} if wider else {}), **self.finetune,
+            progress=self.progress, **({"penalty_tasks": (suite,)} if wider else {}), **self.finetune_settings(reg),
         )
 
 

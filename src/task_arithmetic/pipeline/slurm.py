@@ -49,7 +49,7 @@ class Job:
     what: str = ""  # one line for the user
 
 
-def finetune_flags(study: Study) -> list[str]:
+def finetune_flags(study: Study, reg: str) -> list[str]:
     """src/finetune.py flags that make the same runs as study.finetune_config (absolute paths:
     the jobs run in the repository, not where the study was submitted from)."""
     spec = study.spec
@@ -59,7 +59,7 @@ def finetune_flags(study: Study) -> list[str]:
     flags += ["--device", study.device, "--data-location", str(Path(study.data_location).resolve()),
               "--checkpoint-root", str(Path(study.layout.checkpoint_root).resolve()),
               "--results-root", str(Path(study.layout.results_root).resolve())]
-    for key, value in study.finetune.items():
+    for key, value in study.finetune_settings(reg).items():
         flags += [f"--{key.replace('_', '-')}", str(value)]
     for flag in flags:
         if any(c.isspace() for c in flag):  # finetune_array.sbatch splits FINETUNE_ARGS on spaces
@@ -92,7 +92,7 @@ def job_graph(study: Study, plan: Plan, study_argv: list[str], opts: SlurmOption
             continue
         name = f"ta-{mid}-ft-{todo[0].run}"
         env = {"TA_REPO": str(REPO_ROOT), "PYTHON": python, "TASKS": ",".join(r.task for r in todo), "MODE": mode,
-               "REG": reg, "NPROC": str(max(opts.gpus, 1)), "FINETUNE_ARGS": " ".join(finetune_flags(study))}
+               "REG": reg, "NPROC": str(max(opts.gpus, 1)), "FINETUNE_ARGS": " ".join(finetune_flags(study, reg))}
         resources = (*base, *gpu, f"--array=0-{len(todo) - 1}", f"--output={log_dir}/%x-%A_%a.out")
         jobs.append(Job(name, FINETUNE_BATCH, (), env, resources, prepared, f"fine-tune {', '.join(r.task for r in todo)} ({todo[0].run})"))
         arrays[(mode, reg)] = name

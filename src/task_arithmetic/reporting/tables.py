@@ -132,8 +132,9 @@ def pairs_table(runs: dict[str, RunResults]) -> Table | None:
         pairs = run.results("pairs")["pairs"]
         tuned = {p: v["tuned"]["test"]["avg_normalized"] for p, v in pairs.items()}
         one_shot = [v["one_shot"]["test"]["avg_normalized"] for v in pairs.values()]
-        worst = min(tuned, key=lambda p: tuned[p])
-        table.rows.append([describe(name), len(pairs), pct(mean(list(tuned.values()))), pct(mean(one_shot)), f"{worst} ({100 * tuned[worst]:.1f})" if tuned[worst] is not None else worst])
+        scored = [p for p in tuned if tuned[p] is not None]  # None: both fine-tuned accuracies were 0
+        worst = min(scored, key=lambda p: tuned[p]) if scored else None
+        table.rows.append([describe(name), len(pairs), pct(mean(list(tuned.values()))), pct(mean(one_shot)), "–" if worst is None else f"{worst} ({100 * tuned[worst]:.1f})"])
     return table
 
 
