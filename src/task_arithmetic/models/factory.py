@@ -25,13 +25,15 @@ from torch import nn
 from ..errors import UserError
 from ..io import load_weights, read_json
 from ..state_dicts import state_mismatch
+from ..storage.pickles import load_tensor_pickle
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 open_clip.add_model_config(CONFIG_DIR)
 
-# (model name, pseudo-tag) -> function(cache_dir) returning a local full-CLIP weights file,
-# creating it if needed (the embedded benchmark pretrains its own tiny CLIP this way).
-_WEIGHT_RESOLVERS: dict[tuple[str, str], Callable[[str | None], Path]] = {}
+# (model name, pseudo-tag) -> function(cache_dir, progress) returning a local full-CLIP weights
+# file, creating it if needed (the embedded benchmark pretrains its own tiny CLIP this way;
+# progress: whether that may show a progress bar).
+_WEIGHT_RESOLVERS: dict[tuple[str, str], Callable[[str | None, bool], Path]] = {}
 # Architectures registered at run time (from a weights file's or a checkpoint's metadata); their
 # config travels in the metadata of everything built from them so any process can rebuild them.
 _RUNTIME_CONFIGS: set[str] = set()
@@ -65,7 +67,7 @@ def _load_weight_sources() -> None:
         importlib.import_module(package)
 
 
-def register_weight_source(model_name: str, tag: str, resolver: Callable[[str | None], Path]) -> None:
+def register_weight_source(model_name: str, tag: str, resolver: Callable[[str | None, bool], Path]) -> None:
     """Make `--pretrained <tag>` for `model_name` resolve to a local file produced by `resolver`."""
     _WEIGHT_RESOLVERS[(model_name, tag)] = resolver
 
@@ -203,15 +205,18 @@ def check_model_name(name: str, pretrained: str | None = None) -> None:
         raise UserError(f"unknown model '{name}'; choose an open_clip architecture such as {known} (open_clip.list_models() lists all)")
 
 
-def create_clip(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[nn.Module, Callable, Callable]:
-    """Return (clip_model, train_preprocess, val_preprocess) with the spec's weights loaded."""
+def create_clip(spec: ModelSpec, device: str | torch.device = "cpu", progress: bool = True) -> tuple[nn.Module, Callable, Callable]:
+    """Return (clip_model, train_preprocess, val_preprocess) with the spec's weights loaded.
+
+    progress: a weight source that has to be made first (pretrained) may show a progress bar.
+    """
     check_model_name(spec.name, spec.pretrained)
     quick_gelu = _uses_quick_gelu(spec)
     source = spec.pretrained
     if source is not None and not _is_file_source(source):
         _load_weight_sources()
     if source is not None and (spec.name, source) in _WEIGHT_RESOLVERS:
-        source = str(_WEIGHT_RESOLVERS[(spec.name, source)](spec.cache_dir))
+        source = str(_WEIGHT_RESOLVERS[(spec.name, source)](spec.cache_dir, progress))
     if source is None or _is_file_source(source):
         with quiet_random_init():
             model, train_tf, val_tf = open_clip.create_model_and_transforms(
@@ -254,10 +259,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         tensors, _ = load_weights(path)
         return tensors
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for corrupt or code-carrying pickles
-        raise UserError(f"cannot read weights file {path} ({type(err).__name__}); it must hold a plain state_dict") from err
+    state = load_tensor_pickle(path)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

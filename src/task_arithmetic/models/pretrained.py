@@ -18,8 +18,11 @@ from .factory import ModelSpec, check_cache_source, create_clip
 from .heads import ClassificationHead, get_head
 
 
-def zeroshot_encoder(spec: ModelSpec, layout: Layout, device: str | torch.device = "cpu") -> ImageEncoder:
-    """The pre-trained image encoder; the first call saves it to layout.zeroshot(model_id)."""
+def zeroshot_encoder(spec: ModelSpec, layout: Layout, device: str | torch.device = "cpu", progress: bool = True) -> ImageEncoder:
+    """The pre-trained image encoder; the first call saves it to layout.zeroshot(model_id).
+
+    progress: whether making the weights source first (pretraining) may show a progress bar.
+    """
     path = layout.zeroshot(spec.model_id)
     if path.is_file():
         try:
@@ -29,7 +32,7 @@ def zeroshot_encoder(spec: ModelSpec, layout: Layout, device: str | torch.device
         else:
             check_cache_source(encoder.metadata, spec, path)
             return encoder
-    clip_model, train_tf, val_tf = create_clip(spec, device)
+    clip_model, train_tf, val_tf = create_clip(spec, device, progress)
     encoder = encoder_from_clip(clip_model, spec, train_tf, val_tf)
     encoder.save(path)
     return encoder

@@ -111,7 +111,7 @@ def execute(study: Study) -> list[Path]:
 def prepare(study: Study) -> None:
     """theta_0 and the heads of every task and the control, built once before the runs that read
     them (on Slurm, before the fine-tuning arrays start side by side)."""
-    zeroshot_encoder(study.spec, study.layout, "cpu")
+    zeroshot_encoder(study.spec, study.layout, "cpu", study.progress)
     for task in dict.fromkeys((*study.tasks, *((study.settings.control,) if study.settings.control else ()))):
         task_head(study.spec, task, study.layout, study.data_location, "cpu")
 

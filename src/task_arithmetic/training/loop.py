@@ -148,7 +148,7 @@ def _theta0_and_head(spec: ModelSpec, cfg: FinetuneConfig, layout: Layout, ctx: 
     """theta_0 and the frozen head; rank 0 creates the caches first so ranks never race on them."""
     data = Path(cfg.data_location)
     if ctx.is_main:
-        encoder, head = zeroshot_encoder(spec, layout, "cpu"), task_head(spec, cfg.task, layout, data, "cpu")
+        encoder, head = zeroshot_encoder(spec, layout, "cpu", cfg.progress), task_head(spec, cfg.task, layout, data, "cpu")
     barrier(ctx)
     if not ctx.is_main:
         encoder, head = zeroshot_encoder(spec, layout, "cpu"), task_head(spec, cfg.task, layout, data, "cpu")

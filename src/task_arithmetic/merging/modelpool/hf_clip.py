@@ -17,6 +17,7 @@ from typing import Any
 from torch import nn
 
 from ...errors import UserError
+from ...storage.pickles import describe_unreadable
 from .base import BaseModelPool
 
 
@@ -84,10 +85,21 @@ def hf_from_pretrained(model_class: type, source: str, cache_dir: str | None, wh
             model, info = model_class.from_pretrained(location, cache_dir=cache_dir, output_loading_info=True)
     except (OSError, ValueError) as err:
         raise UserError(f"cannot load {model_class.__name__} for {what} from {source} ({str(err).splitlines()[0]})") from err
+    except Exception as err:  # the weights file itself: a pickle of code (refused unread) or damaged bytes
+        raise UserError(f"cannot load {model_class.__name__} for {what}: {describe_unreadable(_weights_file(location), err)}") from err
     missing = list(info.get("missing_keys") or []) + [str(k) for k in info.get("mismatched_keys") or []]
     if missing:
         raise UserError(f"{source} is not a {model_class.__name__} checkpoint ({len(missing)} weights missing or mismatched, e.g. {missing[0]}); pass a CLIP folder")
     return model.eval()
+
+
+def _weights_file(location: str) -> Path | str:
+    """The file from_pretrained read in a local folder (it prefers safetensors), else the source."""
+    folder = Path(location)
+    for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"):
+        if (folder / name).is_file():
+            return folder / name
+    return location
 
 
 class CLIPVisionModelPool(BaseModelPool):

@@ -23,6 +23,7 @@ from torch import nn
 from ...errors import UserError
 from ...models.encoder import ENCODER_FORMAT, build_encoder, empty_encoder
 from ...models.factory import ModelSpec, check_model_name
+from ...storage.pickles import RESAVE, load_tensor_pickle
 from ..streaming import KeyView, SafetensorsReader, copy_state_into, encoder_metadata, load_encoder_streaming
 from .base import BaseModelPool
 
@@ -112,16 +113,10 @@ class OpenCLIPVisionModelPool(BaseModelPool):
 
 
 def _read_torch_state(path: Path) -> Mapping[str, torch.Tensor]:
-    try:
-        # mmap: tensors are paged in as the merge reads them instead of all at once.
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # torch raises many types for pickled modules and corrupt files
-        raise UserError(
-            f"cannot read {path} as a state_dict ({type(err).__name__}); pickled whole modules are refused for safety: "
-            "re-save it as `torch.save(model.state_dict(), file)` where its code is available"
-        ) from err
+    # mmap: tensors are paged in as the merge reads them instead of all at once.
+    state = load_tensor_pickle(path, mmap=True)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"{path} does not hold a state_dict of tensors; re-save it as `torch.save(model.state_dict(), file)`")
+        raise UserError(f"{path} does not hold a state_dict of tensors; {RESAVE}")
     return state
