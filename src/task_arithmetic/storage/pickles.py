@@ -25,7 +25,7 @@ def describe_unreadable(path: Path, err: BaseException) -> str:
     """Why `path` could not be read as tensors, and what to do about it (one line)."""
     match = _GLOBAL.search(str(err))
     if match:
-        return f"{path} is a pickle that refers to Python code ({match.group(1)}); pickled whole modules and other objects are refused because loading them could run code: {RESAVE}"
+        return f"{path} is a pickle that refers to Python code ({match.group(1)}); pickled whole modules are refused, like any pickled code, because loading them could run it: {RESAVE}"
     return f"{path} is damaged or not a readable weights file ({type(err).__name__}: {_first_line(err)}); replace it with an intact copy"
 
 
