@@ -146,10 +146,14 @@ def test_lock_of_a_dead_local_pid_is_taken_over(tmp_path):
 def test_failed_forced_rerun_keeps_the_finished_model(tmp_path, capsys):
     assert run_finetune(config(tmp_path, max_steps=2)).status == "finished"
     _, weights = paths(tmp_path)
-    before = (weights.read_bytes(), metadata_path(weights).read_bytes())
+    log = weights.parent / "log.jsonl"
+    before = (weights.read_bytes(), metadata_path(weights).read_bytes(), log.read_bytes())
     line = finetune_main(capsys, *flags(tmp_path, "--max-steps", "2", "--force", "--lr", "1e38"))  # diverges at step 1
     assert "overflowed" in line and "lower --lr" in line
-    assert (weights.read_bytes(), metadata_path(weights).read_bytes()) == before
+    assert (weights.read_bytes(), metadata_path(weights).read_bytes(), log.read_bytes()) == before  # the model keeps its log
+    assert run_finetune(config(tmp_path, max_steps=3, force=True)).status == "finished"
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2, 3]  # the new model's log replaced it
+    assert json.loads(metadata_path(weights).read_text())["steps"] == 3 and not (weights.parent / "log.pending.jsonl").exists()
 
 
 # 3. verified caches -------------------------------------------------------------------------------
@@ -175,10 +179,10 @@ def test_damaged_train_state_says_what_to_do(tmp_path, monkeypatch, capsys):
 
     real_save = ImageEncoder.save
 
-    def crash(self, path, extra=None):
+    def crash(self, path, extra=None, **kwargs):
         if Path(path).name == "finetuned.safetensors":
             raise RuntimeError("killed during the final save")
-        return real_save(self, path, extra)
+        return real_save(self, path, extra, **kwargs)
 
     with monkeypatch.context() as mp:  # leaves the state saved at step 2 behind, as a kill would
         mp.setattr(ImageEncoder, "save", crash)

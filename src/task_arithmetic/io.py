@@ -106,12 +106,15 @@ def metadata_path(weights_path: Path) -> Path:
     return Path(weights_path).with_suffix(".json")
 
 
-def save_weights(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]) -> Path:
+def save_weights(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any],
+                 companions: Mapping[Path, Path] | None = None) -> Path:
     """Save tensors to `path` (.safetensors) and metadata (with the file's digest) to the JSON beside it.
 
     The JSON is the mark of a complete file: an existing one is removed just before the new
     weights are renamed into place and the new one is renamed in right after, so a kill never
-    leaves new weights described by old metadata.
+    leaves new weights described by old metadata. companions ({finished file: its final path},
+    same file system) are renamed into place in that same window, so they belong to the
+    weights the JSON marks complete (a run's log goes with its model).
     """
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -134,6 +137,8 @@ def save_weights(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapp
                 os.fsync(handle.fileno())
             meta_file.unlink(missing_ok=True)
             os.replace(tmp, path)
+            for source, target in (companions or {}).items():
+                os.replace(source, target)
             os.replace(meta_tmp, meta_file)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

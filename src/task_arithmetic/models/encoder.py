@@ -7,7 +7,7 @@ what the tau-Jp penalty measures.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import open_clip
 from open_clip.transform import PreprocessCfg, image_transform_v2
@@ -39,9 +39,10 @@ class ImageEncoder(nn.Module):
     def weights(self) -> dict[str, torch.Tensor]:
         return self.visual.state_dict()
 
-    def save(self, path: Path, extra_metadata: dict[str, Any] | None = None) -> Path:
+    def save(self, path: Path, extra_metadata: dict[str, Any] | None = None, companions: Mapping[Path, Path] | None = None) -> Path:
+        """Weights + metadata (save_weights); companions are renamed into place with them."""
         meta = {**self.metadata, "format": ENCODER_FORMAT, **(extra_metadata or {})}
-        return save_weights(path, self.weights(), meta)
+        return save_weights(path, self.weights(), meta, companions)
 
 
 def encoder_from_clip(clip_model: nn.Module, spec: ModelSpec, train_tf: Callable, val_tf: Callable) -> ImageEncoder:

@@ -61,6 +61,7 @@ class RunPaths:
     state: Path
     log: Path
     run_dir: Path
+    pending_log: Path  # a forced re-run's log until its model replaces the finished one
 
     @classmethod
     def of(cls, layout: Layout, model_id: str, task: str, run: str) -> "RunPaths":
@@ -69,6 +70,7 @@ class RunPaths:
             state=layout.train_state(model_id, task, run),
             log=layout.train_log(model_id, task, run),
             run_dir=layout.run_dir(model_id, task, run),
+            pending_log=layout.train_log(model_id, task, run).with_name("log.pending.jsonl"),
         )
 
 
@@ -101,6 +103,11 @@ def _train(cfg: FinetuneConfig, spec: ModelSpec, layout: Layout, paths: RunPaths
     if cfg.force and ctx.is_main:
         # Start over, but the finished model stays until the new one replaces it (save_weights).
         shutil.rmtree(paths.state, ignore_errors=True)
+    # The finished model's log stays with it: a forced re-run logs beside it, and its log
+    # replaces the old one only together with its weights (a failed re-run loses nothing).
+    final_log = paths.log
+    if cfg.force and metadata_path(paths.weights).is_file():
+        paths = dataclasses.replace(paths, log=paths.pending_log)
     barrier(ctx)
 
     # theta_0 is shared by every run of the model: with random weights (pretrained=None) it must
@@ -138,7 +145,8 @@ def _train(cfg: FinetuneConfig, spec: ModelSpec, layout: Layout, paths: RunPaths
         return FinetuneResult("preempted", paths.weights, loop.step, cfg, ctx.is_main)
     if ctx.is_main:
         extra = _final_metadata(cfg, total_steps, ctx.world)
-        trainee.encoder.save(paths.weights, extra)
+        companions = {paths.log: final_log} if paths.log != final_log and paths.log.is_file() else None
+        trainee.encoder.save(paths.weights, extra, companions=companions)
         shutil.rmtree(paths.state, ignore_errors=True)
     barrier(ctx)
     return FinetuneResult("finished", paths.weights, total_steps, cfg, ctx.is_main)
