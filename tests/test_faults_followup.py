@@ -3,6 +3,7 @@ pretraining bar under --no-progress, config names that leave config/, signals du
 save, a failed --force keeping the old log, and verified reads hashing a file once."""
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from task_arithmetic.errors import UserError
 from task_arithmetic.merging.modelpool.hf_clip import CLIPVisionModelPool
 from task_arithmetic.merging.modelpool.open_clip_files import OpenCLIPVisionModelPool
 from task_arithmetic.models.factory import ModelSpec, create_clip
+from task_arithmetic.paths import Layout
 from task_arithmetic.storage.pickles import load_tensor_pickle
 from test_training_support import REPO, register_tasks
 
@@ -134,3 +136,38 @@ def test_merge_refuses_a_config_name_outside_config(tmp_path, capsys):
             main([f"method={name}", "print_config=false"])
         lines = capsys.readouterr().err.strip().splitlines()
         assert exit_info.value.code == 2 and len(lines) == 1 and "paths under config/method/" in lines[0], lines
+
+
+# SIGTERM/SIGUSR1 during the final save --------------------------------------------------------------
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_stop_signal_during_the_final_save_completes_the_run(tmp_path, monkeypatch, capsys, signum):
+    from task_arithmetic.io import load_weights, metadata_path
+    from task_arithmetic.models.encoder import ImageEncoder
+
+    reached_the_test = []
+    previous = signal.signal(signum, lambda *args: reached_the_test.append(args[0]))  # what an unhandled signal would hit
+    real_save = ImageEncoder.save
+
+    def signalled_save(self, path, *args, **kwargs):
+        if Path(path).name == "finetuned.safetensors":
+            os.kill(os.getpid(), signum)  # Slurm's signal arrives while the final weights are written
+        return real_save(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(ImageEncoder, "save", signalled_save)
+    sys.path.insert(0, str(REPO / "src"))
+    import finetune
+
+    try:
+        code = finetune.main(["--task", "TrainToyA", "--model", "TinyCLIP", "--pretrained", "none", "--device", "cpu", "--no-progress",
+                              "--batch-size", "8", "--max-steps", "2", "--checkpoint-root", str(tmp_path / "ck"),
+                              "--results-root", str(tmp_path / "res"), "--data-location", str(tmp_path / "data")])
+    finally:
+        signal.signal(signum, previous)
+    assert reached_the_test == []  # the run's own handler took it, not the default (exit 143 / 138)
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "the final save completed, nothing to resume" in captured.err and "saved " in captured.out
+    weights = Layout(tmp_path / "ck").finetuned(ModelSpec("TinyCLIP").model_id, "TrainToyA", "standard")
+    _, meta = load_weights(weights)
+    assert meta["steps"] == 2 and not (weights.parent / "train_state").exists()

@@ -148,6 +148,8 @@ def _train(cfg: FinetuneConfig, spec: ModelSpec, layout: Layout, paths: RunPaths
         companions = {paths.log: final_log} if paths.log != final_log and paths.log.is_file() else None
         trainee.encoder.save(paths.weights, extra, companions=companions)
         shutil.rmtree(paths.state, ignore_errors=True)
+        if stop.requested:  # after the last step there is nothing to resume: the run completes
+            print(f"{cfg.task} {cfg.run}: stop signal received after the last step; the final save completed, nothing to resume", file=sys.stderr)
     barrier(ctx)
     return FinetuneResult("finished", paths.weights, total_steps, cfg, ctx.is_main)
 

@@ -6,6 +6,9 @@ loop checks it between optimiser steps, so a state is never saved half-way throu
 A pre-empted run exits with EXIT_PREEMPTED (75, EX_TEMPFAIL: "try again later"), never 0, so
 `--dependency=afterok` jobs do not start on an unfinished run; re-running the same command
 resumes it (scripts/slurm/finetune_array.sbatch requeues the job on that code).
+The flag is held for the whole run: a signal during set-up saves nothing new and exits
+EXIT_PREEMPTED; one during the last step or the final save lets the save complete, and the
+run ends finished (exit 0), since nothing would be left to resume.
 """
 
 from __future__ import annotations
