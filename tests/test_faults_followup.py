@@ -9,14 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_training_support import REPO, register_tasks
 
 from task_arithmetic.errors import UserError
+from task_arithmetic.io import load_weights, save_weights
 from task_arithmetic.merging.modelpool.hf_clip import CLIPVisionModelPool
 from task_arithmetic.merging.modelpool.open_clip_files import OpenCLIPVisionModelPool
+from task_arithmetic.models.encoder import ImageEncoder
 from task_arithmetic.models.factory import ModelSpec, create_clip
 from task_arithmetic.paths import Layout
+from task_arithmetic.storage import checksums
+from task_arithmetic.storage.checksums import DamagedFile
 from task_arithmetic.storage.pickles import load_tensor_pickle
-from test_training_support import REPO, register_tasks
 
 register_tasks()
 
@@ -142,9 +146,6 @@ def test_merge_refuses_a_config_name_outside_config(tmp_path, capsys):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
 def test_stop_signal_during_the_final_save_completes_the_run(tmp_path, monkeypatch, capsys, signum):
-    from task_arithmetic.io import load_weights, metadata_path
-    from task_arithmetic.models.encoder import ImageEncoder
-
     reached_the_test = []
     previous = signal.signal(signum, lambda *args: reached_the_test.append(args[0]))  # what an unhandled signal would hit
     real_save = ImageEncoder.save
@@ -171,3 +172,23 @@ def test_stop_signal_during_the_final_save_completes_the_run(tmp_path, monkeypat
     weights = Layout(tmp_path / "ck").finetuned(ModelSpec("TinyCLIP").model_id, "TrainToyA", "standard")
     _, meta = load_weights(weights)
     assert meta["steps"] == 2 and not (weights.parent / "train_state").exists()
+
+
+# verified reads hash an unchanged file once per process ---------------------------------------------
+
+def test_an_unchanged_file_is_hashed_once_and_a_changed_one_again(tmp_path, monkeypatch):
+    hashed = []
+    real = checksums.file_digest
+    monkeypatch.setattr(checksums, "file_digest", lambda path: hashed.append(Path(path).name) or real(path))
+    checksums._digest_of.cache_clear()
+    path = save_weights(tmp_path / "w.safetensors", {"w": torch.arange(64.0)}, {"v": 1})
+    hashed.clear()  # the write hashes its temporary once
+    for _ in range(3):
+        load_weights(path)
+    assert hashed == ["w.safetensors"]
+    data = bytearray(path.read_bytes())
+    data[-4] ^= 0xFF
+    path.write_bytes(bytes(data))  # same size, same inode: only the file times change
+    with pytest.raises(DamagedFile):
+        load_weights(path)
+    assert hashed == ["w.safetensors"] * 2

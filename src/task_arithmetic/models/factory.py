@@ -8,8 +8,6 @@ embedded benchmark's self-pretrained weights) register a resolver for a pseudo-t
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +23,7 @@ from torch import nn
 from ..errors import UserError
 from ..io import load_weights, read_json
 from ..state_dicts import state_mismatch
+from ..storage.checksums import cached_file_digest
 from ..storage.pickles import load_tensor_pickle
 
 CONFIG_DIR = Path(__file__).with_name("configs")
@@ -146,19 +145,8 @@ def check_cache_source(cache_metadata: dict[str, Any], spec: ModelSpec, cache_fi
 
 
 def weight_file_digest(path: Path) -> str:
-    """A short content digest of a weights file, hashed once per process per (path, size, mtime)."""
-    resolved = path.resolve()
-    stat = resolved.stat()
-    return _file_digest(str(resolved), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=32)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    """A short content digest of a weights file, hashed once per process while it is unchanged."""
+    return cached_file_digest(path)[:16]
 
 
 def parse_pretrained(text: str) -> str | None:
