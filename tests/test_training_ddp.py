@@ -38,6 +38,8 @@ def test_two_processes_match_one_process(tmp_path):
     ]
     result = subprocess.run(command, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
+    # Both ranks write to torchrun's stdout: only rank 0 reports the saved model.
+    assert [line for line in result.stdout.splitlines() if "saved" in line] == [f"saved {Layout(tmp_path / 'two').finetuned(SPEC.model_id, 'TrainToyA', 'linear-tau_jp')}"]
 
     layout = Layout(tmp_path / "two")
     two, meta = load_weights(layout.finetuned(SPEC.model_id, "TrainToyA", "linear-tau_jp"))
