@@ -39,6 +39,9 @@ class FakeSession:
         self.mode, self.reg, self.sign = mode, reg, tau_jp_sign
         self.columns = [*TASKS, CONTROL]
 
+    def prefetch(self, queries) -> None:
+        """The protocols announce their points in advance; a closed-form session needs no batching."""
+
     def accuracy(self, edit: Edit, dataset: str, split: str) -> float:
         coefs = edit.per_task()
         acc = ZS[dataset]
