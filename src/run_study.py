@@ -4,7 +4,11 @@
     python src/run_study.py --model ViT-B-32 --pretrained openai --tasks real8 --data-location DIR
     python src/run_study.py --model M --pretrained FILE --recipes standard@public,posthoc@public,tau_jp   # imported runs
     python src/run_study.py --preset smoke      # the embedded benchmark's study (as src/run_embedded.py)
+<<<<<<< HEAD
     python src/run_study.py ... --launcher slurm --gpus 1 --time 12:00:00 [--dry-run]   # as a Slurm job graph
+=======
+    python src/run_study.py --preset default --seeds 0,1,2 [--pretrain-seeds]   # mean, sd, 95 % interval
+>>>>>>> 6fad0fd (Issue 14: seeds and uncertainty for the study (--seeds/--pretrain-seeds, seeds.md: mean ± sd, 95% t interval, claims as k of n); baseline calibration driver and log (lr 5e-4 candidate measured, default world kept))
 
 Fine-tunes every task in each recipe that trains (standard, linear, tau_jp; posthoc reads the
 standard runs; `<recipe>@<tag>` reads tagged runs, e.g. imported ones, and trains nothing), runs
@@ -28,8 +32,12 @@ from task_arithmetic.models.factory import ModelSpec, parse_pretrained
 from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout
 from task_arithmetic.pipeline.catalog import DEFAULT_RECIPES, EVALUATIONS, EvalSettings, check_evaluations, get_recipe
 from task_arithmetic.pipeline.plan import CALIBRATION, PASS_KINDS, Study, format_plan, make_plan
+<<<<<<< HEAD
 from task_arithmetic.pipeline.slurm import SlurmOptions, format_commands, job_graph, submit
 from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute, run_stage
+=======
+from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute_seeds, replicates
+>>>>>>> 6fad0fd (Issue 14: seeds and uncertainty for the study (--seeds/--pretrain-seeds, seeds.md: mean ± sd, 95% t interval, claims as k of n); baseline calibration driver and log (lr 5e-4 candidate measured, default world kept))
 
 # Fine-tuning flags passed through to every run (src/finetune.py has the same), with their types.
 FINETUNE_FLAGS: dict[str, type] = {
@@ -48,6 +56,13 @@ def seconds_per_image(text: str) -> dict[str, float]:
     return out
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() for p in parts):
+        raise UserError(f"--seeds takes comma-separated integers >= 0 (e.g. 0,1,2), got '{text}'")
+    return tuple(int(p) for p in parts)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="the embedded benchmark's study (ignores model and tasks)")
@@ -64,6 +79,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--evaluations", default="all", help=f"comma list of {', '.join(EVALUATIONS)} (default all)")
     s.add_argument("--dry-run", action="store_true", help="print the plan and its cost; read no weights or data")
     s.add_argument("--seconds-per-image", type=seconds_per_image, default=None, help="GPU seconds per image pass: plain=S,linearized=S")
+    s.add_argument("--seeds", default="0", help="comma list of fine-tuning seeds, one replicate each (default 0)")
+    s.add_argument("--pretrain-seeds", action="store_true", help="each replicate also pretrains the embedded TinyCLIP from its seed")
     s.add_argument("--device", default="auto")
     s.add_argument("--no-progress", action="store_true")
     s.add_argument("--launcher", choices=("local", "slurm"), default="local", help="run here, or submit a Slurm job graph")
@@ -142,6 +159,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     p = parser()
     args = p.parse_args(argv)
     study = build_study(args)
+<<<<<<< HEAD
     if args.stage is not None:
         return run_stage(study, args.stage)
     if args.launcher == "slurm":
@@ -156,11 +174,15 @@ def main(argv: list[str] | None = None) -> list[Path]:
         else:
             submit(jobs, opts)
         return []
+=======
+    seeds = parse_seeds(args.seeds)
+    replicates(study, seeds, args.pretrain_seeds)  # bad seed settings fail before any work, a dry run included
+>>>>>>> 6fad0fd (Issue 14: seeds and uncertainty for the study (--seeds/--pretrain-seeds, seeds.md: mean ± sd, 95% t interval, claims as k of n); baseline calibration driver and log (lr 5e-4 candidate measured, default world kept))
     if args.dry_run:
         calibration = args.seconds_per_image or CALIBRATION.get(study.spec.name)
         print(format_plan(study, make_plan(study), calibration))
         return []
-    written = execute(study)
+    written = execute_seeds(study, seeds, args.pretrain_seeds)
     report = next((p for p in written if p.name == "report.md"), None)
     if report is not None:
         print(f"report: {report}")

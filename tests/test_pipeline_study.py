@@ -1,6 +1,8 @@
 """The README's main command in miniature: the smoke preset through every step of the study."""
 
+import dataclasses
 import json
+import shutil
 
 import pytest
 
@@ -76,3 +78,25 @@ def _differences(a, b, path=""):
     if path.endswith("loss"):  # a float sum over the examples: rounding only
         return [] if a == pytest.approx(b, rel=1e-5, abs=1e-6) else [path]
     return [] if a == b else [f"{path}: {a} vs {b}"]
+
+
+def test_a_second_seed_is_a_separate_replicate_summarised_over_seeds(study, tmp_path):
+    shared, _ = study
+    # a copy: the shared smoke study stays as the other tests (and the Slurm test) expect it
+    for folder in ("data", "checkpoints", "results"):
+        shutil.copytree(shared.checkpoint_root.parent / folder, tmp_path / folder, copy_function=shutil.copy2)
+    cfg = dataclasses.replace(shared, data_location=tmp_path / "data", checkpoint_root=tmp_path / "checkpoints", results_root=tmp_path / "results")
+    seed0 = sorted((cfg.checkpoint_root / "TinyCLIP-embedded-smoke").glob("*/*/finetuned.safetensors"))
+    before = {p: p.stat().st_mtime_ns for p in seed0}
+    written = run_study(dataclasses.replace(cfg, seeds=(0, 1)))
+    assert seed0 and all(p.stat().st_mtime_ns == t for p, t in before.items())
+    seed_dir = cfg.checkpoint_root / "seeds" / "seed-1" / "TinyCLIP-embedded-smoke"
+    meta = json.loads((seed_dir / "Digits" / "standard" / "finetuned.json").read_text())
+    assert meta["seed"] == 1
+    seeds_md = cfg.results_root / "TinyCLIP-embedded-smoke" / "report" / "seeds.md"
+    assert seeds_md in written
+    text = seeds_md.read_text()
+    assert "# Seeds: 2 replicates" in text and "of 2** seeds" in text
+    summary = json.loads(seeds_md.with_suffix(".json").read_text())
+    single = summary["numbers"]["standard (non-linear FT), single-task avg"]
+    assert single["n"] == 2 and len(single["values"]) == 2 and single["low"] <= single["mean"] <= single["high"]

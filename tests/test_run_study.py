@@ -49,6 +49,9 @@ def test_the_embedded_preset_plans_like_run_embedded(tmp_path, capsys):
     (["--evaluations", "single_task,speed"], "unknown evaluation 'speed'"),
     (["--tasks", "Cars", "--evaluations", "pairs"], "at least 2 tasks"),
     (["--tasks", "Carz"], "Cars"),
+    (["--seeds", "0,x"], "comma-separated integers"),
+    (["--seeds", "1,1"], "distinct seeds"),
+    (["--pretrain-seeds"], "--pretrain-seeds only applies to the embedded TinyCLIP"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit) as exit_info:

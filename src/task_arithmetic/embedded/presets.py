@@ -65,6 +65,17 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+def with_pretrain_seed(preset: Preset, seed: int) -> Preset:
+    """The same preset pretrained from another seed; its weights get their own tag (`<tag>-p<seed>`)."""
+    if seed < 0:
+        raise UserError(f"a pretraining seed must be >= 0, got {seed}")
+    if seed == preset.pretrain.seed:
+        return preset
+    return dataclasses.replace(
+        preset, name=f"{preset.name}-p{seed}", weight_tag=f"{preset.weight_tag}-p{seed}", pretrain=dataclasses.replace(preset.pretrain, seed=seed)
+    )
+
+
 def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise UserError(f"unknown preset '{name}'; valid presets: {', '.join(PRESETS)}")
@@ -75,4 +86,7 @@ def preset_for_tag(tag: str) -> Preset:
     for preset in PRESETS.values():
         if preset.weight_tag == tag:
             return preset
+        suffix = tag[len(preset.weight_tag) + 2 :]
+        if tag.startswith(f"{preset.weight_tag}-p") and suffix.isdigit() and str(int(suffix)) == suffix:
+            return with_pretrain_seed(preset, int(suffix))
     raise UserError(f"no embedded preset pretrains weights '{tag}'; valid tags: {', '.join(p.weight_tag for p in PRESETS.values())}")

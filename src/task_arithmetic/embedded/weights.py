@@ -75,4 +75,10 @@ def resolve_weights(tag: str, cache_dir: str | None = None, progress: bool = Tru
 
 def register_weight_sources() -> None:
     for preset in PRESETS.values():
-        register_weight_source(MODEL_NAME, preset.weight_tag, functools.partial(resolve_weights, preset.weight_tag))
+        register_weight_tag(preset.weight_tag)
+
+
+def register_weight_tag(tag: str) -> None:
+    """Make `--pretrained <tag>` resolve; a preset's own tag, or one with a pretraining seed (`embedded-p1`)."""
+    preset_for_tag(tag)  # fails early with the valid tags
+    register_weight_source(MODEL_NAME, tag, functools.partial(resolve_weights, tag))

@@ -9,6 +9,7 @@ after a kill) only does what is missing. Every step can also be run by its own s
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +18,15 @@ from typing import Any, Callable
 from ..data.registry import benchmark_tasks, control_task
 from ..embedded.presets import get_preset
 from ..errors import UserError
+from ..io import atomic_write_json, atomic_write_text
 from ..evaluation.results import write_results
 from ..evaluation.session import EvalOptions, EvalSession, RunSelection
 from ..models.factory import ModelSpec
 from ..models.pretrained import task_head, zeroshot_encoder
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout
 from ..reporting.build import build_report
+from ..reporting.collect import collect
+from ..reporting.seeds import summarize_seeds
 from ..training.loop import run_finetune
 from .catalog import DEFAULT_RECIPES, EVALUATIONS, EvalSettings, Recipe, get_recipe
 from .plan import Study, pending_evaluations
@@ -44,6 +48,8 @@ class StudyConfig:
     results_root: Path = DEFAULT_RESULTS_ROOT
     device: str = "auto"
     progress: bool = True
+    seeds: tuple[int, ...] = (0,)  # fine-tuning seeds, one replicate of the whole study each
+    pretrain_seeds: bool = False  # replicate i also pretrains TinyCLIP from seed seeds[i]
 
 
 @dataclass
@@ -81,7 +87,75 @@ def embedded_study(cfg: StudyConfig) -> Study:
 
 
 def run_study(cfg: StudyConfig) -> list[Path]:
-    return execute(embedded_study(cfg))
+    return execute_seeds(embedded_study(cfg), cfg.seeds, cfg.pretrain_seeds)
+
+
+@dataclass(frozen=True)
+class Replicate:
+    seed: int
+    pretrain_seed: int
+    study: Study
+
+    @property
+    def label(self) -> str:
+        return f"seed {self.seed} (pretraining seed {self.pretrain_seed})"
+
+
+def replicate(study: Study, seed: int, pretrain_seed: bool = False) -> Replicate:
+    """The study fine-tuned from `seed` (and, with pretrain_seed, TinyCLIP pretrained from it).
+
+    Seed 0 of the study's own weights is the single-seed study itself (same folders, so a
+    multi-seed run reuses it); every other replicate lives under <root>/seeds/seed-<s>/.
+    """
+    if seed < 0:
+        raise UserError(f"--seeds takes seeds >= 0, got {seed}")
+    spec = study.spec
+    if pretrain_seed:
+        if spec.name != MODEL or spec.pretrained is None:
+            raise UserError(f"--pretrain-seeds only applies to the embedded {MODEL}, which this suite pretrains itself; drop it for {spec.name}")
+        from ..embedded.presets import preset_for_tag, with_pretrain_seed
+        from ..embedded.weights import register_weight_tag
+
+        tag = with_pretrain_seed(preset_for_tag(spec.pretrained), seed).weight_tag
+        register_weight_tag(tag)
+        spec = dataclasses.replace(spec, pretrained=tag)
+    if seed == 0 and spec == study.spec:
+        return Replicate(0, 0, study)
+    folder = Path("seeds") / f"seed-{seed}"
+    layout = Layout(Path(study.layout.checkpoint_root) / folder, Path(study.layout.results_root) / folder)
+    seeded = dataclasses.replace(study, spec=spec, layout=layout, finetune={**study.finetune, "seed": seed})
+    return Replicate(seed, seed if pretrain_seed else 0, seeded)
+
+
+def replicates(study: Study, seeds: tuple[int, ...], pretrain_seeds: bool = False) -> list[Replicate]:
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds needs distinct seeds (e.g. 0,1,2), got {','.join(map(str, seeds))}")
+    return [replicate(study, s, pretrain_seeds) for s in seeds]
+
+
+def execute_seeds(study: Study, seeds: tuple[int, ...] = (0,), pretrain_seeds: bool = False) -> list[Path]:
+    """One replicate per seed, then seeds.md/seeds.json (mean, sd, 95 % interval, claims as k of n)."""
+    replicates_ = replicates(study, seeds, pretrain_seeds)
+    if len(replicates_) == 1:
+        return execute(replicates_[0].study)
+    written: list[Path] = []
+    for r in replicates_:
+        _say(f"=== {r.label} ===")
+        written += execute(r.study)
+    return written + _seeds_report(replicates_)
+
+
+def _seeds_report(replicates: list[Replicate]) -> list[Path]:
+    """seeds.md and seeds.json beside the first replicate's report."""
+    runs = [collect(r.study.layout.results_root, r.study.spec.model_id) for r in replicates]
+    summary = summarize_seeds([r.label for r in replicates], runs)
+    first = replicates[0].study
+    folder = first.layout.report_dir(first.spec.model_id)
+    md, js = folder / "seeds.md", folder / "seeds.json"
+    atomic_write_text(md, summary.markdown())
+    atomic_write_json(js, summary.to_json())
+    _say(f"seeds: {md}")
+    return [md, js]
 
 
 def execute(study: Study) -> list[Path]:

@@ -1,0 +1,145 @@
+"""Several seeds of one study: mean ± sd and a 95 % interval per headline number, claims as "k of n".
+
+Each seed is a complete replicate (its own fine-tuning, and its own pretraining with
+--pretrain-seeds) with its own results folder; this module only reads their evaluation results.
+The interval is Student's t interval for the mean over seeds (n − 1 degrees of freedom), which
+is what a handful of seeds supports; with one seed it is undefined and shown as such.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from scipy.stats import t as student_t
+
+from .claims import FAILS, HOLDS, Claim, all_claims
+from .collect import RunResults
+from .tables import describe
+
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Mean, sample standard deviation and confidence interval of one number over seeds."""
+
+    n: int
+    mean: float
+    sd: float | None  # None below two seeds
+    low: float | None
+    high: float | None
+
+
+def spread(values: Sequence[float], confidence: float = CONFIDENCE) -> Spread:
+    if not values:
+        raise ValueError("spread of no values")
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return Spread(n, mean, None, None, None)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(student_t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    return Spread(n, mean, sd, mean - half, mean + half)
+
+
+def headline_numbers(runs: dict[str, RunResults]) -> dict[str, float]:
+    """The report's headline figures of one seed (fractions), keyed by a readable name."""
+    out: dict[str, float] = {}
+    for name, run in runs.items():
+        label = describe(name)
+        single = run.results("single_task")
+        if single:
+            summary = single["summary"]
+            out.setdefault("zero-shot, single-task avg", summary["zeroshot_test_avg"])
+            out[f"{label}, single-task avg"] = summary["finetuned_test_avg"]
+        addition = run.results("addition")
+        if addition:
+            for block, title in (("tuned", "tuned α"), ("one_shot", "α = 1")):
+                test = addition[block]["test"]
+                out[f"{label}, addition {title}, absolute"] = test["avg_accuracy"]
+                if test["avg_normalized"] is not None:
+                    out[f"{label}, addition {title}, normalised"] = test["avg_normalized"]
+            out[f"{label}, addition chosen α"] = addition["tuned"]["alpha"]
+        negation = run.results("negation")
+        if negation:
+            average = negation["average"]
+            for key, title in (("target_test", "target"), ("control_test", "control")):
+                if average.get(key) is not None:
+                    out[f"{label}, negation {title}"] = average[key]
+    return out
+
+
+@dataclass(frozen=True)
+class ClaimCount:
+    claim: str
+    scope: str
+    holds: int  # seeds in which it holds
+    evaluated: int  # seeds in which it could be checked (holds or does not hold)
+    seeds: int
+
+
+def count_claims(per_seed: Sequence[Sequence[Claim]]) -> list[ClaimCount]:
+    """Per (claim, scope), in first-seen order: in how many seeds it holds, out of those that checked it."""
+    order: list[tuple[str, str]] = []
+    tally: dict[tuple[str, str], list[int]] = {}
+    for claims in per_seed:
+        for c in claims:
+            key = (c.claim, c.scope)
+            if key not in tally:
+                order.append(key)
+                tally[key] = [0, 0]
+            tally[key][0] += c.verdict == HOLDS
+            tally[key][1] += c.verdict in (HOLDS, FAILS)
+    return [ClaimCount(claim, scope, *tally[(claim, scope)], len(per_seed)) for claim, scope in order]
+
+
+@dataclass(frozen=True)
+class SeedsSummary:
+    seeds: list[str]  # one label per replicate, e.g. "seed 1 (pretraining seed 1)"
+    numbers: dict[str, Spread]
+    per_seed: dict[str, list[float | None]]
+    claims: list[ClaimCount]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seeds": self.seeds,
+            "confidence": CONFIDENCE,
+            "numbers": {k: {**vars(s), "values": self.per_seed[k]} for k, s in self.numbers.items()},
+            "claims": [vars(c) for c in self.claims],
+        }
+
+    def markdown(self) -> str:
+        def pct(v: float | None, alpha: bool) -> str:
+            return "–" if v is None else (f"{v:.2f}" if alpha else f"{100 * v:.1f}")
+
+        lines = [
+            f"# Seeds: {len(self.seeds)} replicates", "",
+            "Replicates: " + "; ".join(self.seeds) + ".", "",
+            f"Test accuracy % (chosen α as is): mean ± sample sd over seeds, and the {CONFIDENCE:.0%} Student-t interval of the mean.", "",
+            "| number | mean ± sd | 95 % interval | per seed |", "|---|---|---|---|",
+        ]
+        for name, s in self.numbers.items():
+            alpha = name.endswith("chosen α")
+            sd = "" if s.sd is None else f" ± {pct(s.sd, alpha)}"
+            interval = "–" if s.low is None else f"[{pct(s.low, alpha)}, {pct(s.high, alpha)}]"
+            values = ", ".join(pct(v, alpha) for v in self.per_seed[name])
+            lines.append(f"| {name} | {pct(s.mean, alpha)}{sd} | {interval} | {values} |")
+        lines += ["", "## Claims", ""]
+        for c in self.claims:
+            unchecked = c.seeds - c.evaluated
+            note = f" (not evaluated in {unchecked})" if unchecked else ""
+            lines.append(f"- holds in **{c.holds} of {c.evaluated}** seeds{note} — {c.claim} [{c.scope}]")
+        return "\n".join(lines) + "\n"
+
+
+def summarize_seeds(labels: Sequence[str], per_seed_runs: Sequence[dict[str, RunResults]]) -> SeedsSummary:
+    if len(labels) != len(per_seed_runs) or not labels:
+        raise ValueError("one label per replicate, at least one replicate")
+    numbers = [headline_numbers(runs) for runs in per_seed_runs]
+    names = list(dict.fromkeys(k for seed in numbers for k in seed))
+    per_seed = {k: [seed.get(k) for seed in numbers] for k in names}
+    spreads = {k: spread([v for v in values if v is not None]) for k, values in per_seed.items()}
+    claims = count_claims([all_claims(runs) for runs in per_seed_runs])
+    return SeedsSummary(list(labels), spreads, per_seed, claims)
