@@ -4,11 +4,8 @@
     python src/run_study.py --model ViT-B-32 --pretrained openai --tasks real8 --data-location DIR
     python src/run_study.py --model M --pretrained FILE --recipes standard@public,posthoc@public,tau_jp   # imported runs
     python src/run_study.py --preset smoke      # the embedded benchmark's study (as src/run_embedded.py)
-<<<<<<< HEAD
     python src/run_study.py ... --launcher slurm --gpus 1 --time 12:00:00 [--dry-run]   # as a Slurm job graph
-=======
     python src/run_study.py --preset default --seeds 0,1,2 [--pretrain-seeds]   # mean, sd, 95 % interval
->>>>>>> 6fad0fd (Issue 14: seeds and uncertainty for the study (--seeds/--pretrain-seeds, seeds.md: mean ± sd, 95% t interval, claims as k of n); baseline calibration driver and log (lr 5e-4 candidate measured, default world kept))
 
 Fine-tunes every task in each recipe that trains (standard, linear, tau_jp; posthoc reads the
 standard runs; `<recipe>@<tag>` reads tagged runs, e.g. imported ones, and trains nothing), runs
@@ -32,12 +29,8 @@ from task_arithmetic.models.factory import ModelSpec, parse_pretrained
 from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout
 from task_arithmetic.pipeline.catalog import DEFAULT_RECIPES, EVALUATIONS, EvalSettings, check_evaluations, get_recipe
 from task_arithmetic.pipeline.plan import CALIBRATION, PASS_KINDS, Study, format_plan, make_plan
-<<<<<<< HEAD
 from task_arithmetic.pipeline.slurm import SlurmOptions, format_commands, job_graph, submit
-from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute, run_stage
-=======
-from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute_seeds, replicates
->>>>>>> 6fad0fd (Issue 14: seeds and uncertainty for the study (--seeds/--pretrain-seeds, seeds.md: mean ± sd, 95% t interval, claims as k of n); baseline calibration driver and log (lr 5e-4 candidate measured, default world kept))
+from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute_seeds, replicates, run_stage
 
 # Fine-tuning flags passed through to every run (src/finetune.py has the same), with their types.
 FINETUNE_FLAGS: dict[str, type] = {
@@ -159,7 +152,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
     p = parser()
     args = p.parse_args(argv)
     study = build_study(args)
-<<<<<<< HEAD
+    seeds = parse_seeds(args.seeds)
+    replicates(study, seeds, args.pretrain_seeds)  # bad seed settings fail before any work, a dry run included
+    if (args.stage is not None or args.launcher == "slurm") and (seeds != (0,) or args.pretrain_seeds):
+        raise UserError("--seeds/--pretrain-seeds run locally only; drop them with --launcher slurm (or submit one study per seed)")
     if args.stage is not None:
         return run_stage(study, args.stage)
     if args.launcher == "slurm":
@@ -174,10 +170,6 @@ def main(argv: list[str] | None = None) -> list[Path]:
         else:
             submit(jobs, opts)
         return []
-=======
-    seeds = parse_seeds(args.seeds)
-    replicates(study, seeds, args.pretrain_seeds)  # bad seed settings fail before any work, a dry run included
->>>>>>> 6fad0fd (Issue 14: seeds and uncertainty for the study (--seeds/--pretrain-seeds, seeds.md: mean ± sd, 95% t interval, claims as k of n); baseline calibration driver and log (lr 5e-4 candidate measured, default world kept))
     if args.dry_run:
         calibration = args.seconds_per_image or CALIBRATION.get(study.spec.name)
         print(format_plan(study, make_plan(study), calibration))
