@@ -285,3 +285,48 @@ def test_cli_with_fusionbench_configs_on_local_hf_folders(tmp_path):
         assert report["results"][task]["accuracy"] == pytest.approx(acc, abs=1e-6)
         assert report["results"][task]["loss"] == pytest.approx(loss, rel=1e-4)
     assert (tmp_path / "ck" / "hf_heads").is_dir()  # heads cached for the next run
+
+
+@pytest.mark.parametrize("mode", ["standard", "linear"])
+def test_cli_adamerging_first_step_follows_the_entropy_gradient(run_layout, mode):
+    """One Adam step moves each lambda by lr against the sign of d(entropy)/d(lambda); the sign
+    comes from central finite differences of an independent forward (plain or jvp-linearised)."""
+    from torch.func import functional_call, jvp
+
+    from task_arithmetic.models.linearize import forward_ad_safe
+
+    root, layout, spec, base, tuned = run_layout
+    lr = 0.01
+    report = merge_main(
+        run_pool_args(root, "method=adamerging", "method.name=clip_task_wise_adamerging", f"modelpool.mode={mode}", f"method.lr={lr}", "method.max_steps=1", "method.batch_size=64")
+    )
+    assert "merging_weights" not in report["method_config"]  # learned, reported apart from the settings
+    lam = torch.tensor(report["merging_weights"])
+    theta0 = load_encoder(layout.zeroshot(spec.model_id))
+    params0 = dict(theta0.visual.named_parameters())
+    taus = [{k: t[k] - base[k] for k in params0} for t in tuned.values()]
+    heads = {task: load_weights(layout.head(spec.model_id, task))[0]["weight"] for task in TOY_TASKS}
+    images = {task: _toy_split(i)(None, "test", None).tensors[0] for i, task in enumerate(TOY_TASKS)}
+
+    def loss(coefficients):
+        delta = {k: sum(c * tau[k] for c, tau in zip(coefficients, taus)) for k in params0}
+        total = 0.0
+        for task in TOY_TASKS:
+            x = images[task]
+            if mode == "standard":
+                out = functional_call(theta0.visual, {k: params0[k] + delta[k] for k in params0}, (x,))
+            else:
+                with forward_ad_safe():
+                    out0, tangent = jvp(lambda *p: functional_call(theta0.visual, dict(zip(params0, p)), (x,)), tuple(params0.values()), tuple(delta.values()))
+                out = out0 + tangent
+            p = torch.softmax(F.normalize(out, dim=-1) @ heads[task].t(), -1)
+            total += -(p * torch.log(p)).sum(-1).mean().item()
+        return total
+
+    with torch.no_grad():
+        for t in range(len(TOY_TASKS)):
+            h = [0.0] * len(TOY_TASKS)
+            h[t] = 1e-2
+            grad = (loss([0.3 + d for d in h]) - loss([0.3 - d for d in h])) / 2e-2
+            assert lam[t].item() == pytest.approx(0.3 - lr * math.copysign(1, grad), abs=1e-4)
+    assert set(report["results"]) == {*TOY_TASKS, "average"}

@@ -186,6 +186,9 @@ class MergeAlgorithm(ABC):
         write_back(target, merged)
         return target
 
+    def attach_taskpool(self, taskpool: Any) -> None:
+        """Hook: methods that learn at test time (AdaMerging) read the task pool's unlabeled inputs."""
+
     def inplace_target(self, anchor_name: str, names: list[str]) -> str:
         """The module that receives the merge under inplace=True (FusionBench: theta_0's)."""
         return anchor_name

@@ -29,6 +29,9 @@ def default_report_path(config: dict[str, Any], choices: dict[str, str | None], 
     if any(isinstance(v, (dict, list)) and v for v in method_config.values()):
         # Per-task coefficients do not fit a file name; a digest keeps settings apart.
         settings += ("," if settings else "") + "cfg-" + hashlib.sha256(json.dumps(method_config, sort_keys=True).encode()).hexdigest()[:8]
+    if len(settings) > 120:
+        # Methods with many settings (AdaMerging) would exceed file-name limits; the report holds them all.
+        settings = "cfg-" + hashlib.sha256(json.dumps(method_config, sort_keys=True, default=str).encode()).hexdigest()[:8]
     method = clean(str(choices["method"])) + (f"__{clean(settings)}" if settings else "")
     return Path(config["results_root"]) / "merge" / clean(str(choices["modelpool"])) / clean(str(choices["taskpool"] or "no_taskpool")) / f"{method}.json"
 
@@ -89,6 +92,7 @@ def run_program(config: dict[str, Any], choices: dict[str, str | None]) -> dict[
         return {}
 
     start = time.perf_counter()
+    method.attach_taskpool(taskpool)  # AdaMerging learns on its unlabeled test inputs
     merged = method.run(modelpool)
     seconds = {"merge": time.perf_counter() - start}
     merge_info = {"method": choices["method"], "method_config": method.settings(), "modelpool": modelpool.describe()}
@@ -108,6 +112,7 @@ def run_program(config: dict[str, Any], choices: dict[str, str | None]) -> dict[
     report = {
         "results": results,
         **merge_info,
+        "merging_weights": getattr(method, "merging_weights", None),  # AdaMerging's learned coefficients
         "taskpool": taskpool.describe() if taskpool is not None else None,
         "choices": choices,
         "config": config,

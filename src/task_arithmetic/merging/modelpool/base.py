@@ -81,6 +81,16 @@ class BaseModelPool:
         """The module to evaluate for merged weights (linearised runs wrap them around theta_0)."""
         return merged
 
+    def functional_model(self, model: nn.Module, tie_weights: bool = True, strict: bool = False):
+        """params -> a function calling `model` with those parameters, as evaluation_model would run
+        merged weights (AdaMerging differentiates through it); the plain model by default."""
+        from torch.func import functional_call
+
+        def bind(params: dict[str, torch.Tensor]):
+            return lambda *args, **kwargs: functional_call(model, params, args, kwargs, tie_weights=tie_weights, strict=strict)
+
+        return bind
+
     def describe(self) -> dict[str, Any]:
         return {"type": type(self).__name__, "models": self.all_model_names}
 

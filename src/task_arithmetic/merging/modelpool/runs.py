@@ -102,5 +102,25 @@ class RunModelPool(BaseModelPool):
         linear.frozen.load_state_dict(theta0.visual.state_dict())
         return ImageEncoder(linear, {**merged.metadata, "linearized": True}, merged.train_preprocess, merged.val_preprocess).eval()
 
+    def functional_model(self, model: nn.Module, tie_weights: bool = True, strict: bool = False):
+        """Linear and post-hoc runs: f(x; theta_0) + J f(x) (theta - theta_0), as evaluation_model runs them."""
+        if self.mode == "standard":
+            return super().functional_model(model, tie_weights, strict)
+        if not isinstance(model, ImageEncoder):
+            raise UserError("linearised AdaMerging needs the ImageEncoder from this pool")
+        linear = LinearizedModel(model.visual)
+        theta0 = linear.params0()
+
+        def bind(params: dict[str, torch.Tensor]):
+            delta = {n: params[f"visual.{n}"] - theta0[n] for n in theta0}
+
+            def call(images: torch.Tensor) -> torch.Tensor:
+                out0, tangent = linear.forward_with_tangent(images, delta)
+                return out0 + tangent
+
+            return call
+
+        return bind
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "model_id": self.spec.model_id, "run": self.run, "mode": self.mode, "checkpoint_root": str(self.layout.checkpoint_root)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -21,6 +21,13 @@ class BaseTaskPool(ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"type": type(self).__name__}
+
+
+def endless_inputs(loader: DataLoader) -> Iterator[torch.Tensor]:
+    """The loader's images, epoch after epoch (AdaMerging's unlabeled test inputs; labels dropped)."""
+    while True:
+        for images, _labels in loader:
+            yield images
 
 
 def limited(loader: DataLoader, max_batches: int | None) -> Iterable:

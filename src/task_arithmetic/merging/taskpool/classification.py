@@ -16,7 +16,8 @@ from ...models.factory import ModelSpec
 from ...models.pretrained import task_head
 from ...paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, Layout
 from ...runtime import pick_device
-from .base import BaseTaskPool, evaluate_task, float_embedder, summarise
+from ..adamerging import TestTimeData, TestTimeTask
+from .base import BaseTaskPool, endless_inputs, evaluate_task, float_embedder, summarise
 
 
 class ClassificationTaskPool(BaseTaskPool):
@@ -58,6 +59,19 @@ class ClassificationTaskPool(BaseTaskPool):
             loader = make_loader(dataset, self.batch_size, num_workers=self.num_workers)
             results[task] = evaluate_task(embed, head, loader, device, max_batches)
         return summarise(results)
+
+    def test_time_data(self, model: nn.Module, batch_size: int, num_workers: int = 0, seed: int = 0) -> TestTimeData:
+        """Shuffled unlabeled batches of each task's split and its frozen head (AdaMerging), preprocessed
+        as evaluate() preprocesses them for `model`."""
+        device = pick_device(self.device)
+        transform = getattr(model, "val_preprocess", None)
+        tasks = {}
+        for task in self.tasks:
+            head = task_head(self.spec, task, self.layout, self.data_location, device).float().requires_grad_(False)
+            dataset = load_dataset(task, self.split, self.data_location, transform)
+            loader = make_loader(dataset, batch_size, shuffle=True, seed=seed, num_workers=num_workers)
+            tasks[task] = TestTimeTask(head, endless_inputs(loader))
+        return TestTimeData(features=lambda call, images: call(images).float(), tasks=tasks, device=device)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "tasks": self.tasks, "split": self.split, "heads_of": self.spec.model_id}

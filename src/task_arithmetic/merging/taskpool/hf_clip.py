@@ -34,7 +34,8 @@ from ...models.heads import ClassificationHead, zeroshot_weights
 from ...paths import DEFAULT_DATA_LOCATION
 from ...runtime import pick_device
 from ..modelpool.hf_clip import hf_from_pretrained, hf_source_available
-from .base import BaseTaskPool, evaluate_task, float_embedder, summarise
+from ..adamerging import TestTimeData, TestTimeTask
+from .base import BaseTaskPool, endless_inputs, evaluate_task, float_embedder, summarise
 
 FUSIONBENCH_NAMES = {
     "sun397": "SUN397",
@@ -136,6 +137,25 @@ class CLIPVisionModelTaskPool(BaseTaskPool):
             loader = make_loader(dataset, self.batch_size, num_workers=self.num_workers)
             results[name] = evaluate_task(embed, head, loader, device, max_batches)
         return summarise(results)
+
+    def test_time_data(self, model: nn.Module, batch_size: int, num_workers: int = 0, seed: int = 0) -> TestTimeData:
+        """Shuffled unlabeled batches of each task's split, the frozen heads and projection (AdaMerging)."""
+        from transformers import CLIPModel
+
+        device = pick_device(self.device)
+        clip = hf_from_pretrained(CLIPModel, self.clip_source, self.cache_dir, "taskpool.clip_model").to(device)
+        projection = clip.visual_projection.float().requires_grad_(False)
+        transform = self.image_transform(clip.config.vision_config.image_size)
+        tasks = {}
+        for name, task in self.tasks.items():
+            head = self.head(clip, task, device).float().requires_grad_(False)
+            dataset = load_dataset(task, self.split, self.data_location, transform)
+            tasks[name] = TestTimeTask(head, endless_inputs(make_loader(dataset, batch_size, shuffle=True, seed=seed, num_workers=num_workers)))
+
+        def features(call, pixels: torch.Tensor) -> torch.Tensor:
+            return projection(call(pixel_values=pixels).pooler_output.float())
+
+        return TestTimeData(features=features, tasks=tasks, device=device)
 
     def image_transform(self, image_size: int):
         config = self._processor_config()
