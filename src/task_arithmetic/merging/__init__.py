@@ -12,6 +12,7 @@ from ._lazy import lazy_exports
 _EXPORTS = {
     "MergeAlgorithm": "base",
     "TaskVectorStream": "base",
+    "DummyAlgorithm": "dummy",
     "SimpleAverageAlgorithm": "simple_average",
     "TaskArithmeticAlgorithm": "task_arithmetic",
     "WeightedTaskArithmeticAlgorithm": "weighted_task_arithmetic",

@@ -103,13 +103,29 @@ def _weights_file(location: str) -> Path | str:
 
 
 class CLIPVisionModelPool(BaseModelPool):
-    def __init__(self, models: Mapping[str, str], processor: str | None = None, platform: str = "hf", cache_dir: str | None = None):
+    def __init__(
+        self,
+        models: Mapping[str, Any],
+        processor: Any = None,
+        platform: str = "hf",
+        cache_dir: str | None = None,
+        train_datasets: Mapping[str, Any] | None = None,
+        test_datasets: Mapping[str, Any] | None = None,
+        val_datasets: Mapping[str, Any] | None = None,
+        base_model: str | None = None,
+    ):
+        """FusionBench's schema: models and processor as ids, folders or from_pretrained nodes; the
+        datasets are kept for reference (evaluation and AdaMerging read the task pool's)."""
+        from ..fusionbench_nodes import model_source
+
         if platform != "hf":
             raise UserError(f"platform '{platform}' is not supported; only 'hf' (local folders or the HF cache)")
         if not models:
             raise UserError("the pool has no models; give models: {_pretrained_: <folder or id>, <task>: <folder or id>, ...}")
-        self.models = {str(k): str(v) for k, v in models.items()}
-        self.processor = processor  # kept for FusionBench configs; the task pool does the preprocessing
+        self.models = {str(k): model_source(v, f"modelpool.models.{k}") for k, v in models.items()}
+        self.processor = model_source(processor, "modelpool.processor")  # the task pool does the preprocessing
+        self.datasets = {"train": list(train_datasets or []), "test": list(test_datasets or []), "val": list(val_datasets or [])}
+        self.base_model = base_model
         self.cache_dir = cache_dir
 
     @property

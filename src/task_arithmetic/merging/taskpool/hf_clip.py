@@ -89,24 +89,35 @@ class CLIPVisionModelTaskPool(BaseTaskPool):
         self,
         test_datasets: Sequence[str] | Mapping[str, Any],
         base_model: str = "openai/clip-vit-base-patch32",
-        clip_model: str | None = None,
-        processor: str | None = None,
+        clip_model: Any = None,
+        processor: Any = None,
+        data_processor: Any = None,
         split: str = "test",
         data_location: str | Path | None = None,
         head_cache_dir: str | Path | None = None,
         dataloader_kwargs: Mapping[str, Any] | None = None,
         cache_dir: str | None = None,
         device: str = "auto",
+        layer_wise_feature_save_path: str | None = None,
+        layer_wise_feature_first_token_only: bool = True,
+        layer_wise_feature_max_num: int = 1000,
     ):
+        """FusionBench's schema: `clip_model`/`processor` may be from_pretrained nodes and
+        `test_datasets` a mapping of load_dataset nodes, whose `split` (test, validation) is used."""
+        from ..fusionbench_nodes import dataset_split, model_source
+
         if split not in SPLITS:
             raise UserError(f"unknown split '{split}'; valid splits: {', '.join(SPLITS)}")
-        # FusionBench lists datasets as a mapping of dataset configs; the names are what matters here.
+        if layer_wise_feature_save_path:
+            raise UserError("layer_wise_feature_save_path is not supported here; set taskpool.layer_wise_feature_save_path=null")
         self.names = list(test_datasets)
         if not self.names:
             raise UserError("test_datasets is empty; list the tasks to evaluate, e.g. [svhn, mnist]")
         self.tasks = {name: registry_name(name) for name in self.names}
-        self.clip_source = clip_model or base_model
-        self.processor_source = processor or self.clip_source
+        nodes = test_datasets if isinstance(test_datasets, Mapping) else {}
+        self.splits = {name: dataset_split(name, nodes.get(name), split, f"taskpool.test_datasets.{name}") for name in self.names}
+        self.clip_source = model_source(clip_model, "taskpool.clip_model") or base_model
+        self.processor_source = model_source(processor, "taskpool.processor") or model_source(data_processor, "taskpool.data_processor") or self.clip_source
         self.split = split
         self.data_location = Path(data_location) if data_location else DEFAULT_DATA_LOCATION
         self.head_cache_dir = Path(head_cache_dir) if head_cache_dir else None
@@ -133,7 +144,7 @@ class CLIPVisionModelTaskPool(BaseTaskPool):
         results = {}
         for name, task in self.tasks.items():
             head = self.head(clip, task, device)
-            dataset = load_dataset(task, self.split, self.data_location, transform)
+            dataset = load_dataset(task, self.splits[name], self.data_location, transform)
             loader = make_loader(dataset, self.batch_size, num_workers=self.num_workers)
             results[name] = evaluate_task(embed, head, loader, device, max_batches)
         return summarise(results)
@@ -149,7 +160,7 @@ class CLIPVisionModelTaskPool(BaseTaskPool):
         tasks = {}
         for name, task in self.tasks.items():
             head = self.head(clip, task, device).float().requires_grad_(False)
-            dataset = load_dataset(task, self.split, self.data_location, transform)
+            dataset = load_dataset(task, self.splits[name], self.data_location, transform)
             tasks[name] = TestTimeTask(head, endless_inputs(make_loader(dataset, batch_size, shuffle=True, seed=seed, num_workers=num_workers)))
 
         def features(call, pixels: torch.Tensor) -> torch.Tensor:
@@ -201,4 +212,4 @@ class CLIPVisionModelTaskPool(BaseTaskPool):
         return ClassificationHead(weight).to(device)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "tasks": self.tasks, "split": self.split, "clip_model": self.clip_source}
+        return {**super().describe(), "tasks": self.tasks, "splits": self.splits, "clip_model": self.clip_source}
