@@ -11,7 +11,7 @@ from task_arithmetic.pipeline.catalog import EVALUATIONS as EVALUATION_STEPS
 from task_arithmetic.pipeline.study import EVAL_RECIPES, TRAINING_RECIPES, embedded_study, run_study
 from task_arithmetic.vectors.runs import RunRecipe
 
-EVALUATIONS = ("single_task", "addition", "negation", "pairs", "tau_jp", "disentanglement")
+EVALUATIONS = ("single_task", "addition", "negation", "pairs", "tau_jp", "disentanglement", "merging")
 
 
 @pytest.fixture
@@ -34,6 +34,25 @@ def test_every_step_writes_its_outputs(study):
     claims = json.loads((report.parent / "claims.json").read_text())
     assert claims and all(c["verdict"] in ("holds", "does not hold", "not evaluated") for c in claims)
     assert any(p.suffix == ".png" for p in written)
+
+
+def test_every_merging_method_on_every_recipe(study):
+    from task_arithmetic.evaluation.merging import METHODS
+
+    cfg, _ = study
+    folder = cfg.results_root / "TinyCLIP-embedded-smoke"
+    for recipe in EVAL_RECIPES:
+        results = json.loads((folder / recipe.results_run / "merging.json").read_text())["results"]
+        assert set(results["methods"]) == {m.name for m in METHODS}
+        ta = results["methods"]["task_arithmetic"]
+        assert ta["coefficient"] in results["alphas"] and len(ta["val_curve"]) == len(results["alphas"])
+        assert all(0 <= r["test"]["avg_accuracy"] <= 1 for r in results["methods"].values())
+    # the same Val choice as addition: task arithmetic here is the addition protocol on the same runs
+    addition = json.loads((folder / "standard" / "addition.json").read_text())["results"]
+    merging = json.loads((folder / "standard" / "merging.json").read_text())["results"]["methods"]["task_arithmetic"]
+    assert merging["coefficient"] == addition["chosen_alpha"]
+    report = (folder / "report" / "report.md").read_text()
+    assert "Merging method × recipe" in report and "adamerging_layer_wise" in report
 
 
 def test_fine_tuning_beats_zero_shot(study):

@@ -42,6 +42,7 @@ class Preset:
     eval_limit: int | None = None  # evaluate on at most this many examples per split
     alpha_step: float = 0.05  # the coefficient grid 0, step, ..., 1 (the paper's 21 points)
     disentanglement_points: int = 21  # per axis of the (alpha1, alpha2) grid
+    adamerging_steps: int = 100  # Adam steps of AdaMerging in the merging x recipe evaluation
 
 
 PRESETS: dict[str, Preset] = {
@@ -60,6 +61,7 @@ PRESETS: dict[str, Preset] = {
         max_train_samples=256,
         eval_limit=128,
         alpha_step=0.25,
+        adamerging_steps=3,
         disentanglement_points=5,
     ),
 }

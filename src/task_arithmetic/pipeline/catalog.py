@@ -55,6 +55,7 @@ class EvalSettings:
     control: str | None
     alpha_step: float = 0.05  # the coefficient grid 0, step, ..., 1 (the paper's 21 points)
     disentanglement_points: int = 21  # per axis of the (alpha1, alpha2) grid
+    adamerging_steps: int = 100  # Adam steps of AdaMerging in the merging x recipe evaluation
 
     @property
     def alphas(self) -> tuple[float, ...]:
@@ -94,6 +95,12 @@ def _disentanglement(tasks, s):
     )
 
 
+def _merging(tasks, s):
+    from ..evaluation.merging import session_merging
+
+    return lambda session: session_merging(session, s.alphas, s.adamerging_steps)
+
+
 # name -> builder(tasks, settings) -> Evaluation; the order is the order they run in.
 EVALUATIONS: dict[str, Callable[[list[str], EvalSettings], Evaluation]] = {
     "single_task": _single_task,
@@ -102,9 +109,10 @@ EVALUATIONS: dict[str, Callable[[list[str], EvalSettings], Evaluation]] = {
     "pairs": _pairs,
     "tau_jp": _tau_jp,
     "disentanglement": _disentanglement,
+    "merging": _merging,
 }
 # What each evaluation needs beyond one task (checked before any work).
-_MIN_TASKS = {"pairs": 2, "disentanglement": 2, "addition": 2}
+_MIN_TASKS = {"pairs": 2, "disentanglement": 2, "addition": 2, "merging": 2}
 
 
 def check_evaluations(names: list[str], tasks: list[str], control: str | None) -> None:

@@ -78,7 +78,7 @@ def embedded_study(cfg: StudyConfig) -> Study:
         evaluations=tuple(EVALUATIONS),
         layout=Layout(Path(cfg.checkpoint_root), Path(cfg.results_root)),
         data_location=Path(cfg.data_location),
-        settings=EvalSettings(control_task("embedded"), preset.alpha_step, preset.disentanglement_points),
+        settings=EvalSettings(control_task("embedded"), preset.alpha_step, preset.disentanglement_points, preset.adamerging_steps),
         device=cfg.device,
         progress=cfg.progress,
         finetune=finetune,

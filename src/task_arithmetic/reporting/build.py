@@ -10,13 +10,13 @@ from ..paths import Layout
 from .claims import all_claims
 from .collect import collect
 from .plots import all_plots
-from .tables import addition_table, negation_table, pairs_table, single_task_table, tau_jp_tables
+from .tables import addition_table, merging_table, negation_table, pairs_table, single_task_table, tau_jp_tables
 
 
 def build_report(layout: Layout, model_id: str) -> list[Path]:
     runs = collect(layout.results_root, model_id)
     folder = layout.report_dir(model_id)
-    tables = [t for t in (single_task_table(runs), addition_table(runs), negation_table(runs), pairs_table(runs)) if t is not None]
+    tables = [t for t in (single_task_table(runs), addition_table(runs), merging_table(runs), negation_table(runs), pairs_table(runs)) if t is not None]
     tables += tau_jp_tables(runs)
     claims = all_claims(runs)
     written: list[Path] = []

@@ -84,6 +84,30 @@ def addition_table(runs: dict[str, RunResults]) -> Table | None:
     return table
 
 
+def merging_table(runs: dict[str, RunResults]) -> Table | None:
+    """Rows: merging methods; columns: recipes; cells: test accuracy %, absolute / normalised (c)."""
+    with_merging = {name: r for name, r in runs.items() if r.results("merging")}
+    if not with_merging:
+        return None
+    methods: list[str] = []
+    for run in with_merging.values():
+        methods += [m for m in run.results("merging")["methods"] if m not in methods]
+    table = Table("merging", "Merging method × recipe (test accuracy %, absolute / normalised; c = coefficient chosen on Val)", ["method", *[describe(n) for n in with_merging]])
+    for method in methods:
+        row: list[Any] = [method]
+        for run in with_merging.values():
+            result = run.results("merging")["methods"].get(method)
+            if result is None:
+                row.append(None)
+                continue
+            test = result["test"]
+            norm = pct(test["avg_normalized"])
+            cell = f"{pct(test['avg_accuracy']):.1f} / {'–' if norm is None else f'{norm:.1f}'}"
+            row.append(cell + (f" (c={result['coefficient']:g})" if result.get("coefficient") is not None else ""))
+        table.rows.append(row)
+    return table
+
+
 def negation_table(runs: dict[str, RunResults]) -> Table | None:
     with_negation = {name: r for name, r in runs.items() if r.results("negation")}
     if not with_negation:

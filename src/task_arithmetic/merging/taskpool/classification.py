@@ -35,6 +35,7 @@ class ClassificationTaskPool(BaseTaskPool):
         data_location: str | Path | None = None,
         checkpoint_root: str | Path | None = None,
         device: str = "auto",
+        max_samples: int | None = None,
     ):
         if split not in SPLITS:
             raise UserError(f"unknown split '{split}'; valid splits: {', '.join(SPLITS)}")
@@ -46,6 +47,7 @@ class ClassificationTaskPool(BaseTaskPool):
         self.data_location = Path(data_location) if data_location else DEFAULT_DATA_LOCATION
         self.layout = Layout(Path(checkpoint_root) if checkpoint_root else DEFAULT_CHECKPOINT_ROOT)
         self.device = device
+        self.max_samples = int(max_samples) if max_samples else None  # the evaluations' fixed random subset of each split
 
     def evaluate(self, model: nn.Module, max_batches: int | None = None) -> dict[str, Any]:
         device = pick_device(self.device)
@@ -55,7 +57,7 @@ class ClassificationTaskPool(BaseTaskPool):
         results = {}
         for task in self.tasks:
             head = task_head(self.spec, task, self.layout, self.data_location, device)
-            dataset = load_dataset(task, self.split, self.data_location, transform)
+            dataset = self._limit(load_dataset(task, self.split, self.data_location, transform))
             loader = make_loader(dataset, self.batch_size, num_workers=self.num_workers)
             results[task] = evaluate_task(embed, head, loader, device, max_batches)
         return summarise(results)
@@ -68,10 +70,15 @@ class ClassificationTaskPool(BaseTaskPool):
         tasks = {}
         for task in self.tasks:
             head = task_head(self.spec, task, self.layout, self.data_location, device).float().requires_grad_(False)
-            dataset = load_dataset(task, self.split, self.data_location, transform)
+            dataset = self._limit(load_dataset(task, self.split, self.data_location, transform))
             loader = make_loader(dataset, batch_size, shuffle=True, seed=seed, num_workers=num_workers)
             tasks[task] = TestTimeTask(head, endless_inputs(loader))
         return TestTimeData(features=lambda call, images: call(images).float(), tasks=tasks, device=device)
+
+    def _limit(self, dataset):
+        from ...evaluation.data import capped  # the evaluations' own fixed subset
+
+        return capped(dataset, self.max_samples)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "tasks": self.tasks, "split": self.split, "heads_of": self.spec.model_id}

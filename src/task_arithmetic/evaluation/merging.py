@@ -1,0 +1,141 @@
+"""Merging method x fine-tuning recipe: every merging method on every recipe's task vectors.
+
+For each recipe (standard, post-hoc, linear, linear + tau-Jp) the fine-tuned runs form a
+RunModelPool (linear and post-hoc runs are evaluated linearised, as everywhere in the suite).
+Methods with a coefficient (task arithmetic, TIES, DARE, TSV-M, Iso-C, Iso-CTS) are merged once at
+coefficient 1 - each is theta_0 + c * M, linear in c - and c is chosen on the Val parts exactly as
+task addition chooses alpha: the grid point with the best average normalised Val accuracy (ties keep
+the smaller c); the test sets are evaluated once at that c. Simple averaging and AdaMerging (which
+learns its own coefficients on the unlabeled test inputs) have no coefficient to choose.
+Normalised accuracy = accuracy / the task's own fine-tuned model's accuracy (same recipe, same split).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..merging.adamerging import TaskWiseAdaMergingAlgorithm, LayerWiseAdaMergingAlgorithm
+from ..merging.base import MergeAlgorithm, write_back
+from ..merging.dare import DareAlgorithm
+from ..merging.isotropic import ISO_C_Merge, ISO_CTS_Merge
+from ..merging.modelpool.runs import RunModelPool
+from ..merging.simple_average import SimpleAverageAlgorithm
+from ..merging.task_arithmetic import TaskArithmeticAlgorithm
+from ..merging.task_singular_vector import TaskSingularVectorMerging
+from ..merging.taskpool.classification import ClassificationTaskPool
+from ..models.factory import ModelSpec
+from ..paths import Layout
+from ..vectors.runs import RunRecipe
+from .addition import summarize
+from .selection import best_index
+
+
+@dataclass(frozen=True)
+class MergingMethod:
+    name: str
+    build: Callable[[int], MergeAlgorithm]  # adamerging_steps -> the algorithm (coefficient 1 where it has one)
+    scaled: bool  # theta_0 + c * M with c chosen on Val
+
+
+METHODS: tuple[MergingMethod, ...] = (
+    MergingMethod("task_arithmetic", lambda steps: TaskArithmeticAlgorithm(scaling_factor=1.0), True),
+    MergingMethod("ties_merging", lambda steps: _ties(), True),
+    MergingMethod("dare_task_arithmetic", lambda steps: DareAlgorithm(scaling_factor=1.0, sparsity_ratio=0.5, seed=0), True),
+    MergingMethod("tsv_m", lambda steps: TaskSingularVectorMerging(alpha=1.0), True),
+    MergingMethod("iso_c", lambda steps: ISO_C_Merge(scaling_factor=1.0), True),
+    MergingMethod("iso_cts", lambda steps: ISO_CTS_Merge(scaling_factor=1.0), True),
+    MergingMethod("simple_average", lambda steps: SimpleAverageAlgorithm(), False),
+    MergingMethod("adamerging_task_wise", lambda steps: TaskWiseAdaMergingAlgorithm(max_steps=steps), False),
+    MergingMethod("adamerging_layer_wise", lambda steps: LayerWiseAdaMergingAlgorithm(max_steps=steps), False),
+)
+
+
+def _ties() -> MergeAlgorithm:
+    from ..merging.ties_merging import TiesMergingAlgorithm
+
+    return TiesMergingAlgorithm(scaling_factor=1.0, threshold=20, merge_func="mean")
+
+
+def scaled(theta0: nn.Module, merged: nn.Module, coefficient: float) -> nn.Module:
+    """theta_0 + c * (merged - theta_0) for the float entries; others are theta_0's."""
+    out = _copy(theta0)
+    base = theta0.state_dict()
+    write_back(out, {k: base[k] + coefficient * (v - base[k]) for k, v in merged.state_dict().items() if v.is_floating_point()})
+    return out
+
+
+def _copy(module: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(module)
+
+
+def evaluate_merging(
+    spec: ModelSpec,
+    layout: Layout,
+    data_location: Path,
+    recipe: RunRecipe,
+    tasks: Sequence[str],
+    alphas: Sequence[float],
+    device: str = "cpu",
+    max_samples: int | None = None,
+    adamerging_steps: int = 100,
+    methods: Sequence[MergingMethod] = METHODS,
+) -> dict[str, Any]:
+    tasks = list(tasks)
+    pool = RunModelPool(spec.name, tasks, pretrained=spec.pretrained, mode=recipe.mode, reg=recipe.reg, variant=recipe.variant, tag=recipe.tag, cache_dir=spec.cache_dir, checkpoint_root=layout.checkpoint_root)
+    pool.check_available()
+    taskpools = {
+        split: ClassificationTaskPool(tasks, spec.name, spec.pretrained, spec.cache_dir, split=split, data_location=data_location, checkpoint_root=layout.checkpoint_root, device=device, max_samples=max_samples)
+        for split in ("val", "test")
+    }
+
+    def accuracies(model: nn.Module, split: str) -> dict[str, float]:
+        results = taskpools[split].evaluate(pool.evaluation_model(model))
+        return {t: results[t]["accuracy"] for t in tasks}
+
+    finetuned = {split: {t: _single(pool, taskpools[split], t) for t in tasks} for split in ("val", "test")}
+    theta0 = pool.load_pretrained_model()
+    out: dict[str, Any] = {"tasks": tasks, "alphas": list(alphas), "finetuned": finetuned, "adamerging_steps": adamerging_steps, "methods": {}}
+    for method in methods:
+        algorithm = method.build(adamerging_steps)
+        algorithm.attach_taskpool(taskpools["test"])  # AdaMerging: unlabeled test inputs, as in the paper
+        merged = algorithm.run(pool)
+        row: dict[str, Any] = {"settings": {k: v for k, v in algorithm.settings().items() if not isinstance(v, (list, dict))}}
+        if method.scaled:
+            curve = [summarize(accuracies(scaled(theta0, merged, a), "val"), finetuned["val"]) for a in alphas]
+            chosen = best_index(list(alphas), [c["avg_normalized"] for c in curve], maximize=True)
+            coefficient = alphas[chosen]
+            row.update(coefficient=coefficient, val_curve=[{"alpha": a, **c} for a, c in zip(alphas, curve)], val=curve[chosen])
+            model = scaled(theta0, merged, coefficient)
+        else:
+            row.update(coefficient=None, val=summarize(accuracies(merged, "val"), finetuned["val"]))
+            model = merged
+        row["test"] = summarize(accuracies(model, "test"), finetuned["test"])
+        if getattr(algorithm, "merging_weights", None) is not None:
+            row["merging_weights"] = algorithm.merging_weights
+        out["methods"][method.name] = row
+    return out
+
+
+def _single(pool: RunModelPool, taskpool: ClassificationTaskPool, task: str) -> float:
+    """The task's own fine-tuned model on its own data (the normaliser)."""
+    one = ClassificationTaskPool([task], taskpool.spec.name, taskpool.spec.pretrained, taskpool.spec.cache_dir, split=taskpool.split, data_location=taskpool.data_location, checkpoint_root=taskpool.layout.checkpoint_root, device=taskpool.device, max_samples=taskpool.max_samples)
+    with torch.no_grad():
+        return one.evaluate(pool.evaluation_model(pool.load_model(task)))[task]["accuracy"]
+
+
+def session_merging(session: Any, alphas: Sequence[float], adamerging_steps: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The study's evaluation (pipeline/catalog.py): the session's runs, device and sample cap."""
+    selection, options = session.selection, session.options
+    results = evaluate_merging(
+        selection.spec, selection.layout, Path(selection.data_location), selection.recipe, selection.tasks, alphas,
+        str(session.device), options.max_eval_samples, adamerging_steps,
+    )
+    return results, {"alphas": list(alphas), "adamerging_steps": adamerging_steps}
