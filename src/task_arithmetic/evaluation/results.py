@@ -10,7 +10,7 @@ from ..io import atomic_write_json
 from ..paths import Layout
 from ..storage.locks import FileLock
 
-EVALUATIONS = ("single_task", "addition", "negation", "pairs", "tau_jp", "disentanglement")
+EVALUATIONS = ("single_task", "addition", "negation", "pairs", "tau_jp", "disentanglement", "merging")
 
 
 def results_lock(path: Path) -> FileLock:
