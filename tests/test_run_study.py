@@ -20,7 +20,9 @@ def test_dry_run_plans_the_real_study_without_data_or_weights(tmp_path, capsys):
     runs = re.findall(r"^  (\w+)\s+(standard|linear|linear-tau_jp)\s+(\d+) steps, (\d+) examples(?: \+ (\d+) penalty inputs)?\s+\[to do\]$", out, re.M)
     assert len(runs) == 24 and {r[0] for r in runs} == {"Cars", "DTD", "EuroSAT", "GTSRB", "MNIST", "RESISC45", "SUN397", "SVHN"}
     assert all(int(r[3]) == 128 * int(r[2]) for r in runs)  # the paper's batch
-    assert len(re.findall(r"\[to do\]$", out, re.M)) == 24 + 24
+    from task_arithmetic.pipeline.catalog import DEFAULT_RECIPES, EVALUATIONS
+
+    assert len(re.findall(r"\[to do\]$", out, re.M)) == 24 + len(DEFAULT_RECIPES) * len(EVALUATIONS)
     plain = sum(int(r[3]) for r in runs if r[1] == "standard")
     linear = sum(int(r[3]) + int(r[4] or 0) for r in runs if r[1] != "standard")
     assert f"plain {plain:,}, linearized {linear:,}" in out
