@@ -139,6 +139,9 @@ def study_argv(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[str
 
 @cli_entry
 def main(argv: list[str] | None = None) -> list[Path]:
+    from task_arithmetic.plugins import register_builtin_plugins
+
+    register_builtin_plugins()  # the embedded benchmark's tasks and weights
     p = parser()
     args = p.parse_args(argv)
     study = build_study(args)

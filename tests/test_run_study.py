@@ -59,7 +59,7 @@ def test_bad_input_is_one_line(tmp_path, capsys, extra, message):
 
 def test_a_wider_suite_study_draws_tau_jp_inputs_from_the_whole_suite(tmp_path):
     from run_study import build_study, parser
-
+    from task_arithmetic.recipes.base import NoSettings
     from task_arithmetic.training.config import resolve_config
 
     def study(tasks: str):
@@ -67,15 +67,15 @@ def test_a_wider_suite_study_draws_tau_jp_inputs_from_the_whole_suite(tmp_path):
 
     wide = study("real20")
     assert wide.settings.control == "ImageNet" and len(wide.tasks) == 20
-    cars = resolve_config(wide.finetune_config("Cars", "linear", "tau_jp"))
+    cars = resolve_config(wide.finetune_config("Cars", "linear", "tau_jp")).reg_settings
     assert len(cars.penalty_tasks) == 20 and "CIFAR10" in cars.penalty_tasks and cars.penalty_tasks[-1] == "ImageNet"
-    assert resolve_config(wide.finetune_config("Cars", "standard", "none")).penalty_tasks is None
+    assert resolve_config(wide.finetune_config("Cars", "standard", "none")).reg_settings == NoSettings()
     # a study within the task's own suite keeps the task's default (its suite's other tasks + control)
-    assert resolve_config(study("real8").finetune_config("Cars", "linear", "tau_jp")).penalty_tasks == resolve_config(
-        study("Cars,DTD").finetune_config("Cars", "linear", "tau_jp")).penalty_tasks
+    assert resolve_config(study("real8").finetune_config("Cars", "linear", "tau_jp")).reg_settings.penalty_tasks == resolve_config(
+        study("Cars,DTD").finetune_config("Cars", "linear", "tau_jp")).reg_settings.penalty_tasks
     twelve = study("embedded12")
     assert twelve.settings.control == "Shapes"
-    assert len(resolve_config(twelve.finetune_config("Digits", "linear", "tau_jp")).penalty_tasks) == 12
+    assert len(resolve_config(twelve.finetune_config("Digits", "linear", "tau_jp")).reg_settings.penalty_tasks) == 12
 
 
 def test_slurm_dry_run_prints_the_job_graph(tmp_path, capsys):
