@@ -41,7 +41,9 @@ def test_the_embedded_preset_plans_like_run_embedded(tmp_path, capsys):
 
     embedded_main(["--preset", "smoke", "--dry-run", "--checkpoint-root", str(tmp_path / "ck"), "--results-root", str(tmp_path / "res")])
     out = capsys.readouterr().out
-    assert "TinyCLIP-embedded-smoke" in out and out.count(" 15 steps, ") == 9  # 3 tasks x 3 recipes, capped at 15
+    assert "TinyCLIP-embedded-smoke" in out and out.count(" 15 steps, ") == 18  # 3 tasks x 6 trained recipes, capped at 15
+    embedded_main(["--preset", "smoke", "--dry-run", "--recipes", "standard,talos", "--checkpoint-root", str(tmp_path / "ck"), "--results-root", str(tmp_path / "res")])
+    assert capsys.readouterr().out.count(" 15 steps, ") == 6  # --recipes chooses on the embedded study too
 
 
 @pytest.mark.parametrize("extra, message", [

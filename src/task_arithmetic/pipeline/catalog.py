@@ -34,7 +34,9 @@ _BASE_RECIPES: dict[str, tuple[RunRecipe, tuple[str, str]]] = {
     "attn_only": (RunRecipe("attn_only"), ("attn_only", "none")),
     "talos": (RunRecipe("talos"), ("talos", "none")),
 }
-DEFAULT_RECIPES: tuple[str, ...] = ("standard", "posthoc", "linear", "tau_jp", "l2_sp", "attn_only", "talos")
+DEFAULT_RECIPES: tuple[str, ...] = ("standard", "posthoc", "linear", "tau_jp")  # the paper's, for any model
+FIELD_RECIPES: tuple[str, ...] = ("l2_sp", "attn_only", "talos")
+EMBEDDED_RECIPES: tuple[str, ...] = DEFAULT_RECIPES + FIELD_RECIPES  # the embedded study runs the field's beside them
 # Recipe options the study sets for a (mode, reg): matched-strength L2-SP reads the tau-Jp runs.
 TRAINING_OPTIONS: dict[tuple[str, str], dict[str, object]] = {("standard", "l2_sp"): {"l2_match": "linear-tau_jp"}}
 
