@@ -84,7 +84,7 @@ def test_slurm_dry_run_prints_the_job_graph(tmp_path, capsys):
     out = dry_run(tmp_path, capsys, "--tasks", "Cars,DTD", "--launcher", "slurm", "--gpus", "2", "--time", "4:00:00", "--penalty-batch", "4")
     jobs = re.findall(r"^env .*--job-name=ta-ViT-B-32-openai-(\S+) .*$", out, re.M)
     assert jobs == ["prepare", "ft-standard", "ft-linear", "ft-linear-tau_jp", "eval-standard", "eval-posthoc", "eval-linear", "eval-linear-tau_jp", "report"]
-    lines = {name: line for name, line in zip(jobs, (l for l in out.splitlines() if l.startswith("env ")))}
+    lines = {name: line for name, line in zip(jobs, (text for text in out.splitlines() if text.startswith("env ")))}
     assert "--array=0-1" in lines["ft-linear"] and "TASKS=Cars,DTD" in lines["ft-linear"] and "--gres=gpu:2" in lines["ft-linear"]
     assert "--penalty-batch 4" in lines["ft-linear-tau_jp"] and "--penalty-batch" not in lines["ft-standard"]  # tau-Jp runs only
     assert "--dependency=afterok:<ta-ViT-B-32-openai-ft-standard>" in lines["eval-posthoc"] and "--stage evaluate:posthoc" in lines["eval-posthoc"]
