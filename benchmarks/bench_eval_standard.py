@@ -12,7 +12,7 @@ from other processes affects both; the ratio is what to read.
     .venv/bin/python benchmarks/bench_eval_standard.py --models TinyCLIP --threads 1
     .venv/bin/python benchmarks/bench_eval_standard.py --models TinyCLIP --busy   # + one busy process on a core
 
-Random weights, toy tensor tasks, fake fine-tuned runs (task_arithmetic.evaluation.toy).
+Random weights, toy tensor tasks, fake fine-tuned runs (tests/toyruns.py).
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_eval_cache import compare  # noqa: E402
-from task_arithmetic.evaluation.toy import build_toy_world  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the toy world is a test fixture
+from toyruns import build_toy_world  # noqa: E402
 
 from task_arithmetic.data import registry  # noqa: E402
 from task_arithmetic.evaluation.addition import evaluate_addition  # noqa: E402

@@ -5,8 +5,8 @@ import json
 
 import pytest
 import torch
-from task_arithmetic.evaluation.toy import build_toy_world
 from torch.func import functional_call
+from toyruns import build_toy_world
 from toyworld import isolated_toy_world
 
 from task_arithmetic.data import registry
