@@ -9,7 +9,7 @@ weight edits and memoise repeated (edit, dataset) points, so the ratio is the sh
     .venv/bin/python benchmarks/bench_eval_cache.py            # ~2 min on 1 CPU thread
     .venv/bin/python benchmarks/bench_eval_cache.py --n 32     # quicker
 
-TinyCLIP with random weights, toy tensor tasks, fake fine-tuned runs (task_arithmetic.evaluation.toy).
+TinyCLIP with random weights, toy tensor tasks, fake fine-tuned runs (tests/toyruns.py).
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the toy world is a test fixture
+
+from toyruns import build_toy_world  # noqa: E402
 
 from task_arithmetic.data import registry  # noqa: E402
 from task_arithmetic.evaluation.addition import evaluate_addition  # noqa: E402
@@ -34,7 +37,6 @@ from task_arithmetic.evaluation.selection import symmetric_grid  # noqa: E402
 from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection  # noqa: E402
 from task_arithmetic.evaluation.single_task import evaluate_single_task  # noqa: E402
 from task_arithmetic.evaluation.tau_jp import evaluate_tau_jp  # noqa: E402
-from task_arithmetic.evaluation.toy import build_toy_world  # noqa: E402
 from task_arithmetic.vectors import RunRecipe  # noqa: E402
 
 

@@ -12,7 +12,7 @@ from other processes affects both; the ratio is what to read.
     .venv/bin/python benchmarks/bench_eval_standard.py --models TinyCLIP --threads 1
     .venv/bin/python benchmarks/bench_eval_standard.py --models TinyCLIP --busy   # + one busy process on a core
 
-Random weights, toy tensor tasks, fake fine-tuned runs (task_arithmetic.evaluation.toy).
+Random weights, toy tensor tasks, fake fine-tuned runs (tests/toyruns.py).
 """
 
 from __future__ import annotations
@@ -33,16 +33,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_eval_cache import compare  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the toy world is a test fixture
+from toyruns import build_toy_world  # noqa: E402
+
 from task_arithmetic.data import registry  # noqa: E402
 from task_arithmetic.evaluation.addition import evaluate_addition  # noqa: E402
 from task_arithmetic.evaluation.disentanglement import GRID_LIMIT, evaluate_disentanglement  # noqa: E402
 from task_arithmetic.evaluation.negation import evaluate_negation  # noqa: E402
 from task_arithmetic.evaluation.pairs import evaluate_pairs  # noqa: E402
 from task_arithmetic.evaluation.selection import symmetric_grid  # noqa: E402
+from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection  # noqa: E402
 from task_arithmetic.evaluation.single_task import evaluate_single_task  # noqa: E402
 from task_arithmetic.evaluation.tau_jp import evaluate_tau_jp  # noqa: E402
-from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection  # noqa: E402
-from task_arithmetic.evaluation.toy import build_toy_world  # noqa: E402
 from task_arithmetic.vectors import RunRecipe  # noqa: E402
 
 # per model: tasks, examples per Val part and test set, alpha points, disentanglement grid points,

@@ -16,7 +16,7 @@ Measured side by side in one run, each printed with its ratio to T = 8:
   pairs, the tau-Jp matrix, one disentanglement grid) of a linear run with the tangent cache
   (cache build included) and of a standard run (in-memory weight edits, a forward pass per
   edit and dataset).
-TinyCLIP and ViT-B-32 have random weights; tasks are toy tensor tasks (task_arithmetic.evaluation.toy).
+TinyCLIP and ViT-B-32 have random weights; tasks are toy tensor tasks (tests/toyruns.py).
 Targets: efficient step <= 1.05x from T = 8 to 20; cached suite <= linear in T except pairs.
 """
 
@@ -53,8 +53,9 @@ def step_worker(model: str, batch: int, penalty_batch: int, repeats: int, device
     from task_arithmetic.models.factory import ModelSpec
     from task_arithmetic.models.heads import ClassificationHead
     from task_arithmetic.models.linearize import LinearizedModel
+    from task_arithmetic.recipes.base import PenaltyInputs
+    from task_arithmetic.recipes.tau_jp import PenaltySource, TauJpPenalty
     from task_arithmetic.training.model import Trainee
-    from task_arithmetic.training.regularizers import PenaltySource
     from task_arithmetic.training.step import accumulate_gradients
 
     device = torch.device(device_name)
@@ -68,7 +69,7 @@ def step_worker(model: str, batch: int, penalty_batch: int, repeats: int, device
     with torch.no_grad():  # theta != theta_0, as during training
         for p in encoder.visual.parameters():
             p.add_(1e-3 * torch.randn_like(p))
-    trainee = Trainee(encoder, head, "linear", linear)
+    trainee = Trainee(encoder, head, True, linear)
     params = trainee.parameters()
     optimizer = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.1)
     images = torch.randn(batch, 3, size, size, device=device)
@@ -86,7 +87,7 @@ def step_worker(model: str, batch: int, penalty_batch: int, repeats: int, device
         pen, count = sources[key].inputs_for_step(counters[key])
         counters[key] += 1
         accumulate_gradients(trainee, images, labels, micro_batch=batch, global_count=batch, world=1,
-                             penalty_inputs=pen.to(device), global_penalty_count=count, penalty_coef=0.1)
+                             penalty=TauJpPenalty(0.1, sources[key]), penalty_inputs=PenaltyInputs(pen.to(device), count))
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -117,6 +118,9 @@ def eval_worker(n: int, grid_points: int, batch_size: int, threads: int, parts: 
     import torch
 
     torch.set_num_threads(threads)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the toy world is a test fixture
+    from toyruns import build_toy_world
+
     from task_arithmetic.data import registry
     from task_arithmetic.evaluation.addition import evaluate_addition
     from task_arithmetic.evaluation.disentanglement import GRID_LIMIT, evaluate_disentanglement
@@ -126,7 +130,6 @@ def eval_worker(n: int, grid_points: int, batch_size: int, threads: int, parts: 
     from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection
     from task_arithmetic.evaluation.single_task import evaluate_single_task
     from task_arithmetic.evaluation.tau_jp import evaluate_tau_jp
-    from task_arithmetic.evaluation.toy import build_toy_world
     from task_arithmetic.vectors import RunRecipe
 
     registry._BENCHMARK_LOADERS.clear()  # only the toy tasks: no dataset generation
@@ -258,7 +261,7 @@ def main() -> None:
             print_eval(result, args.n, args.grid_points)
         else:
             print_steps(result)
-    print(f"\nratios in parentheses: what a cost linear in T (pairs: in T(T-1)/2; strict: in its penalty inputs) would give")
+    print("\nratios in parentheses: what a cost linear in T (pairs: in T(T-1)/2; strict: in its penalty inputs) would give")
     print(f"total {time.perf_counter() - started:.0f} s")
 
 

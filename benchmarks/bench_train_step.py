@@ -84,6 +84,8 @@ def worker(model: str, batch: int, penalty_batch: int, penalty_tasks: int, repea
     from task_arithmetic.models.factory import ModelSpec
     from task_arithmetic.models.heads import ClassificationHead
     from task_arithmetic.models.linearize import LinearizedModel, functorch_jvp
+    from task_arithmetic.recipes.base import PenaltyInputs
+    from task_arithmetic.recipes.tau_jp import TauJpPenalty
     from task_arithmetic.training.model import Trainee
     from task_arithmetic.training.step import accumulate_gradients
 
@@ -99,7 +101,7 @@ def worker(model: str, batch: int, penalty_batch: int, penalty_tasks: int, repea
     with torch.no_grad():  # theta != theta_0, as during training
         for p in encoder.visual.parameters():
             p.add_(1e-3 * torch.randn_like(p))
-    standard, linearised = Trainee(encoder, head, "standard", linear), Trainee(encoder, head, "linear", linear)
+    standard, linearised = Trainee(encoder, head, False, linear), Trainee(encoder, head, True, linear)
     params = standard.parameters()
     optimizer = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.1)
     images = torch.randn(batch, 3, size, size, device=device)
@@ -118,7 +120,8 @@ def worker(model: str, batch: int, penalty_batch: int, penalty_tasks: int, repea
         pen = penalty_pool[: n_tasks * penalty_batch] if n_tasks else None
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast == "bf16"):
             accumulate_gradients(trainee, images, labels, micro_batch=chunk, global_count=batch, world=1,
-                                 penalty_inputs=pen, global_penalty_count=n_tasks * penalty_batch, penalty_coef=0.1)
+                                 penalty=TauJpPenalty(0.1, source=None) if n_tasks else None,
+                                 penalty_inputs=PenaltyInputs(pen, n_tasks * penalty_batch) if n_tasks else None)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         # Freed here rather than before the next step, so the measured peak includes the gradients.

@@ -20,7 +20,7 @@ import torch
 
 from task_arithmetic.data.registry import benchmark_tasks
 from task_arithmetic.embedded import presets as preset_module
-from task_arithmetic.embedded.presets import PRESETS, PretrainConfig, get_preset
+from task_arithmetic.embedded.presets import PRESETS, get_preset
 from task_arithmetic.embedded.weights import register_weight_sources
 from task_arithmetic.evaluation.addition import evaluate_addition
 from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection

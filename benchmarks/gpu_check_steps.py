@@ -194,11 +194,12 @@ def step_train_large(ctx, record: StepRecord) -> None:
 def step_eval(ctx, record: StepRecord) -> None:
     """Tangent-cache build + the full addition sweep (21 alphas) of a linear run, on the device."""
     import torch
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the toy world is a test fixture
+    from toyruns import build_toy_world
 
     from task_arithmetic.data import registry
     from task_arithmetic.evaluation.addition import evaluate_addition
     from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection
-    from task_arithmetic.evaluation.toy import build_toy_world
     from task_arithmetic.vectors import RunRecipe
 
     s = ctx.sizes

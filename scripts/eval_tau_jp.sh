@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
-exec "$PYTHON" src/eval_tau_jp.py "$@"
+exec "$PYTHON" src/evaluate.py tau_jp "$@"

@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pretrained", required=True, help="open_clip weight tag, e.g. openai")
     parser.add_argument("--cache-dir", required=True, help="folder to keep the weights in")
     args = parser.parse_args(argv)
+    from task_arithmetic.plugins import register_builtin_plugins
+
+    register_builtin_plugins()  # the embedded benchmark's tasks and weights
     if os.environ.get("TA_ALLOW_DOWNLOAD") != "1":
         raise UserError("downloads are off; re-run with TA_ALLOW_DOWNLOAD=1 on a machine with internet access")
     create_clip(ModelSpec(args.model, args.pretrained, args.cache_dir))

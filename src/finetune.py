@@ -1,8 +1,11 @@
-"""Fine-tune a CLIP image encoder on one task: standard, linearised, or with the tau-Jp penalty.
+"""Fine-tune a CLIP image encoder on one task with one recipe (a mode and a regulariser).
 
     python src/finetune.py --task Cars                      # standard fine-tuning
     python src/finetune.py --task Cars --mode linear        # linearised (tangent) fine-tuning
     python src/finetune.py --task Cars --reg tau_jp         # linearised + tau-Jp (efficient)
+    python src/finetune.py --task Cars --reg l2_sp          # standard + coef * ||theta - theta_0||^2
+    python src/finetune.py --task Cars --mode attn_only     # only the attention projections train
+    python src/finetune.py --task Cars --mode talos         # TaLoS: low-sensitivity entries only
     torchrun --nproc_per_node=4 src/finetune.py --task Cars --reg tau_jp   # data-parallel
 
 Hyper-parameters left out come from the task's defaults, else the paper's recipe. Re-running
@@ -20,8 +23,10 @@ import argparse
 import sys
 
 from task_arithmetic.errors import cli_entry
-from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, TAU_JP_VARIANTS
-from task_arithmetic.training.config import REGULARIZERS, TRAIN_MODES, WANDB_MODES, FinetuneConfig
+from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT
+from task_arithmetic.recipes import MODES, REGULARIZERS
+from task_arithmetic.recipes.names import all_variants
+from task_arithmetic.training.config import WANDB_MODES, FinetuneConfig
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -30,13 +35,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", default="ViT-B-32", help="open_clip architecture")
     p.add_argument("--pretrained", default="openai", help="weights tag, local weights file, or 'none' for random weights")
     p.add_argument("--cache-dir", default=None, help="where open_clip weights are cached")
-    p.add_argument("--mode", choices=TRAIN_MODES, default=None, help="default: linear with --reg tau_jp, standard otherwise")
-    p.add_argument("--reg", choices=REGULARIZERS, default="none")
-    p.add_argument("--variant", choices=TAU_JP_VARIANTS, default="efficient", help="which penalty tasks feed each step")
-    p.add_argument("--penalty-coef", type=float, default=None, help="tau-Jp coefficient (default 0.1)")
-    p.add_argument("--penalty-batch", type=int, default=None, help="penalty inputs per task per step (default 16, 4 for ViT-L)")
-    p.add_argument("--penalty-tasks", default=None, help="comma-separated; default: the benchmark's other tasks + its control task")
-    p.add_argument("--task-order", default=None, help="comma-separated learning order, for --variant continual")
+    modes = ", ".join(f"{m.name} ({m.summary})" for m in MODES.values())
+    p.add_argument("--mode", choices=tuple(MODES), default=None, help=f"{modes}; default: the regulariser's (linear for tau_jp)")
+    p.add_argument("--reg", choices=tuple(REGULARIZERS), default="none", help=", ".join(f"{r.name} ({r.summary})" for r in REGULARIZERS.values()))
+    p.add_argument("--variant", choices=all_variants(), default="efficient", help="tau_jp: which penalty tasks feed each step")
     p.add_argument("--init-from", default=None, help="start from this finetuned.safetensors (e.g. continue with tau-Jp)")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--wd", type=float, default=None, help="AdamW weight decay")
@@ -58,19 +60,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tag", default="", help="suffix of the run name, to keep variants apart")
     p.add_argument("--force", action="store_true", help="train again even if the run finished")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for plugin in (*MODES.values(), *REGULARIZERS.values()):
+        plugin.add_arguments(p)  # each recipe's own options
     return p.parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
-    def task_list(text: str | None) -> tuple[str, ...] | None:
-        return None if text is None else tuple(t.strip() for t in text.split(",") if t.strip())
-
     from task_arithmetic.models.factory import parse_pretrained  # after argparse: --help stays instant
 
     return FinetuneConfig(
         task=args.task, model=args.model, pretrained=parse_pretrained(args.pretrained),
-        cache_dir=args.cache_dir, mode=args.mode, reg=args.reg, variant=args.variant, penalty_coef=args.penalty_coef,
-        penalty_batch=args.penalty_batch, penalty_tasks=task_list(args.penalty_tasks), task_order=task_list(args.task_order),
+        cache_dir=args.cache_dir, mode=args.mode, reg=args.reg, variant=args.variant, options=plugin_options(args),
         init_from=args.init_from, lr=args.lr, wd=args.wd, warmup=args.warmup, batch_size=args.batch_size,
         micro_batch=args.micro_batch, epochs=args.epochs, max_steps=args.max_steps, clip=args.clip, seed=args.seed,
         device=args.device, data_location=args.data_location, checkpoint_root=args.checkpoint_root,
@@ -79,9 +79,18 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
     )
 
 
+def plugin_options(args: argparse.Namespace) -> dict[str, object]:
+    """The recipes' own flags that were given, by field name."""
+    names = [n for plugin in (*MODES.values(), *REGULARIZERS.values()) for n in plugin.option_names()]
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from task_arithmetic.plugins import register_builtin_plugins
+
+    register_builtin_plugins()  # the embedded benchmark's tasks and weights
     from task_arithmetic.training import run_finetune  # after argparse: --help stays instant
 
     result = run_finetune(config_from_args(args))

@@ -29,6 +29,9 @@ def usage() -> str:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> dict | list:
+    from task_arithmetic.plugins import register_builtin_plugins
+
+    register_builtin_plugins()  # the embedded benchmark's tasks and weights
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print(usage())

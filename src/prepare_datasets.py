@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
+    from task_arithmetic.plugins import register_builtin_plugins
+
+    register_builtin_plugins()  # the embedded benchmark's tasks and weights
     args = parse_args(argv)
     tasks = [name.strip() for name in args.tasks.split(",") if name.strip()]
     if args.command == "split":

@@ -30,6 +30,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> None:
+    from task_arithmetic.plugins import register_builtin_plugins
+
+    register_builtin_plugins()  # the embedded benchmark's tasks and weights
     args = parse_args(argv)
     from task_arithmetic.embedded.presets import get_preset
     from task_arithmetic.embedded.weights import resolve_weights

@@ -16,6 +16,9 @@ from task_arithmetic.reporting.build import build_report
 
 @cli_entry
 def main(argv: list[str] | None = None) -> None:
+    from task_arithmetic.plugins import register_builtin_plugins
+
+    register_builtin_plugins()  # the embedded benchmark's tasks and weights
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="ViT-B-32")
     parser.add_argument("--pretrained", default="openai", help="weight tag, local file, or 'none'")

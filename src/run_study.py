@@ -27,7 +27,7 @@ from task_arithmetic.errors import UserError, cli_entry
 from task_arithmetic.evaluation.session import default_control
 from task_arithmetic.models.factory import ModelSpec, parse_pretrained
 from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout
-from task_arithmetic.pipeline.catalog import DEFAULT_RECIPES, EVALUATIONS, EvalSettings, check_evaluations, get_recipe
+from task_arithmetic.pipeline.catalog import DEFAULT_RECIPES, EMBEDDED_RECIPES, EVALUATIONS, EvalSettings, check_evaluations, get_recipe
 from task_arithmetic.pipeline.plan import CALIBRATION, PASS_KINDS, Study, format_plan, make_plan
 from task_arithmetic.pipeline.slurm import SlurmOptions, format_commands, job_graph, submit
 from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute_seeds, replicates, run_stage
@@ -68,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--data-location", type=Path, default=DEFAULT_DATA_LOCATION)
     g.add_argument("--tasks", default="real8", help="comma list of tasks or a benchmark name (default real8)")
     s = p.add_argument_group("study")
-    s.add_argument("--recipes", default=",".join(DEFAULT_RECIPES), help=f"comma list (default {','.join(DEFAULT_RECIPES)}); <recipe>@<tag> reads tagged runs")
+    s.add_argument("--recipes", default=None, help=f"comma list (default {','.join(DEFAULT_RECIPES)}; with --preset {','.join(EMBEDDED_RECIPES)}); <recipe>@<tag> reads tagged runs")
     s.add_argument("--evaluations", default="all", help=f"comma list of {', '.join(EVALUATIONS)} (default all)")
     s.add_argument("--dry-run", action="store_true", help="print the plan and its cost; read no weights or data")
     s.add_argument("--seconds-per-image", type=seconds_per_image, default=None, help="GPU seconds per image pass: plain=S,linearized=S")
@@ -96,14 +96,24 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _recipe_names(text: str) -> tuple[str, ...]:
+    names = tuple(r.strip() for r in text.split(",") if r.strip())
+    for name in names:
+        get_recipe(name)  # unknown names are refused before any work
+    if not names:
+        raise UserError("--recipes is empty; give at least one of " + ", ".join(EMBEDDED_RECIPES))
+    return names
+
+
 def build_study(args: argparse.Namespace) -> Study:
     if args.preset is not None:
-        return embedded_study(StudyConfig(args.preset, args.data_location, args.checkpoint_root, args.results_root, args.device, not args.no_progress))
+        names = EMBEDDED_RECIPES if args.recipes is None else _recipe_names(args.recipes)
+        return embedded_study(StudyConfig(args.preset, args.data_location, args.checkpoint_root, args.results_root, args.device, not args.no_progress, names))
     tasks = list(parse_task_list(args.tasks))
     control = default_control(tasks)
     evaluations = list(EVALUATIONS) if args.evaluations == "all" else [e for e in args.evaluations.split(",") if e]
     check_evaluations(evaluations, tasks, control)
-    recipes = tuple(get_recipe(r) for r in args.recipes.split(",") if r)
+    recipes = tuple(get_recipe(r) for r in (DEFAULT_RECIPES if args.recipes is None else _recipe_names(args.recipes)))
     if not recipes:
         raise UserError("--recipes is empty; give at least one of " + ", ".join(DEFAULT_RECIPES))
     if not 0 < args.alpha_step <= 1:
@@ -149,6 +159,9 @@ def study_argv(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[str
 
 @cli_entry
 def main(argv: list[str] | None = None) -> list[Path]:
+    from task_arithmetic.plugins import register_builtin_plugins
+
+    register_builtin_plugins()  # the embedded benchmark's tasks and weights
     p = parser()
     args = p.parse_args(argv)
     study = build_study(args)

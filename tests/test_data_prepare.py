@@ -193,7 +193,6 @@ def test_check_counts_loads_each_task_and_flags_partial_copies(tmp_path, capsys)
 
 def test_suite_names_select_their_tasks(tmp_path):
     import prepare_datasets  # src/ is on sys.path (conftest)
-
     from task_arithmetic.data.real import SUITES
 
     assert [entry.name for entry in tool.check(tmp_path, ["real14"])] == list(SUITES["real14"]) + ["ImageNet"]

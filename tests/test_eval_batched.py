@@ -5,8 +5,9 @@ import json
 
 import pytest
 import torch
-from toyworld import isolated_toy_world
 from torch.func import functional_call
+from toyruns import build_toy_world
+from toyworld import isolated_toy_world
 
 from task_arithmetic.data import registry
 from task_arithmetic.evaluation.addition import evaluate_addition
@@ -20,7 +21,6 @@ from task_arithmetic.evaluation.selection import symmetric_grid
 from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection
 from task_arithmetic.evaluation.single_task import evaluate_single_task
 from task_arithmetic.evaluation.stacked_vit import StackedWeights, stacked_forward
-from task_arithmetic.evaluation.toy import build_toy_world
 from task_arithmetic.models.factory import ModelSpec, create_clip
 from task_arithmetic.vectors import RunRecipe
 

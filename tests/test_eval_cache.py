@@ -3,8 +3,8 @@
 import json
 
 import pytest
-from toyworld import isolated_toy_world
 import torch
+from toyworld import isolated_toy_world
 
 from task_arithmetic.evaluation.edits import Edit
 from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection

@@ -7,10 +7,9 @@ import sys
 import pytest
 from toyworld import isolated_toy_world
 
+from report import main as report_main  # src/report.py, the entry script (conftest puts src/ on the path)
 from task_arithmetic.errors import UserError
 from task_arithmetic.evaluation.cli import main
-
-from report import main as report_main  # src/report.py, the entry script (conftest puts src/ on the path)
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@
 import itertools
 
 import pytest
-from toyworld import isolated_toy_world
 import torch
+from toyworld import isolated_toy_world
 
 from task_arithmetic.evaluation.addition import evaluate_addition
 from task_arithmetic.evaluation.disentanglement import evaluate_disentanglement

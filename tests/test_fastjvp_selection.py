@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from open_clip.transformer import VisionTransformer
 import pytest
 import torch
+from open_clip.transformer import VisionTransformer
 from torch import nn
 
 from task_arithmetic.models import fast_jvp

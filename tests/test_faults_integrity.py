@@ -17,6 +17,7 @@ from pathlib import Path
 import open_clip
 import pytest
 import torch
+from test_training_support import REPO, finetune_command, register_tasks, subprocess_env
 
 from task_arithmetic import io as ta_io
 from task_arithmetic.data.registry import parse_task_list
@@ -33,7 +34,6 @@ from task_arithmetic.storage.write_errors import WriteFailed
 from task_arithmetic.training import FinetuneConfig, run_finetune
 from task_arithmetic.training.preemption import EXIT_PREEMPTED
 from task_arithmetic.vectors.runs import RunRecipe, finetuned_checkpoint
-from test_training_support import REPO, finetune_command, register_tasks, subprocess_env
 
 register_tasks()
 SPEC = ModelSpec("TinyCLIP")
@@ -370,7 +370,6 @@ def test_outputs_keep_the_umask_permissions(tmp_path):
 def test_only_the_main_process_prints_saved(monkeypatch, capsys):
     sys.path.insert(0, str(REPO / "src"))
     import finetune
-
     from task_arithmetic import training
     from task_arithmetic.training.loop import FinetuneResult
 

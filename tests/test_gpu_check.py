@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import torch
-
 from test_training_support import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))

@@ -6,12 +6,11 @@ import shutil
 
 import pytest
 
+from task_arithmetic.evaluation.registry import EVALUATIONS  # noqa: E402
 from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection
 from task_arithmetic.pipeline.catalog import EVALUATIONS as EVALUATION_STEPS
 from task_arithmetic.pipeline.study import EVAL_RECIPES, TRAINING_RECIPES, embedded_study, run_study
 from task_arithmetic.vectors.runs import RunRecipe
-
-EVALUATIONS = ("single_task", "addition", "negation", "pairs", "tau_jp", "disentanglement", "merging")
 
 
 @pytest.fixture
@@ -24,12 +23,14 @@ def test_every_step_writes_its_outputs(study):
     model_dir = cfg.checkpoint_root / "TinyCLIP-embedded-smoke"
     assert (cfg.checkpoint_root / "pretrained" / "TinyCLIP-embedded-smoke.safetensors").is_file()
     runs = {run.name for run in model_dir.glob("*/*") if (run / "finetuned.json").is_file()}
-    assert runs == {"standard", "linear", "linear-tau_jp"} and len(TRAINING_RECIPES) == 3
+    assert runs == {"standard", "linear", "linear-tau_jp", "standard-l2_sp", "attn_only", "talos"} and len(TRAINING_RECIPES) == 6
     for recipe in EVAL_RECIPES:
         for evaluation in EVALUATIONS:
             path = cfg.results_root / "TinyCLIP-embedded-smoke" / recipe.results_run / f"{evaluation}.json"
             assert path.is_file(), path
     report = cfg.results_root / "TinyCLIP-embedded-smoke" / "report" / "report.md"
+    # the field's recipes have their rows beside tau-Jp's
+    assert all(f"{run} (" in report.read_text() for run in ("linear-tau_jp", "standard-l2_sp", "attn_only", "talos"))
     assert report in written and "## Claims" in report.read_text()
     claims = json.loads((report.parent / "claims.json").read_text())
     assert claims and all(c["verdict"] in ("holds", "does not hold", "not evaluated") for c in claims)

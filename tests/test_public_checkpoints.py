@@ -5,14 +5,13 @@ the imported encoder embeds images as HF does, HF -> suite -> HF is bit-exact, f
 import pytest
 import torch
 
+from export_checkpoints import main as export_main  # src/ entry scripts (conftest puts src/ on the path)
+from import_checkpoints import main as import_main
 from task_arithmetic.checkpoints.hf_convert import named_config, open_clip_config
 from task_arithmetic.errors import UserError
 from task_arithmetic.models.encoder import load_encoder
 from task_arithmetic.models.factory import ModelSpec, create_clip
 from task_arithmetic.paths import Layout
-
-from export_checkpoints import main as export_main  # src/ entry scripts (conftest puts src/ on the path)
-from import_checkpoints import main as import_main
 
 VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
 TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, vocab_size=49408, max_position_embeddings=16)
@@ -128,7 +127,6 @@ def test_imported_runs_evaluate_merge_and_continue_with_tau_jp(tmp_path, capsys)
     """On the embedded tasks (32 px, like the tiny model): the study's evaluations and report read
     the imported runs, merging pools them, and tau-Jp fine-tuning continues from one."""
     from run_study import main as study_main
-
     from task_arithmetic.merging import TaskArithmeticAlgorithm
     from task_arithmetic.merging.modelpool.runs import RunModelPool
     from task_arithmetic.training.config import FinetuneConfig
@@ -159,7 +157,7 @@ def test_imported_runs_evaluate_merge_and_continue_with_tau_jp(tmp_path, capsys)
 
     result = run_finetune(FinetuneConfig(
         task="Digits", model=name, pretrained=str(weights), reg="tau_jp", init_from=str(runs[0]), tag="cont",
-        penalty_tasks=("LandUse",), max_steps=1, warmup=0, batch_size=4, penalty_batch=2, max_train_samples=8,
+        options=dict(penalty_tasks=("LandUse",), penalty_batch=2), max_steps=1, warmup=0, batch_size=4, max_train_samples=8,
         device="cpu", checkpoint_root=str(tmp_path / "ck"), results_root=str(tmp_path / "res"),
         data_location=str(tmp_path / "data"), progress=False))
     assert result.status == "finished" and result.path.parent.name == "linear-tau_jp-cont"

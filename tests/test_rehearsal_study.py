@@ -10,8 +10,8 @@ It catches what the embedded world cannot: JPEG/PPM/idx/.mat decoding, class-nam
 import json
 
 import pytest
-
 from rehearsal import make_rehearsal_data, register_rehearsal_model
+
 from run_study import main as run_study_main
 from task_arithmetic.models.encoder import load_encoder
 

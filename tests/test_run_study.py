@@ -43,7 +43,9 @@ def test_the_embedded_preset_plans_like_run_embedded(tmp_path, capsys):
 
     embedded_main(["--preset", "smoke", "--dry-run", "--checkpoint-root", str(tmp_path / "ck"), "--results-root", str(tmp_path / "res")])
     out = capsys.readouterr().out
-    assert "TinyCLIP-embedded-smoke" in out and out.count(" 15 steps, ") == 9  # 3 tasks x 3 recipes, capped at 15
+    assert "TinyCLIP-embedded-smoke" in out and out.count(" 15 steps, ") == 18  # 3 tasks x 6 trained recipes, capped at 15
+    embedded_main(["--preset", "smoke", "--dry-run", "--recipes", "standard,talos", "--checkpoint-root", str(tmp_path / "ck"), "--results-root", str(tmp_path / "res")])
+    assert capsys.readouterr().out.count(" 15 steps, ") == 6  # --recipes chooses on the embedded study too
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -64,7 +66,7 @@ def test_bad_input_is_one_line(tmp_path, capsys, extra, message):
 
 def test_a_wider_suite_study_draws_tau_jp_inputs_from_the_whole_suite(tmp_path):
     from run_study import build_study, parser
-
+    from task_arithmetic.recipes.base import NoSettings
     from task_arithmetic.training.config import resolve_config
 
     def study(tasks: str):
@@ -72,22 +74,22 @@ def test_a_wider_suite_study_draws_tau_jp_inputs_from_the_whole_suite(tmp_path):
 
     wide = study("real20")
     assert wide.settings.control == "ImageNet" and len(wide.tasks) == 20
-    cars = resolve_config(wide.finetune_config("Cars", "linear", "tau_jp"))
+    cars = resolve_config(wide.finetune_config("Cars", "linear", "tau_jp")).reg_settings
     assert len(cars.penalty_tasks) == 20 and "CIFAR10" in cars.penalty_tasks and cars.penalty_tasks[-1] == "ImageNet"
-    assert resolve_config(wide.finetune_config("Cars", "standard", "none")).penalty_tasks is None
+    assert resolve_config(wide.finetune_config("Cars", "standard", "none")).reg_settings == NoSettings()
     # a study within the task's own suite keeps the task's default (its suite's other tasks + control)
-    assert resolve_config(study("real8").finetune_config("Cars", "linear", "tau_jp")).penalty_tasks == resolve_config(
-        study("Cars,DTD").finetune_config("Cars", "linear", "tau_jp")).penalty_tasks
+    assert resolve_config(study("real8").finetune_config("Cars", "linear", "tau_jp")).reg_settings.penalty_tasks == resolve_config(
+        study("Cars,DTD").finetune_config("Cars", "linear", "tau_jp")).reg_settings.penalty_tasks
     twelve = study("embedded12")
     assert twelve.settings.control == "Shapes"
-    assert len(resolve_config(twelve.finetune_config("Digits", "linear", "tau_jp")).penalty_tasks) == 12
+    assert len(resolve_config(twelve.finetune_config("Digits", "linear", "tau_jp")).reg_settings.penalty_tasks) == 12
 
 
 def test_slurm_dry_run_prints_the_job_graph(tmp_path, capsys):
     out = dry_run(tmp_path, capsys, "--tasks", "Cars,DTD", "--launcher", "slurm", "--gpus", "2", "--time", "4:00:00", "--penalty-batch", "4")
     jobs = re.findall(r"^env .*--job-name=ta-ViT-B-32-openai-(\S+) .*$", out, re.M)
     assert jobs == ["prepare", "ft-standard", "ft-linear", "ft-linear-tau_jp", "eval-standard", "eval-posthoc", "eval-linear", "eval-linear-tau_jp", "report"]
-    lines = {name: line for name, line in zip(jobs, (l for l in out.splitlines() if l.startswith("env ")))}
+    lines = {name: line for name, line in zip(jobs, (text for text in out.splitlines() if text.startswith("env ")))}
     assert "--array=0-1" in lines["ft-linear"] and "TASKS=Cars,DTD" in lines["ft-linear"] and "--gres=gpu:2" in lines["ft-linear"]
     assert "--penalty-batch 4" in lines["ft-linear-tau_jp"] and "--penalty-batch" not in lines["ft-standard"]  # tau-Jp runs only
     assert "--dependency=afterok:<ta-ViT-B-32-openai-ft-standard>" in lines["eval-posthoc"] and "--stage evaluate:posthoc" in lines["eval-posthoc"]

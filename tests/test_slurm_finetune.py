@@ -11,10 +11,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from slurm_cluster import job_fields, job_finished, wait_until
-from task_arithmetic.models.encoder import load_encoder
 from test_training_support import REPO
+
+from task_arithmetic.models.encoder import load_encoder
 
 pytestmark = pytest.mark.slurm
 MODEL_ID = "TinyCLIP-random"

@@ -13,15 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from run_study import main as run_study_main
 from slurm_cluster import job_finished, wait_until
 from test_training_support import REPO
 
+from run_study import main as run_study_main
+
 pytestmark = pytest.mark.slurm
 MODEL_ID = "TinyCLIP-embedded-smoke"
-RUNS = ("standard", "linear", "linear-tau_jp")
-EVALUATED = ("standard", "posthoc", "linear", "linear-tau_jp")
+RUNS = ("standard", "linear", "linear-tau_jp", "standard-l2_sp", "attn_only", "talos")
+EVALUATED = ("standard", "posthoc", "linear", "linear-tau_jp", "standard-l2_sp", "attn_only", "talos")
 
 
 def study_flags(root: Path, data: Path, logs: Path) -> list[str]:
@@ -53,6 +53,8 @@ def test_the_study_graph_runs_to_the_report_and_resubmits_only_what_is_missing(s
     # The graph's order is Slurm's: each job waits (afterok) for the jobs it reads.
     assert job_dependency(jobs[prefix + "eval-posthoc"], env) == {jobs[prefix + "ft-standard"]}
     assert job_dependency(jobs[prefix + "ft-linear"], env) == {jobs[prefix + "prepare"]}
+    # matched-strength L2-SP reads the tau-Jp runs: its array waits for theirs
+    assert jobs[prefix + "ft-linear-tau_jp"] in job_dependency(jobs[prefix + "ft-standard-l2_sp"], env)
     wait_until(lambda: all(job_finished(j, env, logs) for j in jobs.values()), 900, "the study's jobs to complete", poll=1)
 
     local_report, slurm_report = (r / MODEL_ID / "report" for r in (local.results_root, root / "res"))

@@ -6,12 +6,12 @@ import subprocess
 import sys
 
 import torch
+from test_training_support import REPO, register_tasks, subprocess_env
 
 from task_arithmetic.io import load_weights
 from task_arithmetic.models.factory import ModelSpec
 from task_arithmetic.paths import Layout
 from task_arithmetic.training import FinetuneConfig, run_finetune
-from test_training_support import REPO, register_tasks, subprocess_env
 
 register_tasks()
 SPEC = ModelSpec("TinyCLIP")
@@ -25,7 +25,7 @@ def free_port() -> int:
 
 def test_two_processes_match_one_process(tmp_path):
     # Linear + tau-Jp covers both sharded batches: the training batch and the penalty batch.
-    settings = dict(reg="tau_jp", batch_size=16, penalty_batch=4, max_steps=3, seed=2, lr=1e-3)
+    settings = dict(reg="tau_jp", batch_size=16, options=dict(penalty_batch=4), max_steps=3, seed=2, lr=1e-3)
     single = run_finetune(FinetuneConfig(
         task="TrainToyA", model="TinyCLIP", pretrained=None, device="cpu", progress=False,
         checkpoint_root=str(tmp_path / "one"), results_root=str(tmp_path / "one"), data_location=str(tmp_path), **settings,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_training_support import NAN_FROM, REPO, finetune_command, register_tasks, run_cli, subprocess_env
 
 from task_arithmetic.data.splits import load_dataset
 from task_arithmetic.errors import UserError
@@ -17,7 +18,6 @@ from task_arithmetic.models.factory import ModelSpec
 from task_arithmetic.paths import Layout
 from task_arithmetic.training import FinetuneConfig, run_finetune
 from task_arithmetic.training.preemption import EXIT_PREEMPTED
-from test_training_support import NAN_FROM, REPO, finetune_command, register_tasks, run_cli, subprocess_env
 
 register_tasks()
 SPEC = ModelSpec("TinyCLIP")

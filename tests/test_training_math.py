@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from test_training_support import register_tasks
 from torch.func import functional_call
 
 from task_arithmetic.data.splits import load_dataset
@@ -12,12 +13,12 @@ from task_arithmetic.models.heads import ClassificationHead
 from task_arithmetic.models.linearize import forward_ad_safe
 from task_arithmetic.models.pretrained import task_head, zeroshot_encoder
 from task_arithmetic.paths import Layout
+from task_arithmetic.recipes.base import PenaltyInputs
+from task_arithmetic.recipes.tau_jp import PenaltySource, TauJpPenalty, draws_done, tasks_for_step
 from task_arithmetic.training import FinetuneConfig, run_finetune
 from task_arithmetic.training.data import EpochPlan, PenaltyStream
 from task_arithmetic.training.model import build_trainee
-from task_arithmetic.training.regularizers import PenaltySource, draws_done, tasks_for_step
 from task_arithmetic.training.step import accumulate_gradients
-from test_training_support import register_tasks
 
 register_tasks()
 SPEC = ModelSpec("TinyCLIP")
@@ -45,6 +46,11 @@ def reference_jvp(module, params0: dict, delta: dict, x: torch.Tensor, create_gr
         return torch.autograd.functional.jvp(f, tuple(params0[n] for n in names), tuple(delta[n] for n in names), create_graph=create_graph)
 
 
+def tau_jp_term(coef: float) -> TauJpPenalty:
+    """The tau-Jp term alone; the step takes its inputs from the test, not from a source."""
+    return TauJpPenalty(coef, source=None)
+
+
 def perturbed_trainee(tmp_path, mode: str, needs_theta0: bool):
     layout = Layout(tmp_path / "ck", tmp_path / "res")
     torch.manual_seed(0)
@@ -63,7 +69,7 @@ def test_objective_and_gradients_match_independent_computation(tmp_path, mode):
     pen_x = torch.randn(4, 3, 32, 32, generator=g)
     coef = 0.3
     stats = accumulate_gradients(trainee, images, labels, micro_batch=4, global_count=6, world=1,
-                                 penalty_inputs=pen_x, global_penalty_count=4, penalty_coef=coef)
+                                 penalty=tau_jp_term(coef), penalty_inputs=PenaltyInputs(pen_x, 4))
     ours = {n: p.grad.clone() for n, p in trainee.visual.named_parameters()}
 
     # Independent: theta as fresh leaves, theta0 from the frozen copy, double-backward JVP.
@@ -82,8 +88,8 @@ def test_objective_and_gradients_match_independent_computation(tmp_path, mode):
     (ce + coef * tau_jp).backward()
 
     assert stats.loss == pytest.approx(ce.item(), rel=1e-5)
-    assert stats.tau_jp == pytest.approx(tau_jp.item(), rel=1e-4)
-    assert stats.count == 6 and stats.penalty_count == 4
+    assert stats.metric_means(("tau_jp",))["tau_jp"] == pytest.approx(tau_jp.item(), rel=1e-4)
+    assert stats.count == 6 and stats.extra[1] == 4
     for name, param in theta.items():
         torch.testing.assert_close(ours[name], param.grad, rtol=1e-4, atol=1e-6, msg=name)
 
@@ -94,8 +100,8 @@ def test_penalty_at_theta0_is_zero_with_finite_gradient(tmp_path):
     encoder = zeroshot_encoder(SPEC, layout)
     trainee = build_trainee(encoder, task_head(SPEC, "TrainToyA", layout, tmp_path), "linear", needs_theta0=True, init_weights=None)
     x = torch.randn(4, 3, 32, 32)
-    stats = accumulate_gradients(trainee, x, torch.tensor([0, 1, 2, 3]), 4, 4, 1, penalty_inputs=x, global_penalty_count=4, penalty_coef=1.0)
-    assert stats.tau_jp == 0.0
+    stats = accumulate_gradients(trainee, x, torch.tensor([0, 1, 2, 3]), 4, 4, 1, penalty=tau_jp_term(1.0), penalty_inputs=PenaltyInputs(x, 4))
+    assert stats.metric_means(("tau_jp",))["tau_jp"] == 0.0
     assert all(torch.isfinite(p.grad).all() for p in trainee.parameters())
 
 
@@ -105,15 +111,15 @@ def test_micro_batches_accumulate_exactly_like_one_batch(tmp_path):
         trainee = perturbed_trainee(tmp_path, "linear", needs_theta0=True)
         g = torch.Generator().manual_seed(5)
         images, labels = torch.randn(7, 3, 32, 32, generator=g), torch.randint(0, 4, (7,), generator=g)
-        accumulate_gradients(trainee, images, labels, micro, 7, 1, penalty_inputs=torch.randn(2, 3, 32, 32, generator=g),
-                             global_penalty_count=2, penalty_coef=0.1)
+        accumulate_gradients(trainee, images, labels, micro, 7, 1, penalty=tau_jp_term(0.1),
+                             penalty_inputs=PenaltyInputs(torch.randn(2, 3, 32, 32, generator=g), 2))
         grads.append([p.grad.clone() for p in trainee.parameters()])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
 def test_gradient_accumulation_run_matches_big_batch_run(tmp_path):
-    common = dict(reg="tau_jp", batch_size=16, max_steps=3, penalty_batch=4, lr=1e-3)
+    common = dict(reg="tau_jp", batch_size=16, max_steps=3, options=dict(penalty_batch=4), lr=1e-3)
     big = trained_weights(run_finetune(toy_config(tmp_path / "big", **common)))
     small = trained_weights(run_finetune(toy_config(tmp_path / "small", micro_batch=5, **common)))
     start = load_weights(Layout(tmp_path / "big" / "ck").zeroshot(SPEC.model_id))[0]
@@ -191,7 +197,7 @@ def test_epoch_plan_shards_cover_the_global_batches():
 
 
 def test_data_workers_and_augmentation_seeding_do_not_change_the_result(tmp_path):
-    common = dict(reg="tau_jp", batch_size=8, penalty_batch=4, max_steps=3, seed=4)
+    common = dict(reg="tau_jp", batch_size=8, options=dict(penalty_batch=4), max_steps=3, seed=4)
     inline = trained_weights(run_finetune(toy_config(tmp_path / "a", **common)))
     workers = trained_weights(run_finetune(toy_config(tmp_path / "b", num_workers=2, **common)))
     for key in inline:

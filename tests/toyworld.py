@@ -3,9 +3,9 @@
 import contextlib
 
 import pytest
+from toyruns import build_toy_world
 
 from task_arithmetic.data import registry
-from task_arithmetic.evaluation.toy import build_toy_world
 
 
 @contextlib.contextmanager

@@ -63,6 +63,8 @@ import os, sys
 sys.path.insert(0, "src")
 from task_arithmetic.errors import UserError
 from task_arithmetic.data.registry import parse_task_list
+from task_arithmetic.plugins import register_builtin_plugins
+register_builtin_plugins()
 try:
     print(",".join(parse_task_list(os.environ["TASKS_ARG"])))
 except UserError as err:

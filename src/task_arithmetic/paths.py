@@ -9,7 +9,7 @@ results/<model_id>/<run>/<evaluation>.json                evaluation results
 results/<model_id>/report/                                tables and plots
 
 `<run>` names the fine-tuning recipe: `standard`, `linear`, `linear-tau_jp`,
-`standard-tau_jp`, `linear-tau_jp_strict`, ... (see run_name).
+`standard-tau_jp`, `linear-tau_jp_strict`, ... (the rules are in recipes/names.py).
 """
 
 from __future__ import annotations
@@ -24,28 +24,12 @@ DEFAULT_CHECKPOINT_ROOT = REPO_ROOT / "checkpoints"
 DEFAULT_RESULTS_ROOT = REPO_ROOT / "results"
 DEFAULT_DATA_LOCATION = REPO_ROOT / "data"
 
-MODES = ("standard", "linear", "posthoc")
-REGULARIZERS = ("none", "tau_jp")
-TAU_JP_VARIANTS = ("efficient", "strict", "continual")
-
 
 def check_folder_flag(flag: str, path: str | Path) -> None:
     """A root given on the command line must be a folder (or not exist yet), never a file."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path} is a file, not a folder; pass a folder (it is created if missing)")
-
-
-def run_name(mode: str, reg: str = "none", variant: str = "efficient", tag: str = "") -> str:
-    """Folder name of a fine-tuning recipe; the default tau_jp variant gets no suffix."""
-    name = mode
-    if reg != "none":
-        name += f"-{reg}"
-        if variant != "efficient":
-            name += f"_{variant}"
-    if tag:
-        name += f"-{tag}"
-    return name
 
 
 @dataclass(frozen=True)

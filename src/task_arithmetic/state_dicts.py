@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 
 def shape_of(state: Mapping, key: str) -> tuple[int, ...]:
@@ -12,11 +13,27 @@ def shape_of(state: Mapping, key: str) -> tuple[int, ...]:
     return tuple(state[key].shape)
 
 
-def state_mismatch(reference: Mapping, other: Mapping) -> str | None:
-    """Describe how `other`'s keys and shapes differ from `reference`'s, or None when they match."""
+@dataclass(frozen=True)
+class LayoutDifference:
+    missing: list[str]  # in the reference, not in the other
+    unexpected: list[str]  # in the other only
+    wrong_shape: list[str]
+
+
+def layout_difference(reference: Mapping, other: Mapping) -> LayoutDifference | None:
+    """The suite's one comparison of two state dicts by keys and shapes; None when they match."""
     missing = [k for k in reference if k not in other]
     unexpected = [k for k in other if k not in reference]
     wrong = [k for k in reference if k in other and shape_of(reference, k) != shape_of(other, k)]
+    return LayoutDifference(missing, unexpected, wrong) if (missing or unexpected or wrong) else None
+
+
+def state_mismatch(reference: Mapping, other: Mapping) -> str | None:
+    """Describe how `other`'s keys and shapes differ from `reference`'s, or None when they match."""
+    diff = layout_difference(reference, other)
+    if diff is None:
+        return None
+    missing, unexpected, wrong = diff.missing, diff.unexpected, diff.wrong_shape
     details = []
     if missing:
         details.append(f"{len(missing)} missing keys (e.g. '{missing[0]}')")

@@ -25,7 +25,8 @@ from ..merging.modelpool.hf_clip import hf_from_pretrained
 from ..models.encoder import ENCODER_FORMAT, ImageEncoder
 from ..models.factory import ModelSpec, read_state_dict, register_model_config
 from ..models.pretrained import zeroshot_encoder
-from ..paths import Layout, run_name
+from ..paths import Layout
+from ..recipes.names import run_name
 from ..state_dicts import state_mismatch
 from .hf_convert import canonical, clip_to_open_clip, custom_name, named_config, open_clip_config, vision_cfg, vision_to_open_clip, vision_tower
 

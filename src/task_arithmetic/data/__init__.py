@@ -4,7 +4,6 @@ Benchmarks register lazily: importing torchvision dataset code or generating the
 happens only when a task name is first looked up.
 """
 
-import importlib
 import importlib.util
 import os
 from pathlib import Path
@@ -12,28 +11,21 @@ from pathlib import Path
 from ..errors import UserError
 from .registry import register_benchmark_loader
 
-# Each module exposes register_tasks(); registry._load_all() calls these once per lookup.
-_loaded: set[str] = set()
+_loaded: set[str] = set()  # TA_EXTRA_TASKS files already registered
 
 
-def _lazy(module: str):
-    def load() -> None:
-        if module not in _loaded:
-            # Marked first: registering may look tasks up again; unmarked if the import fails.
-            _loaded.add(module)
-            try:
-                importlib.import_module(module).register_tasks()
-            except BaseException:
-                _loaded.discard(module)
-                raise
+def _register_real() -> None:
+    from . import real  # torchvision dataset code: imported on the first task lookup only
 
-    return load
+    if "real" not in _loaded:  # one registration serves every real suite
+        _loaded.add("real")
+        real.register_tasks()
 
 
+# The real datasets live in this package; other benchmarks (the embedded ones) register
+# themselves from the entry points (task_arithmetic.plugins).
 for _suite in ("real8", "real14", "real20"):
-    register_benchmark_loader(_suite, _lazy("task_arithmetic.data.real"))
-for _suite in ("embedded", "embedded12"):
-    register_benchmark_loader(_suite, _lazy("task_arithmetic.embedded.tasks"))
+    register_benchmark_loader(_suite, _register_real)
 
 
 def _extra_tasks_from_env() -> None:
@@ -56,4 +48,4 @@ def _extra_tasks_from_env() -> None:
     module.register_tasks()
 
 
-register_benchmark_loader("extra", _extra_tasks_from_env)
+register_benchmark_loader("extra", _extra_tasks_from_env, once=False)  # it keeps its own record

@@ -58,9 +58,29 @@ def register_benchmark(spec: BenchmarkSpec) -> None:
     _BENCHMARKS[spec.name] = spec
 
 
-def register_benchmark_loader(benchmark: str, loader: Callable[[], None]) -> None:
-    """A function that imports/registers a benchmark's tasks lazily (keeps imports light)."""
-    _BENCHMARK_LOADERS[benchmark] = loader
+def register_benchmark_loader(benchmark: str, loader: Callable[[], None], once: bool = True) -> None:
+    """A function that imports/registers a benchmark's tasks lazily (keeps imports light).
+
+    once: it runs at the first lookup only (marked first, since registering may look tasks up
+    again; unmarked if it fails, so the error shows again on the next lookup).
+    """
+    if not once:
+        _BENCHMARK_LOADERS[benchmark] = loader
+        return
+    done = False
+
+    def load_once() -> None:
+        nonlocal done
+        if done:
+            return
+        done = True
+        try:
+            loader()
+        except BaseException:
+            done = False
+            raise
+
+    _BENCHMARK_LOADERS[benchmark] = load_once
 
 
 def _load_all() -> None:

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
+from ..data.loaders import make_loader
 from ..data.registry import get_task
 from ..data.splits import load_dataset
 from ..evaluation.accuracy import evaluate
-from ..data.loaders import make_loader
 from ..models.heads import ClassificationHead, zeroshot_weights
 
 

@@ -7,11 +7,13 @@ is evaluated once at that alpha, and once at alpha = 1 ("one-shot", no search).
 
 from __future__ import annotations
 
+import argparse
 from typing import Any, Sequence
 
 from .edits import Edit
-from .selection import ALPHA_GRID, best_index, mean
+from .selection import ALPHA_GRID, alpha_grid, best_index, mean
 from .session import EvalSession
+from .spec import Evaluation, add_alpha_step, pct
 
 ONE_SHOT_ALPHA = 1.0
 
@@ -74,3 +76,22 @@ def sweep(session: EvalSession, tasks: Sequence[str], alphas: Sequence[float] = 
 
 def evaluate_addition(session: EvalSession, alphas: Sequence[float] = ALPHA_GRID) -> dict[str, Any]:
     return sweep(session, session.tasks, alphas)
+
+
+def _run(session: EvalSession, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    alphas = alpha_grid(args.alpha_step)
+    return evaluate_addition(session, alphas), {"alphas": list(alphas)}
+
+
+def _headline(results: dict[str, Any]) -> str:
+    t, o = results["tuned"], results["one_shot"]
+    return (
+        f"alpha={t['alpha']:g}: test abs {pct(t['test']['avg_accuracy'])} / norm {pct(t['test']['avg_normalized'])}; "
+        f"one-shot: abs {pct(o['test']['avg_accuracy'])} / norm {pct(o['test']['avg_normalized'])}"
+    )
+
+
+EVALUATION = Evaluation(
+    "addition", "theta_0 + alpha * sum of task vectors, alpha chosen on Val; test at that alpha and at alpha = 1",
+    run=_run, headline=_headline, add_arguments=add_alpha_step,
+)

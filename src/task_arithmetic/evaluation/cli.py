@@ -1,54 +1,33 @@
-"""Command-line front end shared by the src/eval_*.py scripts.
+"""Command-line front end of src/evaluate.py: `python src/evaluate.py <evaluation> [flags]`.
 
-Every script locates runs with the same arguments as fine-tuning (model, weights, roots, mode,
-regulariser, variant, tasks), runs one evaluation and writes
-results/<model_id>/<run>/<evaluation>.json.
+Every evaluation locates runs with the same arguments as fine-tuning (model, weights, roots, mode,
+regulariser, variant, tasks), runs once and writes results/<model_id>/<run>/<evaluation>.json.
+The evaluations and their own flags come from the registry (registry.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import logging
-import math
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
-from ..data.registry import get_task, parse_task_list
+from ..data.registry import parse_task_list
 from ..errors import UserError
 from ..models.factory import ModelSpec, parse_pretrained
-from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, MODES, REGULARIZERS, TAU_JP_VARIANTS, Layout, check_folder_flag
+from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout, check_folder_flag
+from ..recipes.base import DEFAULT_VARIANT
+from ..recipes.names import all_variants, evaluation_modes, regularizers
 from ..vectors.runs import RunRecipe
-from .addition import evaluate_addition
 from .batched import DEFAULT_MEMORY_MB
-from .data import EVAL_SPLITS
-from .disentanglement import GRID_LIMIT, GRID_POINTS, evaluate_disentanglement
-from .negation import CONTROL_RATIO, evaluate_negation
-from .pairs import evaluate_pairs
+from .registry import EVALUATIONS
 from .results import results_lock, write_results
-from .selection import mean, symmetric_grid
-from .session import EvalOptions, EvalSession, RunSelection, default_control
-from .single_task import evaluate_single_task
-from .tau_jp import evaluate_tau_jp
+from .session import EvalOptions, EvalSession, RunSelection
+from .spec import finite_float, positive_int
 
-
-def finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
+__all__ = ["finite_float", "positive_int", "build_parser", "main", "run_command", "run_evaluation"]
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,9 +38,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--checkpoint-root", type=Path, default=DEFAULT_CHECKPOINT_ROOT)
     g.add_argument("--results-root", type=Path, default=DEFAULT_RESULTS_ROOT)
     g.add_argument("--data-location", type=Path, default=DEFAULT_DATA_LOCATION)
-    g.add_argument("--mode", choices=MODES, default="standard", help="posthoc = standard runs evaluated linearised")
-    g.add_argument("--reg", choices=REGULARIZERS, default="none")
-    g.add_argument("--variant", choices=TAU_JP_VARIANTS, default="efficient", help="tau_jp variant (ignored for --reg none)")
+    g.add_argument("--mode", choices=evaluation_modes(), default="standard", help="posthoc = standard runs evaluated linearised")
+    g.add_argument("--reg", choices=regularizers(), default="none")
+    g.add_argument("--variant", choices=all_variants(), default=DEFAULT_VARIANT, help="tau_jp variant (ignored for --reg none)")
     g.add_argument("--tag", default="", help="extra suffix of the run name, if fine-tuning used one")
     g.add_argument("--tasks", default="real8", help="comma list of tasks or a benchmark name (default real8)")
     e = parser.add_argument_group("evaluation")
@@ -79,12 +58,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def selection_from_args(args: argparse.Namespace) -> RunSelection:
     spec = ModelSpec(args.model, parse_pretrained(args.pretrained), args.cache_dir)
-    recipe = RunRecipe(args.mode, args.reg, args.variant if args.reg != "none" else "efficient", args.tag)
+    recipe = RunRecipe(args.mode, args.reg, args.variant if args.reg != "none" else DEFAULT_VARIANT, args.tag)
     tasks = tuple(parse_task_list(args.tasks))
     return RunSelection(spec, Layout(args.checkpoint_root, args.results_root), args.data_location, recipe, tasks)
 
 
 def options_from_args(args: argparse.Namespace) -> EvalOptions:
+    if args.num_workers < 0:
+        raise UserError(f"--num-workers must be >= 0, got {args.num_workers}")
     return EvalOptions(
         device=args.device,
         batch_size=args.batch_size,
@@ -98,93 +79,29 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
     )
 
 
-# one entry per evaluation: extra arguments, and a runner returning (results, extra settings)
-def _control(args: argparse.Namespace, session: EvalSession) -> str:
-    control = args.control or default_control(session.tasks)
-    if control is None:
-        raise UserError("these tasks' benchmark has no control task; pass --control <task>")
-    return get_task(control).name
-
-
-def _add_negation_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--control", default=None, help="control task (default: the benchmark's, e.g. ImageNet)")
-    p.add_argument("--control-ratio", type=finite_float, default=CONTROL_RATIO, help="control Val acc must stay >= ratio x zero-shot")
-
-
-def _add_tau_jp_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--split", choices=EVAL_SPLITS, default="test")
-    p.add_argument("--control", default=None, help="extra dataset column (default: the benchmark's control task, if any)")
-
-
-def _add_disentanglement_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pairs", default=None, help="pairs as A+B,C+D, or 'all' (default: the first two tasks)")
-    p.add_argument("--grid-limit", type=finite_float, default=GRID_LIMIT, help="coefficients span [-limit, limit]")
-    p.add_argument("--grid-points", type=positive_int, default=GRID_POINTS)
-    p.add_argument("--split", choices=EVAL_SPLITS, default="test")
-
-
-def _pairs(args: argparse.Namespace, tasks: Sequence[str]) -> list[tuple[str, str]]:
-    if args.pairs is None:
-        if len(tasks) < 2:
-            raise UserError("disentanglement needs two tasks; pass at least two in --tasks")
-        return [(tasks[0], tasks[1])]
-    if args.pairs == "all":
-        return list(itertools.combinations(tasks, 2))
-    pairs = []
-    for item in args.pairs.split(","):
-        names = [get_task(n.strip()).name for n in item.split("+")]
-        if len(names) != 2 or any(n not in tasks for n in names):
-            raise UserError(f"--pairs item '{item}' must be two of the evaluated tasks joined by '+' ({', '.join(tasks)})")
-        pairs.append((names[0], names[1]))
-    return pairs
-
-
-def _run_single(session: EvalSession, args: argparse.Namespace):
-    return evaluate_single_task(session), {}
-
-
-def _run_addition(session: EvalSession, args: argparse.Namespace):
-    return evaluate_addition(session), {}
-
-
-def _run_negation(session: EvalSession, args: argparse.Namespace):
-    control = _control(args, session)
-    return evaluate_negation(session, control, ratio=args.control_ratio), {"control": control, "control_ratio": args.control_ratio}
-
-
-def _run_pairs(session: EvalSession, args: argparse.Namespace):
-    return evaluate_pairs(session), {}
-
-
-def _run_tau_jp(session: EvalSession, args: argparse.Namespace):
-    control = args.control or default_control(session.tasks)
-    datasets = list(session.tasks) + ([get_task(control).name] if control else [])
-    return evaluate_tau_jp(session, datasets, args.split), {"split": args.split, "datasets": datasets}
-
-
-def _run_disentanglement(session: EvalSession, args: argparse.Namespace):
-    alphas = symmetric_grid(args.grid_limit, args.grid_points)
-    pairs = _pairs(args, session.tasks)
-    return evaluate_disentanglement(session, pairs, alphas, args.split), {"pairs": pairs, "alphas": list(alphas), "split": args.split}
-
-
-COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None] | None, Callable[[EvalSession, argparse.Namespace], tuple[dict, dict]]]] = {
-    "single_task": (None, _run_single),
-    "addition": (None, _run_addition),
-    "negation": (_add_negation_args, _run_negation),
-    "pairs": (None, _run_pairs),
-    "tau_jp": (_add_tau_jp_args, _run_tau_jp),
-    "disentanglement": (_add_disentanglement_args, _run_disentanglement),
-}
+def check_evaluation(name: str) -> None:
+    if name not in EVALUATIONS:
+        raise UserError(f"unknown evaluation '{name}'; choose one of {', '.join(EVALUATIONS)}")
 
 
 def build_parser(evaluation: str, description: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    check_evaluation(evaluation)
+    spec = EVALUATIONS[evaluation]
+    parser = argparse.ArgumentParser(
+        prog=f"evaluate.py {evaluation}", description=description or spec.summary, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_run_arguments(parser)
-    extra, _ = COMMANDS[evaluation]
-    if extra is not None:
-        extra(parser)
+    if spec.add_arguments is not None:
+        spec.add_arguments(parser)
     return parser
+
+
+def run_evaluation(evaluation: str, session: EvalSession, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """Run one registered evaluation on a session and write its results file."""
+    selection = session.selection
+    results, extra = EVALUATIONS[evaluation].run(session, args)
+    path = write_results(selection.layout, selection.spec.model_id, selection.recipe.results_run, evaluation, session.settings(**extra), results)
+    return path, results
 
 
 def run_command(evaluation: str, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
@@ -193,12 +110,9 @@ def run_command(evaluation: str, args: argparse.Namespace) -> tuple[Path, dict[s
     selection = selection_from_args(args)
     if not torch.cuda.is_available() or args.device == "cpu":
         torch.set_num_threads(args.threads)
+    # one writer per results file: a second process waits instead of racing on it
     with results_lock(selection.layout.results(selection.spec.model_id, selection.recipe.results_run, evaluation)):
-        session = EvalSession(selection, options_from_args(args))
-        _, runner = COMMANDS[evaluation]
-        results, extra = runner(session, args)
-        path = write_results(selection.layout, selection.spec.model_id, selection.recipe.results_run, evaluation, session.settings(**extra), results)
-    return path, results
+        return run_evaluation(evaluation, EvalSession(selection, options_from_args(args)), args)
 
 
 def main(evaluation: str, argv: Sequence[str] | None = None, description: str | None = None) -> Path:
@@ -212,30 +126,4 @@ def main(evaluation: str, argv: Sequence[str] | None = None, description: str | 
 
 def headline(evaluation: str, results: dict[str, Any]) -> str:
     """One line of the numbers a user looks at first."""
-    pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
-    if evaluation == "single_task":
-        s = results["summary"]
-        return f"zero-shot test {pct(s['zeroshot_test_avg'])}, fine-tuned test {pct(s['finetuned_test_avg'])}"
-    if evaluation == "addition":
-        t, o = results["tuned"], results["one_shot"]
-        return (
-            f"alpha={t['alpha']:g}: test abs {pct(t['test']['avg_accuracy'])} / norm {pct(t['test']['avg_normalized'])}; "
-            f"one-shot: abs {pct(o['test']['avg_accuracy'])} / norm {pct(o['test']['avg_normalized'])}"
-        )
-    if evaluation == "negation":
-        a = results["average"]
-        missing = a["targets_without_admissible_alpha"]
-        note = f"; no admissible alpha for {', '.join(missing)}" if missing else ""
-        return f"target test {pct(a['target_test'])}, control test {pct(a['control_test'])}{note}"
-    if evaluation == "pairs":
-        norms = [p["tuned"]["test"]["avg_normalized"] for p in results["pairs"].values()]
-        return f"{len(norms)} pairs, mean tuned normalised test accuracy {pct(mean(norms))}"
-    if evaluation == "tau_jp":
-        return f"diagonal mean {results['diagonal_mean']:.4g}, off-diagonal mean {results['off_diagonal_mean'] or 0:.4g}"
-    if evaluation == "disentanglement":
-        parts = []
-        for name, pair in results["pairs"].items():
-            flat = [v for row in pair["xi"] for v in row]
-            parts.append(f"{name}: mean xi {sum(flat) / len(flat):.3f}")
-        return "; ".join(parts)
-    return ""
+    return EVALUATIONS[evaluation].headline(results)

@@ -8,13 +8,19 @@ task's predictions (perfect disentanglement), the maximum is 2.
 
 from __future__ import annotations
 
+import argparse
+import itertools
 from typing import Any, Sequence
 
 import torch
 
+from ..data.registry import get_task
+from ..errors import UserError
+from .data import EVAL_SPLITS
 from .edits import Edit
 from .selection import symmetric_grid
 from .session import EvalSession
+from .spec import Evaluation, finite_float, positive_int
 
 GRID_LIMIT = 3.0
 GRID_POINTS = 21
@@ -60,3 +66,47 @@ def evaluate_disentanglement(
         "definition": "xi = sum over the two tasks of the prediction disagreement between the joint edit and the task's own edit",
         "pairs": {f"{a}+{b}": evaluate_pair_disentanglement(session, (a, b), alphas, split) for a, b in pairs},
     }
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pairs", default=None, help="pairs as A+B,C+D, or 'all' (default: the first two tasks)")
+    p.add_argument("--grid-limit", type=finite_float, default=GRID_LIMIT, help="coefficients span [-limit, limit]")
+    p.add_argument("--grid-points", type=positive_int, default=GRID_POINTS)
+    p.add_argument("--split", choices=EVAL_SPLITS, default="test")
+
+
+def _pairs(text: str | None, tasks: Sequence[str]) -> list[tuple[str, str]]:
+    if text is None:
+        if len(tasks) < 2:
+            raise UserError("disentanglement needs two tasks; pass at least two in --tasks")
+        return [(tasks[0], tasks[1])]
+    if text == "all":
+        return list(itertools.combinations(tasks, 2))
+    pairs = []
+    for item in text.split(","):
+        names = [get_task(n.strip()).name for n in item.split("+")]
+        if len(names) != 2 or any(n not in tasks for n in names):
+            raise UserError(f"--pairs item '{item}' must be two of the evaluated tasks joined by '+' ({', '.join(tasks)})")
+        pairs.append((names[0], names[1]))
+    return pairs
+
+
+def _run(session: EvalSession, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    alphas = symmetric_grid(args.grid_limit, args.grid_points)
+    pairs = _pairs(args.pairs, session.tasks)
+    results = evaluate_disentanglement(session, pairs, alphas, args.split)
+    return results, {"pairs": pairs, "alphas": list(alphas), "split": args.split}
+
+
+def _headline(results: dict[str, Any]) -> str:
+    parts = []
+    for name, pair in results["pairs"].items():
+        flat = [v for row in pair["xi"] for v in row]
+        parts.append(f"{name}: mean xi {sum(flat) / len(flat):.3f}")
+    return "; ".join(parts)
+
+
+EVALUATION = Evaluation(
+    "disentanglement", "prediction disagreement over an (alpha1, alpha2) grid for a task pair",
+    run=_run, headline=_headline, add_arguments=_add_arguments,
+)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..merging.adamerging import TaskWiseAdaMergingAlgorithm, LayerWiseAdaMergingAlgorithm
+from ..merging.adamerging import LayerWiseAdaMergingAlgorithm, TaskWiseAdaMergingAlgorithm
 from ..merging.base import MergeAlgorithm, write_back
 from ..merging.dare import DareAlgorithm
 from ..merging.isotropic import ISO_C_Merge, ISO_CTS_Merge
@@ -33,7 +33,8 @@ from ..models.factory import ModelSpec
 from ..paths import Layout
 from ..vectors.runs import RunRecipe
 from .addition import summarize
-from .selection import best_index
+from .selection import alpha_grid, best_index
+from .spec import Evaluation, add_alpha_step, pct, positive_int
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,11 @@ def evaluate_merging(
 
 def _single(pool: RunModelPool, taskpool: ClassificationTaskPool, task: str) -> float:
     """The task's own fine-tuned model on its own data (the normaliser)."""
-    one = ClassificationTaskPool([task], taskpool.spec.name, taskpool.spec.pretrained, taskpool.spec.cache_dir, split=taskpool.split, data_location=taskpool.data_location, checkpoint_root=taskpool.layout.checkpoint_root, device=taskpool.device, max_samples=taskpool.max_samples)
+    one = ClassificationTaskPool(
+        [task], taskpool.spec.name, taskpool.spec.pretrained, taskpool.spec.cache_dir, split=taskpool.split,
+        data_location=taskpool.data_location, checkpoint_root=taskpool.layout.checkpoint_root, device=taskpool.device,
+        max_samples=taskpool.max_samples,
+    )
     with torch.no_grad():
         return one.evaluate(pool.evaluation_model(pool.load_model(task)))[task]["accuracy"]
 
@@ -139,3 +144,23 @@ def session_merging(session: Any, alphas: Sequence[float], adamerging_steps: int
         str(session.device), options.max_eval_samples, adamerging_steps,
     )
     return results, {"alphas": list(alphas), "adamerging_steps": adamerging_steps}
+
+
+def _run(session: Any, args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    return session_merging(session, alpha_grid(args.alpha_step), args.adamerging_steps)
+
+
+def _add_arguments(parser: Any) -> None:
+    add_alpha_step(parser)
+    parser.add_argument("--adamerging-steps", type=positive_int, default=100, help="Adam steps of AdaMerging (default 100)")
+
+
+def _headline(results: dict[str, Any]) -> str:
+    rows = results["methods"]
+    return "; ".join(f"{name} norm {pct(row['test']['avg_normalized'])}" for name, row in rows.items())
+
+
+EVALUATION = Evaluation(
+    "merging", "every merging method on this recipe's task vectors, coefficients chosen on Val; test at the chosen one",
+    run=_run, headline=_headline, add_arguments=_add_arguments,
+)

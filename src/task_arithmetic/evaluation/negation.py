@@ -7,11 +7,15 @@ measured at that alpha. When no alpha of the grid meets the constraint the resul
 
 from __future__ import annotations
 
+import argparse
 from typing import Any, Sequence
 
+from ..data.registry import get_task
+from ..errors import UserError
 from .edits import Edit
-from .selection import ALPHA_GRID, best_index, mean
-from .session import EvalSession
+from .selection import ALPHA_GRID, alpha_grid, best_index, mean
+from .session import EvalSession, default_control
+from .spec import Evaluation, add_alpha_step, finite_float, pct
 
 CONTROL_RATIO = 0.95
 
@@ -81,3 +85,32 @@ def evaluate_negation(
             "targets_without_admissible_alpha": [t for t in session.tasks if t not in solved],
         },
     }
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    add_alpha_step(p)
+    p.add_argument("--control", default=None, help="control task (default: the benchmark's, e.g. ImageNet)")
+    p.add_argument("--control-ratio", type=finite_float, default=CONTROL_RATIO, help="control Val acc must stay >= ratio x zero-shot")
+
+
+def _run(session: EvalSession, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    control = args.control or default_control(session.tasks)
+    if control is None:
+        raise UserError("these tasks' benchmark has no control task; pass --control <task>")
+    control = get_task(control).name
+    alphas = alpha_grid(args.alpha_step)
+    results = evaluate_negation(session, control, alphas, ratio=args.control_ratio)
+    return results, {"control": control, "control_ratio": args.control_ratio, "alphas": list(alphas)}
+
+
+def _headline(results: dict[str, Any]) -> str:
+    a = results["average"]
+    missing = a["targets_without_admissible_alpha"]
+    note = f"; no admissible alpha for {', '.join(missing)}" if missing else ""
+    return f"target test {pct(a['target_test'])}, control test {pct(a['control_test'])}{note}"
+
+
+EVALUATION = Evaluation(
+    "negation", "theta_0 - alpha * tau_t per task: lowest target Val accuracy with the control >= ratio x zero-shot",
+    run=_run, headline=_headline, add_arguments=_add_arguments,
+)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import itertools
 from typing import Any, Sequence
 
 from ..errors import UserError
 from .addition import sweep
-from .selection import ALPHA_GRID
+from .selection import ALPHA_GRID, alpha_grid, mean
 from .session import EvalSession
+from .spec import Evaluation, add_alpha_step, pct
 
 
 def pair_name(a: str, b: str) -> str:
@@ -29,3 +31,16 @@ def evaluate_pairs(session: EvalSession, alphas: Sequence[float] = ALPHA_GRID) -
             "one_shot": result["one_shot"],
         }
     return {"alphas": list(alphas), "pairs": pairs}
+
+
+def _run(session: EvalSession, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    alphas = alpha_grid(args.alpha_step)
+    return evaluate_pairs(session, alphas), {"alphas": list(alphas)}
+
+
+def _headline(results: dict[str, Any]) -> str:
+    norms = [p["tuned"]["test"]["avg_normalized"] for p in results["pairs"].values()]
+    return f"{len(norms)} pairs, mean tuned normalised test accuracy {pct(mean(norms))}"
+
+
+EVALUATION = Evaluation("pairs", "task addition for every pair of tasks", run=_run, headline=_headline, add_arguments=add_alpha_step)

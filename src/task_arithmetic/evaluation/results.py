@@ -10,8 +10,6 @@ from ..io import atomic_write_json
 from ..paths import Layout
 from ..storage.locks import FileLock
 
-EVALUATIONS = ("single_task", "addition", "negation", "pairs", "tau_jp", "disentanglement", "merging")
-
 
 def results_lock(path: Path) -> FileLock:
     """One evaluation at a time writes a results file: a second one stops with the holder's name."""

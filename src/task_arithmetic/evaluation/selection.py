@@ -38,3 +38,9 @@ def best_index(
 def mean(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present else None
+
+
+def alpha_grid(step: float) -> tuple[float, ...]:
+    """0, step, ..., 1 (step 0.05 gives ALPHA_GRID)."""
+    points = int(round(1 / step))
+    return tuple(round(i * step, 4) for i in range(points + 1))

@@ -7,6 +7,7 @@ from typing import Any
 from .data import EVAL_SPLITS
 from .edits import Edit
 from .session import EvalSession
+from .spec import Evaluation, pct
 
 
 def evaluate_single_task(session: EvalSession) -> dict[str, Any]:
@@ -25,3 +26,14 @@ def evaluate_single_task(session: EvalSession) -> dict[str, Any]:
         for split in EVAL_SPLITS
     }
     return {"zeroshot": zeroshot, "finetuned": finetuned, "summary": summary}
+
+
+def _headline(results: dict[str, Any]) -> str:
+    s = results["summary"]
+    return f"zero-shot test {pct(s['zeroshot_test_avg'])}, fine-tuned test {pct(s['finetuned_test_avg'])}"
+
+
+EVALUATION = Evaluation(
+    "single_task", "zero-shot and fine-tuned accuracy on each task's Val part and test set",
+    run=lambda session, args: (evaluate_single_task(session), {}), headline=_headline,
+)

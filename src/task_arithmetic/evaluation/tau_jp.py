@@ -6,9 +6,13 @@ vector i moves the features of task j's inputs, the seed paper's interference in
 
 from __future__ import annotations
 
+import argparse
 from typing import Any, Sequence
 
-from .session import EvalSession
+from ..data.registry import get_task
+from .data import EVAL_SPLITS
+from .session import EvalSession, default_control
+from .spec import Evaluation
 
 
 def evaluate_tau_jp(session: EvalSession, datasets: Sequence[str] | None = None, split: str = "test") -> dict[str, Any]:
@@ -24,3 +28,24 @@ def evaluate_tau_jp(session: EvalSession, datasets: Sequence[str] | None = None,
         "diagonal_mean": sum(diagonal) / len(diagonal) if diagonal else None,
         "off_diagonal_mean": sum(off_diagonal) / len(off_diagonal) if off_diagonal else None,
     }
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--split", choices=EVAL_SPLITS, default="test")
+    p.add_argument("--control", default=None, help="extra dataset column (default: the benchmark's control task, if any)")
+
+
+def _run(session: EvalSession, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    control = args.control or default_control(session.tasks)
+    datasets = list(session.tasks) + ([get_task(control).name] if control else [])
+    return evaluate_tau_jp(session, datasets, args.split), {"split": args.split, "datasets": datasets}
+
+
+def _headline(results: dict[str, Any]) -> str:
+    return f"diagonal mean {results['diagonal_mean']:.4g}, off-diagonal mean {results['off_diagonal_mean'] or 0:.4g}"
+
+
+EVALUATION = Evaluation(
+    "tau_jp", "the tau-Jp matrix: mean ||J_theta0 f(x_j) . tau_i|| for every task vector i and dataset j",
+    run=_run, headline=_headline, add_arguments=_add_arguments,
+)

@@ -17,7 +17,7 @@ FusionBench's (adamerging/clip.yaml: lr 1e-3, init_values 0.3, max_steps 1000, b
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar

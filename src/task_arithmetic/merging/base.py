@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from .modelpool.base import PRETRAINED, BaseModelPool, as_model_pool
 from ..state_dicts import state_mismatch
+from .modelpool.base import PRETRAINED, BaseModelPool, as_model_pool
 
 # (model name, state key, task vector) -> task vector; DARE plugs in here.
 TaskVectorTransform = Callable[[str, str, torch.Tensor], torch.Tensor]

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import open_clip
-from open_clip.transform import PreprocessCfg, image_transform_v2
 import torch
+from open_clip.transform import PreprocessCfg, image_transform_v2
 from torch import nn
 
 from ..errors import UserError

@@ -38,10 +38,6 @@ _WEIGHT_RESOLVERS: dict[tuple[str, str], Callable[[str | None, bool], Path]] = {
 _RUNTIME_CONFIGS: set[str] = set()
 
 
-# Packages that register weight sources when imported; imported on first need so that a model
-# can be built from a pseudo-tag before any of its tasks was looked up.
-_WEIGHT_SOURCE_PACKAGES = ("task_arithmetic.embedded",)
-
 
 @contextlib.contextmanager
 def quiet_random_init(level: int = logging.ERROR) -> Iterator[None]:
@@ -57,13 +53,6 @@ def quiet_random_init(level: int = logging.ERROR) -> Iterator[None]:
         yield
     finally:
         root.setLevel(previous)
-
-
-def _load_weight_sources() -> None:
-    import importlib
-
-    for package in _WEIGHT_SOURCE_PACKAGES:
-        importlib.import_module(package)
 
 
 def register_weight_source(model_name: str, tag: str, resolver: Callable[[str | None, bool], Path]) -> None:
@@ -201,8 +190,6 @@ def create_clip(spec: ModelSpec, device: str | torch.device = "cpu", progress: b
     check_model_name(spec.name, spec.pretrained)
     quick_gelu = _uses_quick_gelu(spec)
     source = spec.pretrained
-    if source is not None and not _is_file_source(source):
-        _load_weight_sources()
     if source is not None and (spec.name, source) in _WEIGHT_RESOLVERS:
         source = str(_WEIGHT_RESOLVERS[(spec.name, source)](spec.cache_dir, progress))
     if source is None or _is_file_source(source):

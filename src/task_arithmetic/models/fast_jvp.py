@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .fast_jvp_vit import Weights, vit_jvp, vit_supported
+from .jvp_reference import functorch_jvp
 
 
 def _find_vit(module: nn.Module) -> tuple[nn.Module, str] | None:
@@ -52,8 +53,6 @@ def linearized_forward(
     """(f(x; theta_0), J f(x) . delta), falling back to torch.func for anything not supported."""
     found = _find_vit(module)
     if found is None or not vit_supported(found[0]) or inputs.requires_grad:
-        from .linearize import functorch_jvp
-
         return functorch_jvp(module, params0, delta, inputs)
     vit, prefix = found
     dtype = _compute_dtype(inputs, dict(vit.named_parameters()) if not params0 else params0)

@@ -9,59 +9,30 @@ faster hand-written path for open_clip ViTs (fast_jvp) is chosen automatically w
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from typing import Callable, Iterator, Mapping
 
 import torch
 from torch import nn
-from torch.func import functional_call, jvp
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from .jvp_reference import forward_ad_safe, functorch_jvp
 
-@contextlib.contextmanager
-def forward_ad_safe() -> Iterator[None]:
-    """Use kernels that have forward-mode AD formulas.
+try:  # the fast path follows open_clip's ViT internals; without them torch.func serves alone
+    from . import fast_jvp
+except ImportError:  # pragma: no cover - only with an incompatible open_clip
+    fast_jvp = None  # type: ignore[assignment]
 
-    The fused SDPA kernels and nn.MultiheadAttention's fast path have none, so open_clip's ViT
-    fails under jvp by default; the math SDPA kernel and the slow MHA path work on CPU and CUDA.
-    """
-    previous = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        with sdpa_kernel(SDPBackend.MATH):
-            yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(previous)
-
-
-def functorch_jvp(
-    module: nn.Module, params0: dict[str, torch.Tensor], delta: dict[str, torch.Tensor], inputs: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reference path: (f(x; theta_0), J_theta0 f(x) . delta) with torch.func.jvp.
-
-    Gradients flow into `delta` (and whatever it was computed from); params0 are constants.
-    """
-    names = list(delta)
-    fixed = {k: v for k, v in params0.items() if k not in delta}
-
-    def f(*trainable: torch.Tensor) -> torch.Tensor:
-        return functional_call(module, {**fixed, **dict(zip(names, trainable))}, (inputs,))
-
-    with forward_ad_safe():
-        return jvp(f, tuple(params0[n] for n in names), tuple(delta[n] for n in names))
+__all__ = ["LinearizedModel", "forward_ad_safe", "functorch_jvp", "select_jvp"]
 
 
 JvpFn = Callable[[nn.Module, dict, dict, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def select_jvp(module: nn.Module) -> JvpFn:
-    """The fastest JVP implementation that supports `module`; torch.func otherwise."""
-    try:
-        from . import fast_jvp
-    except ImportError:
-        return functorch_jvp
-    return fast_jvp.linearized_forward if fast_jvp.supports(module) else functorch_jvp
+    """The one JVP dispatcher: the fastest implementation that supports `module`, torch.func otherwise."""
+    if fast_jvp is not None and fast_jvp.supports(module):
+        return fast_jvp.linearized_forward
+    return functorch_jvp
 
 
 class _LazyDelta(Mapping):

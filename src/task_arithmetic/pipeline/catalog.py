@@ -11,14 +11,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import UserError
-from ..evaluation.addition import evaluate_addition
-from ..evaluation.disentanglement import GRID_LIMIT, evaluate_disentanglement
-from ..evaluation.negation import evaluate_negation
-from ..evaluation.pairs import evaluate_pairs
-from ..evaluation.selection import symmetric_grid
+from ..evaluation.cli import build_parser
+from ..evaluation.registry import EVALUATIONS as REGISTRY
 from ..evaluation.session import EvalSession
-from ..evaluation.single_task import evaluate_single_task
-from ..evaluation.tau_jp import evaluate_tau_jp
 from ..vectors.runs import RunRecipe
 
 
@@ -34,8 +29,16 @@ _BASE_RECIPES: dict[str, tuple[RunRecipe, tuple[str, str]]] = {
     "posthoc": (RunRecipe("posthoc"), ("standard", "none")),  # the standard runs, evaluated linearised
     "linear": (RunRecipe("linear"), ("linear", "none")),
     "tau_jp": (RunRecipe("linear", "tau_jp"), ("linear", "tau_jp")),
+    # the recipes the field compares with tau-Jp (recipes/); l2_sp matches tau-Jp's ||tau||, so it follows it
+    "l2_sp": (RunRecipe("standard", "l2_sp"), ("standard", "l2_sp")),
+    "attn_only": (RunRecipe("attn_only"), ("attn_only", "none")),
+    "talos": (RunRecipe("talos"), ("talos", "none")),
 }
-DEFAULT_RECIPES: tuple[str, ...] = ("standard", "posthoc", "linear", "tau_jp")
+DEFAULT_RECIPES: tuple[str, ...] = ("standard", "posthoc", "linear", "tau_jp")  # the paper's, for any model
+FIELD_RECIPES: tuple[str, ...] = ("l2_sp", "attn_only", "talos")
+EMBEDDED_RECIPES: tuple[str, ...] = DEFAULT_RECIPES + FIELD_RECIPES  # the embedded study runs the field's beside them
+# Recipe options the study sets for a (mode, reg): matched-strength L2-SP reads the tau-Jp runs.
+TRAINING_OPTIONS: dict[tuple[str, str], dict[str, object]] = {("standard", "l2_sp"): {"l2_match": "linear-tau_jp"}}
 
 
 def get_recipe(text: str) -> Recipe:
@@ -66,51 +69,24 @@ class EvalSettings:
 Evaluation = Callable[[EvalSession], tuple[dict, dict]]
 
 
-def _single_task(tasks, s):
-    return lambda session: (evaluate_single_task(session), {})
+def _study_runner(name: str) -> Callable[[list[str], EvalSettings], Evaluation]:
+    """The registered evaluation at its defaults, with the study's grids and control."""
+
+    def build(tasks: list[str], s: EvalSettings) -> Evaluation:
+        args = build_parser(name).parse_args(["--tasks", ",".join(tasks)])
+        for dest, value in (
+            ("alpha_step", s.alpha_step), ("grid_points", s.disentanglement_points), ("control", s.control),
+            ("adamerging_steps", s.adamerging_steps),
+        ):
+            if hasattr(args, dest):
+                setattr(args, dest, value)
+        return lambda session: REGISTRY[name].run(session, args)
+
+    return build
 
 
-def _addition(tasks, s):
-    return lambda session: (evaluate_addition(session, s.alphas), {"alphas": list(s.alphas)})
-
-
-def _negation(tasks, s):
-    return lambda session: (evaluate_negation(session, s.control, s.alphas), {"control": s.control, "alphas": list(s.alphas)})
-
-
-def _pairs(tasks, s):
-    return lambda session: (evaluate_pairs(session, s.alphas), {"alphas": list(s.alphas)})
-
-
-def _tau_jp(tasks, s):
-    datasets = list(tasks) + ([s.control] if s.control else [])
-    return lambda session: (evaluate_tau_jp(session, datasets, "test"), {"split": "test", "datasets": datasets})
-
-
-def _disentanglement(tasks, s):
-    grid, pair = symmetric_grid(GRID_LIMIT, s.disentanglement_points), (tasks[0], tasks[1])
-    return lambda session: (
-        evaluate_disentanglement(session, [pair], grid, "test"),
-        {"pairs": [pair], "alphas": list(grid), "split": "test"},
-    )
-
-
-def _merging(tasks, s):
-    from ..evaluation.merging import session_merging
-
-    return lambda session: session_merging(session, s.alphas, s.adamerging_steps)
-
-
-# name -> builder(tasks, settings) -> Evaluation; the order is the order they run in.
-EVALUATIONS: dict[str, Callable[[list[str], EvalSettings], Evaluation]] = {
-    "single_task": _single_task,
-    "addition": _addition,
-    "negation": _negation,
-    "pairs": _pairs,
-    "tau_jp": _tau_jp,
-    "disentanglement": _disentanglement,
-    "merging": _merging,
-}
+# name -> builder(tasks, settings) -> Evaluation, from the one registry (evaluation/registry.py), in its order.
+EVALUATIONS: dict[str, Callable[[list[str], EvalSettings], Evaluation]] = {name: _study_runner(name) for name in REGISTRY}
 # What each evaluation needs beyond one task (checked before any work).
 _MIN_TASKS = {"pairs": 2, "disentanglement": 2, "addition": 2, "merging": 2}
 

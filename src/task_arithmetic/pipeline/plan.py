@@ -17,8 +17,12 @@ from ..data.splits import VAL_MAX
 from ..io import metadata_path
 from ..models.factory import ModelSpec
 from ..paths import Layout
+from ..recipes import MODES, REGULARIZERS
+from ..recipes.names import default_mode
 from ..training.config import FinetuneConfig, resolve_config
-from .catalog import EvalSettings, Recipe
+from .catalog import TRAINING_OPTIONS, EvalSettings, Recipe
+
+ALL_OPTION_NAMES = frozenset(n for p in (*MODES.values(), *REGULARIZERS.values()) for n in p.option_names())
 
 # Official train-set sizes (before the suite's Val hold-out) of the splits the task-vectors
 # benchmark uses; the plan's step counts come from these, the runs themselves from the data.
@@ -30,7 +34,7 @@ NOMINAL_TRAIN_SIZES: dict[str, int] = {
 # check (benchmarks/); none measured yet: pass --seconds-per-image.
 CALIBRATION: dict[str, dict[str, float]] = {}
 PASS_KINDS = ("plain", "linearized")
-TAU_JP_ONLY = ("penalty_coef", "penalty_batch")  # FinetuneConfig fields only a tau-Jp run takes  # forward+backward through f, or through its JVP (linear/tau-Jp)
+
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class Study:
     settings: EvalSettings
     device: str = "auto"
     progress: bool = True
-    finetune: dict[str, Any] = field(default_factory=dict)  # FinetuneConfig fields passed through
+    finetune: dict[str, Any] = field(default_factory=dict)  # FinetuneConfig fields and recipe options passed through
     eval_limit: int | None = None
     eval_batch_size: int = 128
     eval_workers: int = 0
@@ -54,21 +58,30 @@ class Study:
         """The (mode, reg) fine-tuning recipes the study makes, each once."""
         return tuple(dict.fromkeys(r.training for r in self.recipes if r.training is not None))
 
-    def finetune_settings(self, reg: str) -> dict[str, Any]:
-        """The passed-through fine-tuning flags that apply to runs with `reg` (the tau-Jp penalty's
-        own flags go to the tau-Jp runs only; the other runs refuse them)."""
-        return {k: v for k, v in self.finetune.items() if reg != "none" or k not in TAU_JP_ONLY}
+    def finetune_settings(self, reg: str, mode: str | None = None) -> dict[str, Any]:
+        """The passed-through fine-tuning flags for runs of (mode, reg): the common ones, the recipe
+        options its plug-ins own (the other runs refuse them), and what the study sets for it."""
+        mode = mode or default_mode(reg)
+        owned = set(MODES[mode].option_names()) | set(REGULARIZERS[reg].option_names())
+        out = {k: v for k, v in self.finetune.items() if k not in ALL_OPTION_NAMES or k in owned}
+        out.update(TRAINING_OPTIONS.get((mode, reg), {}))
+        return out
 
     def finetune_config(self, task: str, mode: str, reg: str) -> FinetuneConfig:
         # A study spanning a larger suite than the task's own (a real8 task in a real20 study)
         # draws tau-Jp inputs from that suite's other tasks and control, not from the task's suite.
         suite = smallest_suite(self.tasks)
         wider = reg == "tau_jp" and suite is not None and suite != get_task(task).benchmark and "penalty_tasks" not in self.finetune
+        settings = self.finetune_settings(reg, mode)
+        common = {k: v for k, v in settings.items() if k not in ALL_OPTION_NAMES}
+        options = {k: v for k, v in settings.items() if k in ALL_OPTION_NAMES}
+        if wider:
+            options["penalty_tasks"] = (suite,)
         return FinetuneConfig(
             task=task, model=self.spec.name, pretrained=self.spec.pretrained, cache_dir=self.spec.cache_dir,
-            mode=mode, reg=reg, device=self.device, data_location=str(self.data_location),
+            mode=mode, reg=reg, options=options, device=self.device, data_location=str(self.data_location),
             checkpoint_root=str(self.layout.checkpoint_root), results_root=str(self.layout.results_root),
-            progress=self.progress, **({"penalty_tasks": (suite,)} if wider else {}), **self.finetune_settings(reg),
+            progress=self.progress, **common,
         )
 
 
@@ -108,10 +121,11 @@ def planned_run(study: Study, task: str, mode: str, reg: str) -> PlannedRun:
             n = min(n, cfg.max_train_samples)
     steps = cfg.max_steps if cfg.max_steps is not None else (None if n is None else cfg.epochs * math.ceil(n / cfg.batch_size))
     examples = None if steps is None else steps * cfg.batch_size
-    penalty = 0 if cfg.reg == "none" or steps is None else steps * cfg.penalty_batch * len(cfg.penalty_tasks or ())
+    per_step = getattr(cfg.reg_settings, "penalty_batch", 0) * len(cfg.reg_plugin.data_tasks(cfg.reg_settings))
+    penalty = 0 if steps is None else steps * per_step
     weights = study.layout.finetuned(study.spec.model_id, cfg.task, cfg.run)
     return PlannedRun(
-        cfg.task, cfg.run, steps, examples, penalty, "linearized" if cfg.mode == "linear" or cfg.reg != "none" else "plain",
+        cfg.task, cfg.run, steps, examples, penalty, "linearized" if cfg.mode_plugin.linearized or per_step else "plain",
         metadata_path(weights).is_file(), study.layout.train_state(study.spec.model_id, cfg.task, cfg.run).exists(),
     )
 

@@ -21,6 +21,7 @@ from typing import Callable, Mapping
 
 from ..errors import UserError
 from ..paths import REPO_ROOT
+from ..training.config import resolve_config
 from .plan import Plan, Study, pending_evaluations
 
 FINETUNE_BATCH = "scripts/slurm/finetune_array.sbatch"
@@ -49,7 +50,7 @@ class Job:
     what: str = ""  # one line for the user
 
 
-def finetune_flags(study: Study, reg: str) -> list[str]:
+def finetune_flags(study: Study, reg: str, mode: str | None = None) -> list[str]:
     """src/finetune.py flags that make the same runs as study.finetune_config (absolute paths:
     the jobs run in the repository, not where the study was submitted from)."""
     spec = study.spec
@@ -59,7 +60,7 @@ def finetune_flags(study: Study, reg: str) -> list[str]:
     flags += ["--device", study.device, "--data-location", str(Path(study.data_location).resolve()),
               "--checkpoint-root", str(Path(study.layout.checkpoint_root).resolve()),
               "--results-root", str(Path(study.layout.results_root).resolve())]
-    for key, value in study.finetune_settings(reg).items():
+    for key, value in study.finetune_settings(reg, mode).items():
         flags += [f"--{key.replace('_', '-')}", str(value)]
     for flag in flags:
         if any(c.isspace() for c in flag):  # finetune_array.sbatch splits FINETUNE_ARGS on spaces
@@ -86,16 +87,21 @@ def job_graph(study: Study, plan: Plan, study_argv: list[str], opts: SlurmOption
     prepared = tuple(j.name for j in jobs)
 
     arrays: dict[tuple[str, str], str] = {}
+    by_run: dict[str, str] = {}  # run name -> its array job
     for mode, reg in study.trainings:
         todo = [r for r in plan.runs if not r.done and r.run == study.finetune_config(r.task, mode, reg).run]
         if not todo:
             continue
         name = f"ta-{mid}-ft-{todo[0].run}"
+        # a run that reads other runs (matched-strength L2-SP reads the tau-Jp runs) waits for their arrays
+        first = resolve_config(study.finetune_config(todo[0].task, mode, reg))
+        needs = tuple(by_run[r] for r in first.reg_plugin.references(first.reg_settings) if r in by_run)
         env = {"TA_REPO": str(REPO_ROOT), "PYTHON": python, "TASKS": ",".join(r.task for r in todo), "MODE": mode,
-               "REG": reg, "NPROC": str(max(opts.gpus, 1)), "FINETUNE_ARGS": " ".join(finetune_flags(study, reg))}
+               "REG": reg, "NPROC": str(max(opts.gpus, 1)), "FINETUNE_ARGS": " ".join(finetune_flags(study, reg, mode))}
         resources = (*base, *gpu, f"--array=0-{len(todo) - 1}", f"--output={log_dir}/%x-%A_%a.out")
-        jobs.append(Job(name, FINETUNE_BATCH, (), env, resources, prepared, f"fine-tune {', '.join(r.task for r in todo)} ({todo[0].run})"))
+        jobs.append(Job(name, FINETUNE_BATCH, (), env, resources, prepared + needs, f"fine-tune {', '.join(r.task for r in todo)} ({todo[0].run})"))
         arrays[(mode, reg)] = name
+        by_run[todo[0].run] = name
 
     evaluations = []
     for recipe in study.recipes:

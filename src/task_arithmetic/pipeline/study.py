@@ -18,9 +18,9 @@ from typing import Any, Callable
 from ..data.registry import benchmark_tasks, control_task
 from ..embedded.presets import get_preset
 from ..errors import UserError
-from ..io import atomic_write_json, atomic_write_text
 from ..evaluation.results import write_results
 from ..evaluation.session import EvalOptions, EvalSession, RunSelection
+from ..io import atomic_write_json, atomic_write_text
 from ..models.factory import ModelSpec
 from ..models.pretrained import task_head, zeroshot_encoder
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout
@@ -28,14 +28,14 @@ from ..reporting.build import build_report
 from ..reporting.collect import collect
 from ..reporting.seeds import summarize_seeds
 from ..training.loop import run_finetune
-from .catalog import DEFAULT_RECIPES, EVALUATIONS, EvalSettings, Recipe, get_recipe
+from .catalog import EMBEDDED_RECIPES, EVALUATIONS, EvalSettings, Recipe, get_recipe
 from .plan import Study, pending_evaluations
 
 MODEL = "TinyCLIP"
 # The three fine-tuning recipes the paper compares, and what the default study evaluates
 # (post-hoc linearisation of the standard runs as well, without extra training).
-EVAL_RECIPES = tuple(get_recipe(name).evaluated for name in DEFAULT_RECIPES)
-TRAINING_RECIPES: tuple[tuple[str, str], ...] = tuple(dict.fromkeys(get_recipe(n).training for n in DEFAULT_RECIPES))  # type: ignore[misc]
+EVAL_RECIPES = tuple(get_recipe(name).evaluated for name in EMBEDDED_RECIPES)
+TRAINING_RECIPES: tuple[tuple[str, str], ...] = tuple(dict.fromkeys(get_recipe(n).training for n in EMBEDDED_RECIPES))  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class StudyConfig:
     results_root: Path = DEFAULT_RESULTS_ROOT
     device: str = "auto"
     progress: bool = True
+    recipes: tuple[str, ...] = EMBEDDED_RECIPES  # --recipes
     seeds: tuple[int, ...] = (0,)  # fine-tuning seeds, one replicate of the whole study each
     pretrain_seeds: bool = False  # replicate i also pretrains TinyCLIP from seed seeds[i]
 
@@ -74,7 +75,7 @@ def embedded_study(cfg: StudyConfig) -> Study:
     return Study(
         spec=spec,
         tasks=tuple(preset.tasks or benchmark_tasks("embedded")),
-        recipes=tuple(get_recipe(n) for n in DEFAULT_RECIPES),
+        recipes=tuple(get_recipe(n) for n in cfg.recipes),
         evaluations=tuple(EVALUATIONS),
         layout=Layout(Path(cfg.checkpoint_root), Path(cfg.results_root)),
         data_location=Path(cfg.data_location),

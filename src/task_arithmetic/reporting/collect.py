@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..evaluation.results import EVALUATIONS
+from ..evaluation.registry import EVALUATIONS
 from ..io import read_json
 
 # How runs are ordered in tables: the paper's order first, anything else after, by name.
-RUN_ORDER = ("standard", "posthoc", "linear", "linear-tau_jp", "standard-tau_jp")
+RUN_ORDER = ("standard", "posthoc", "linear", "linear-tau_jp", "standard-tau_jp", "standard-l2_sp", "attn_only", "talos")
 
 
 @dataclass

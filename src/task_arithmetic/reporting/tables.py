@@ -8,19 +8,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..evaluation.selection import mean
+from ..recipes.names import describe as describe_recipe
+from ..recipes.names import parse_run_name
 from .collect import RunResults
 
-DESCRIPTIONS = {
-    "standard": "non-linear FT",
-    "posthoc": "non-linear FT, post-hoc linearised",
-    "linear": "linear FT",
-    "linear-tau_jp": "τJp (linear FT + τJp reg.)",
-    "standard-tau_jp": "non-linear FT + τJp reg.",
-}
+# The paper's name for its own method; every other run is described from its plug-ins.
+SPECIAL = {"linear-tau_jp": "τJp (linear FT + τJp reg.)"}
 
 
 def describe(run: str) -> str:
-    return f"{run} ({DESCRIPTIONS[run]})" if run in DESCRIPTIONS else run
+    if run in SPECIAL:
+        return f"{run} ({SPECIAL[run]})"
+    parsed = parse_run_name(run)
+    return f"{run} ({describe_recipe(parsed[0], parsed[1])})" if parsed else run
 
 
 def pct(value: float | None) -> float | None:

@@ -1,21 +1,26 @@
-"""Fine-tuning engine: standard, linearised and tau-Jp-regularised training of the image encoder.
+"""Fine-tuning engine: standard, linearised and regularised training of the image encoder.
 
-Entry point: `run_finetune(FinetuneConfig(...))` (what `python src/finetune.py` calls).
-The loop (and with it open_clip) is imported on first use, so validating a config stays light.
+Entry point: `run_finetune(FinetuneConfig(...))` (what `python src/finetune.py` calls). Every name
+is imported on first use: the recipes (recipes/) import training.data, and the loop imports
+open_clip, so importing this package stays light and cycle-free.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from .config import FinetuneConfig, resolve_config
-
-__all__ = ["FinetuneConfig", "FinetuneResult", "resolve_config", "run_finetune"]
+_EXPORTS = {
+    "FinetuneConfig": "config",
+    "TrainingPlan": "config",
+    "resolve_config": "config",
+    "run_finetune": "loop",
+    "FinetuneResult": "loop",
+}
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("run_finetune", "FinetuneResult"):
-        from . import loop
-
-        return getattr(loop, name)
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,9 +1,14 @@
-"""Every fine-tuning setting in one dataclass, validated before any work starts.
+"""The user's fine-tuning request, and the fully typed plan resolved from it before any work.
 
-Hyper-parameters left as None are filled by `resolve_config`, first from the task's
-`TaskSpec.defaults` (the embedded benchmark's tiny tasks need other values than the paper's;
-a key suffixed with the mode, e.g. "lr_linear", wins over the plain key in that mode), then from
-the paper's recipe (protocol.md). The resolved config is what a run records.
+`FinetuneConfig` is the request: what was asked, None where nothing was given. `resolve_config`
+validates it and fills the defaults, first from the task's `TaskSpec.defaults` (the embedded
+benchmark's tiny tasks need other values than the paper's; a key suffixed with the mode, e.g.
+"lr_linear", wins over the plain key in that mode), then from the paper's recipe (protocol.md),
+and returns a `TrainingPlan`: every value final, the mode's and the regulariser's own options
+resolved by their plug-ins (recipes/). The plan is what a run records.
+
+Plug-in options (e.g. tau-Jp's `penalty_coef`) travel in `FinetuneConfig.options`, keyed by
+their field names (= their flags without the dashes).
 """
 
 from __future__ import annotations
@@ -12,28 +17,19 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from ..data.registry import benchmark_names, benchmark_tasks, control_task, get_task, parse_task_list
+from ..data.registry import get_task
 from ..errors import UserError
-from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, TAU_JP_VARIANTS, check_folder_flag, run_name
+from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, check_folder_flag
+from ..recipes import MODES, REGULARIZERS, Mode, Regularizer
+from ..recipes.base import DEFAULT_VARIANT, Context, Plugin, Settings, flag
+from ..recipes.names import check_choice, check_recipe, default_mode, run_name
 
-TRAIN_MODES = ("standard", "linear")
-REGULARIZERS = ("none", "tau_jp")
 WANDB_MODES = ("off", "offline", "online")
 
 # The paper's recipe (protocol.md); a task's TaskSpec.defaults take precedence.
-PAPER_DEFAULTS: dict[str, Any] = {
-    "lr": 1e-5,
-    "wd": 0.1,
-    "warmup": 500,
-    "batch_size": 128,
-    "clip": 1.0,
-    "penalty_coef": 0.1,
-    "penalty_batch": 16,
-}
-# ViT-L needs a smaller penalty batch per task to fit in memory (protocol.md).
-LARGE_MODEL_DEFAULTS: dict[str, Any] = {"penalty_batch": 4}
+PAPER_DEFAULTS: dict[str, Any] = {"lr": 1e-5, "wd": 0.1, "warmup": 500, "batch_size": 128, "clip": 1.0}
 
 # Operational settings: they do not change the trained weights, so a run may be resumed with
 # different values (another device, more workers, wandb switched on).
@@ -44,17 +40,16 @@ OPERATIONAL_FIELDS = frozenset(
 
 @dataclass(frozen=True)
 class FinetuneConfig:
+    """The request, as given on the command line (None: not given)."""
+
     task: str
     model: str = "ViT-B-32"
     pretrained: str | None = "openai"
     cache_dir: str | None = None
-    mode: str | None = None  # None: linear when reg is tau_jp (as the paper does), standard otherwise
+    mode: str | None = None  # None: the regulariser's default mode (linear for tau_jp, as the paper does)
     reg: str = "none"
-    variant: str = "efficient"
-    penalty_coef: float | None = None
-    penalty_batch: int | None = None  # inputs per penalty task per step
-    penalty_tasks: tuple[str, ...] | None = None  # None: the benchmark's other tasks + its control task
-    task_order: tuple[str, ...] | None = None  # the learning order, for variant=continual
+    variant: str = DEFAULT_VARIANT
+    options: Mapping[str, Any] = field(default_factory=dict)  # the plug-ins' own options, by field name
     init_from: str | None = None  # start theta from this fine-tuned checkpoint
     lr: float | None = None
     wd: float | None = None
@@ -76,20 +71,64 @@ class FinetuneConfig:
     tag: str = ""
     force: bool = False
     progress: bool = True
-    # Filled by resolve_config: never set by hand.
-    resolved: bool = field(default=False, repr=False)
 
     @property
     def run(self) -> str:
-        mode = self.mode or ("linear" if self.reg == "tau_jp" else "standard")
-        return run_name(mode, self.reg, self.variant, self.tag)
+        return run_name(self.mode or default_mode(self.reg), self.reg, self.variant, self.tag)
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Every setting of one fine-tuning run with its final value."""
+
+    task: str
+    model: str
+    pretrained: str | None  # None: random weights (a real choice, not a missing value)
+    cache_dir: str | None
+    mode: str
+    reg: str
+    variant: str
+    mode_settings: Settings
+    reg_settings: Settings
+    init_from: str | None  # None: start from theta_0
+    lr: float
+    wd: float
+    warmup: int
+    batch_size: int
+    micro_batch: int | None  # None: each process's whole share of the batch at once
+    epochs: int | None  # None when max_steps decides
+    max_steps: int | None  # None: epochs * steps_per_epoch
+    clip: float
+    seed: int
+    device: str
+    data_location: str
+    checkpoint_root: str
+    results_root: str
+    save_every: int
+    wandb: str
+    num_workers: int | None  # None: chosen per device when the run starts
+    max_train_samples: int | None  # None: the whole train split
+    tag: str
+    force: bool
+    progress: bool
+
+    @property
+    def run(self) -> str:
+        return run_name(self.mode, self.reg, self.variant, self.tag)
+
+    @property
+    def mode_plugin(self) -> Mode:
+        return MODES[self.mode]
+
+    @property
+    def reg_plugin(self) -> Regularizer:
+        return REGULARIZERS[self.reg]
 
     def to_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out.pop("resolved")
-        for key in ("penalty_tasks", "task_order"):
-            if out[key] is not None:
-                out[key] = list(out[key])
+        """Flat, as runs have always recorded it: the plug-ins' settings sit beside the rest."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("mode_settings", "reg_settings")}
+        out.update(self.mode_settings.to_json())
+        out.update(self.reg_settings.to_json())
         return out
 
     def training_settings(self) -> dict[str, Any]:
@@ -97,68 +136,68 @@ class FinetuneConfig:
         return {k: v for k, v in self.to_json().items() if k not in OPERATIONAL_FIELDS}
 
 
-def resolve_config(cfg: FinetuneConfig) -> FinetuneConfig:
+def resolve_config(cfg: FinetuneConfig | TrainingPlan) -> TrainingPlan:
     """Validate every setting and fill the defaults; raises UserError before any work is done."""
-    if cfg.resolved:
+    if isinstance(cfg, TrainingPlan):
         return cfg
-    _check_choice("--reg", cfg.reg, REGULARIZERS)
-    _check_choice("--variant", cfg.variant, TAU_JP_VARIANTS)
-    _check_choice("--wandb", cfg.wandb, WANDB_MODES)
-    if cfg.mode == "posthoc":
-        raise UserError("--mode posthoc is evaluation-only; fine-tune with --mode standard and evaluate its task vector linearised")
-    mode = cfg.mode if cfg.mode is not None else ("linear" if cfg.reg == "tau_jp" else "standard")
-    _check_choice("--mode", mode, TRAIN_MODES)
+    check_choice("--reg", cfg.reg, tuple(REGULARIZERS))
+    mode = cfg.mode if cfg.mode is not None else default_mode(cfg.reg)
+    check_recipe(mode, cfg.reg, cfg.variant, evaluation=False)
+    check_choice("--wandb", cfg.wandb, WANDB_MODES)
     task = get_task(cfg.task)
     if cfg.tag and not all(c.isalnum() or c in "_.+" for c in cfg.tag):
         raise UserError(f"--tag '{cfg.tag}' may only contain letters, digits, '_', '.' and '+' (it becomes part of a folder name)")
 
-    values = {key: _resolved_value(cfg, key, task.defaults, mode) for key in PAPER_DEFAULTS}
-    epochs = cfg.epochs if cfg.epochs is not None else _task_default(task.defaults, "epochs", mode)
+    def default(key: str) -> Any:
+        value = getattr(cfg, key)
+        if value is None:
+            value = task.defaults.get(f"{key}_{mode}", task.defaults.get(key))
+        return PAPER_DEFAULTS.get(key) if value is None else value
+
+    values = {key: default(key) for key in PAPER_DEFAULTS}
+    epochs = cfg.epochs if cfg.epochs is not None else task.defaults.get(f"epochs_{mode}", task.defaults.get("epochs"))
     if epochs is None and cfg.max_steps is None:
         raise UserError(f"task {task.name} has no default number of epochs; pass --epochs N or --max-steps N")
-    micro_batch = cfg.micro_batch
-    if micro_batch is None:
-        micro_batch = _task_default(task.defaults, "micro_batch", mode)
+    micro_batch = cfg.micro_batch if cfg.micro_batch is not None else task.defaults.get(f"micro_batch_{mode}", task.defaults.get("micro_batch"))
     _check_numbers(values, epochs, micro_batch, cfg)
-    penalty_tasks, task_order = _penalty_setup(cfg, task.name, task.benchmark)
-
     if cfg.init_from is not None and not Path(cfg.init_from).is_file():
         state = "is a folder" if Path(cfg.init_from).is_dir() else "does not exist"
         raise UserError(f"--init-from {cfg.init_from} {state}; pass a finetuned.safetensors written by this suite")
-    for flag, root in (("--checkpoint-root", cfg.checkpoint_root), ("--results-root", cfg.results_root), ("--data-location", cfg.data_location)):
-        check_folder_flag(flag, root)
-    return dataclasses.replace(
-        cfg,
+    for flag_name, root in (("--checkpoint-root", cfg.checkpoint_root), ("--results-root", cfg.results_root), ("--data-location", cfg.data_location)):
+        check_folder_flag(flag_name, root)
+
+    mode_plugin, reg_plugin = MODES[mode], REGULARIZERS[cfg.reg]
+    _refuse_foreign_options(cfg.options, mode_plugin, reg_plugin)
+    ctx = Context(task.name, task.benchmark, cfg.model, mode, cfg.variant, values["batch_size"], dict(task.defaults))
+    mode_settings = mode_plugin.resolve(mode_plugin.request(dict(cfg.options)), ctx)
+    reg_settings = reg_plugin.resolve(reg_plugin.request(dict(cfg.options)), ctx)
+    common = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in ("options", "mode", "task", "epochs", "micro_batch")}
+    return TrainingPlan(
+        **{**common, **values},
         task=task.name,
         mode=mode,
+        mode_settings=mode_settings,
+        reg_settings=reg_settings,
         epochs=epochs,
         micro_batch=micro_batch,
-        penalty_tasks=penalty_tasks,
-        task_order=task_order,
-        resolved=True,
-        **values,
     )
 
 
-def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise UserError(f"unknown {flag} '{value}'; choose one of {', '.join(choices)}")
-
-
-def _task_default(task_defaults: dict, key: str, mode: str) -> Any:
-    return task_defaults.get(f"{key}_{mode}", task_defaults.get(key))
-
-
-def _resolved_value(cfg: FinetuneConfig, key: str, task_defaults: dict, mode: str) -> Any:
-    explicit = getattr(cfg, key)
-    if explicit is not None:
-        return explicit
-    from_task = _task_default(task_defaults, key, mode)
-    if from_task is not None:
-        return from_task
-    if cfg.model.startswith("ViT-L") and key in LARGE_MODEL_DEFAULTS:
-        return LARGE_MODEL_DEFAULTS[key]
-    return PAPER_DEFAULTS[key]
+def _refuse_foreign_options(options: Mapping[str, Any], mode: Mode, reg: Regularizer) -> None:
+    """An option given for a plug-in that this run does not use is a mistake, not a no-op."""
+    owners: dict[str, tuple[str, Plugin]] = {}
+    for kind, table in (("--mode", MODES), ("--reg", REGULARIZERS)):
+        for plugin in table.values():
+            for name in plugin.option_names():
+                owners[name] = (kind, plugin)
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name not in owners:
+            raise UserError(f"unknown option {flag(name)}; see src/finetune.py --help")
+        kind, owner = owners[name]
+        if owner is not mode and owner is not reg:
+            raise UserError(f"{flag(name)} only applies to {kind} {owner.name}; add {kind} {owner.name} or drop {flag(name)}")
 
 
 def _check_numbers(values: dict[str, Any], epochs: int | None, micro_batch: int | None, cfg: FinetuneConfig) -> None:
@@ -167,12 +206,10 @@ def _check_numbers(values: dict[str, Any], epochs: int | None, micro_batch: int 
             raise UserError(message)
 
     need(values["lr"] > 0 and math.isfinite(values["lr"]), f"--lr must be a positive number, got {values['lr']}")
-    need(values["wd"] >= 0, f"--wd must be >= 0, got {values['wd']}")
+    need(values["wd"] >= 0 and math.isfinite(values["wd"]), f"--wd must be a finite number >= 0, got {values['wd']}")
     need(values["warmup"] >= 0, f"--warmup must be >= 0 steps, got {values['warmup']}")
     need(values["batch_size"] >= 1, f"--batch-size must be >= 1, got {values['batch_size']}")
-    need(values["clip"] >= 0, f"--clip must be >= 0 (0 disables clipping), got {values['clip']}")
-    need(values["penalty_coef"] >= 0, f"--penalty-coef must be >= 0, got {values['penalty_coef']}")
-    need(values["penalty_batch"] >= 1, f"--penalty-batch must be >= 1, got {values['penalty_batch']}")
+    need(values["clip"] >= 0 and not math.isnan(values["clip"]), f"--clip must be >= 0 (0 disables clipping), got {values['clip']}")
     need(epochs is None or epochs >= 1, f"--epochs must be >= 1, got {epochs}")
     need(cfg.max_steps is None or cfg.max_steps >= 1, f"--max-steps must be >= 1, got {cfg.max_steps}")
     need(
@@ -182,53 +219,3 @@ def _check_numbers(values: dict[str, Any], epochs: int | None, micro_batch: int 
     need(cfg.save_every >= 1, f"--save-every must be >= 1 step, got {cfg.save_every}")
     need(cfg.num_workers is None or cfg.num_workers >= 0, f"--num-workers must be >= 0, got {cfg.num_workers}")
     need(cfg.max_train_samples is None or cfg.max_train_samples >= 1, f"--max-train-samples must be >= 1, got {cfg.max_train_samples}")
-
-
-def _names_benchmark(names: tuple[str, ...]) -> bool:
-    return len(names) == 1 and names[0] in benchmark_names()
-
-
-def _penalty_setup(cfg: FinetuneConfig, task: str, benchmark: str) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
-    """The tasks whose inputs feed the tau-Jp penalty, and the task order for continual runs."""
-    if cfg.reg != "tau_jp":
-        for flag, value in (
-            ("--penalty-tasks", cfg.penalty_tasks),
-            ("--task-order", cfg.task_order),
-            ("--penalty-coef", cfg.penalty_coef),
-            ("--penalty-batch", cfg.penalty_batch),
-        ):
-            if value is not None:
-                raise UserError(f"{flag} only applies to --reg tau_jp; add --reg tau_jp or drop {flag}")
-        if cfg.variant != "efficient":
-            raise UserError(f"--variant {cfg.variant} only applies to --reg tau_jp; add --reg tau_jp or drop --variant")
-        return None, None
-
-    if cfg.variant == "continual":
-        if cfg.task_order is None:
-            raise UserError("--variant continual needs --task-order T1,T2,... (the penalty uses the tasks learned before this one)")
-        if cfg.penalty_tasks is not None:
-            raise UserError("--variant continual takes its penalty tasks from --task-order; drop --penalty-tasks")
-        order = tuple(parse_task_list(list(cfg.task_order)))
-        if task not in order:
-            raise UserError(f"--task-order {','.join(order)} does not contain the task {task}; add it at its place in the order")
-        earlier = order[: order.index(task)]
-        if not earlier:
-            raise UserError(f"{task} is the first task of --task-order, so continual tau-Jp has no earlier task to regularise on; train it without --reg or move it later")
-        return earlier, order
-
-    if cfg.task_order is not None:
-        raise UserError("--task-order only applies to --variant continual; drop it or add --variant continual")
-    if cfg.penalty_tasks is not None and not _names_benchmark(cfg.penalty_tasks):
-        chosen = tuple(dict.fromkeys(parse_task_list(list(cfg.penalty_tasks))))
-        if task in chosen:
-            raise UserError(f"--penalty-tasks contains the task being fine-tuned ({task}); the penalty uses OTHER tasks' inputs, so remove it")
-    else:
-        # `--penalty-tasks real20` means what the default means for a task of real20: the suite's
-        # other tasks and its control (a real8 task trained for the 20-task study needs this).
-        benchmark = cfg.penalty_tasks[0] if cfg.penalty_tasks is not None else benchmark
-        control = control_task(benchmark)
-        others = [t for t in benchmark_tasks(benchmark) if t != task]
-        chosen = tuple(others + ([control] if control is not None and control != task else []))
-    if not chosen:
-        raise UserError(f"--reg tau_jp needs inputs from other tasks but benchmark {benchmark} has no task besides {task}; pass --penalty-tasks or drop --reg")
-    return chosen, None

@@ -12,7 +12,7 @@ import os
 import random
 import signal
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, Sized, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
@@ -43,7 +43,7 @@ class SeededSamples(Dataset):
         self.reseed = reseed
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return size(self.dataset)
 
     def __getitem__(self, key: tuple[int, int]):
         index, seed = key
@@ -59,9 +59,14 @@ class SeededSamples(Dataset):
             random.setstate(py_state)
 
 
+def size(dataset: Dataset) -> int:
+    """len() of a map-style dataset (torch's Dataset type does not declare __len__)."""
+    return len(cast(Sized, dataset))
+
+
 def subsample(dataset: Dataset, max_samples: int | None) -> Dataset:
     """A fixed random subset (the same for every seed), for quick runs."""
-    n = len(dataset)  # type: ignore[arg-type]
+    n = size(dataset)
     if max_samples is None or max_samples >= n:
         return dataset
     keep = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:max_samples].sort().values
@@ -178,7 +183,7 @@ class PenaltyStream:
     def __init__(self, dataset: Dataset, batch: int, seed: int, start_draw: int, rank: int, world: int, num_workers: int):
         self.batch = batch
         self.local_count = len(range(rank, batch, world))
-        self._indices = _EndlessBatches(len(dataset), batch, seed, start_draw, rank, world)  # type: ignore[arg-type]
+        self._indices = _EndlessBatches(size(dataset), batch, seed, start_draw, rank, world)
         self._loader = DataLoader(
             dataset, batch_sampler=self._indices, num_workers=num_workers, worker_init_fn=ignore_stop_signals
         ) if self.local_count else None

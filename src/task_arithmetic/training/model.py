@@ -14,19 +14,24 @@ from torch import nn
 from ..models.encoder import ImageEncoder
 from ..models.heads import ClassificationHead
 from ..models.linearize import LinearizedModel
+from ..recipes import MODES
 
 
 @dataclass
 class Trainee:
     encoder: ImageEncoder
     head: ClassificationHead
-    mode: str  # "standard" | "linear"
+    linearized: bool  # trained through f(x; theta_0) + J(x) (theta - theta_0) (linear mode)
     # The frozen theta_0 copy with its JVP: present in linear mode and whenever a penalty is used.
     linear: LinearizedModel | None
 
     @property
     def visual(self) -> nn.Module:
         return self.encoder.visual
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.visual.parameters()).device
 
     def parameters(self) -> list[nn.Parameter]:
         return [p for p in self.visual.parameters() if p.requires_grad]
@@ -38,7 +43,7 @@ class Trainee:
 
     def forward(self, images: torch.Tensor, penalty_inputs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(embeddings of `images`, J_theta0 f(penalty_inputs) . (theta - theta_0) or None)."""
-        if self.mode == "linear":
+        if self.linearized:
             assert self.linear is not None
             if penalty_inputs is None:
                 return self.linear(images), None
@@ -58,10 +63,11 @@ def build_trainee(
     encoder: ImageEncoder, head: ClassificationHead, mode: str, needs_theta0: bool, init_weights: dict[str, torch.Tensor] | None
 ) -> Trainee:
     """Wrap `encoder` (holding theta_0) for training; `init_weights` (e.g. --init-from) become theta."""
+    linearized = MODES[mode].linearized
     for p in head.parameters():
         p.requires_grad_(False)
     # The frozen copy must be taken before init_weights replace theta.
-    linear = LinearizedModel(encoder.visual) if (mode == "linear" or needs_theta0) else None
+    linear = LinearizedModel(encoder.visual) if (linearized or needs_theta0) else None
     if init_weights is not None:
         encoder.visual.load_state_dict(init_weights)
-    return Trainee(encoder=encoder, head=head, mode=mode, linear=linear)
+    return Trainee(encoder=encoder, head=head, linearized=linearized, linear=linear)

@@ -30,6 +30,7 @@ STATE_FORMAT = "train_state/1"
 @dataclass(frozen=True)
 class ResumePoint:
     step: int  # optimiser steps already taken
+    extra: dict[str, Any]  # scalars the recipe keeps between steps (e.g. an adapted coefficient)
 
 
 def _capture_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -84,7 +85,9 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torc
     optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
 
 
-def save_train_state(folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, fingerprint: dict[str, Any]) -> None:
+def save_train_state(
+    folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, fingerprint: dict[str, Any], extra: dict[str, Any] | None = None
+) -> None:
     folder = Path(folder)
     rng_tensors, rng_scalars = _capture_rng()
     optim_tensors, optim_scalars = _optimizer_tensors(optimizer)
@@ -93,7 +96,8 @@ def save_train_state(folder: Path, step: int, model: nn.Module, optimizer: torch
     save_weights(folder / name, tensors, {"format": STATE_FORMAT, "step": step})
     atomic_write_json(
         folder / STATE_FILE,
-        {"format": STATE_FORMAT, "step": step, "tensors": name, "fingerprint": fingerprint, "rng": rng_scalars, "optimizer": optim_scalars},
+        {"format": STATE_FORMAT, "step": step, "tensors": name, "fingerprint": fingerprint, "rng": rng_scalars, "optimizer": optim_scalars,
+         "extra": extra or {}},
     )
     for old in folder.glob("tensors-*.safetensors"):
         if old.name != name:
@@ -126,7 +130,7 @@ def load_train_state(folder: Path, model: nn.Module, optimizer: torch.optim.Opti
     model.load_state_dict(model_state)
     _restore_optimizer(optimizer, tensors, meta.get("optimizer", {}))
     _restore_rng(tensors, meta["rng"])
-    return ResumePoint(step=int(meta["step"]))
+    return ResumePoint(step=int(meta["step"]), extra=dict(meta.get("extra", {})))
 
 
 def saved_step(folder: Path) -> int | None:

@@ -9,9 +9,11 @@ from typing import Sequence
 
 from ..errors import UserError
 from ..io import metadata_path, read_json
-from ..storage.checksums import DIGEST_KEY, DamagedFile, verify_digest
 from ..models.factory import ModelSpec
-from ..paths import MODES, REGULARIZERS, TAU_JP_VARIANTS, Layout, run_name
+from ..paths import Layout
+from ..recipes.base import DEFAULT_VARIANT
+from ..recipes.names import check_recipe, evaluated_linearized, run_name, source_mode
+from ..storage.checksums import DIGEST_KEY, DamagedFile, verify_digest
 
 
 @dataclass(frozen=True)
@@ -20,25 +22,20 @@ class RunRecipe:
 
     mode: str = "standard"
     reg: str = "none"
-    variant: str = "efficient"
+    variant: str = DEFAULT_VARIANT
     tag: str = ""
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise UserError(f"unknown mode '{self.mode}'; valid modes: {', '.join(MODES)}")
-        if self.reg not in REGULARIZERS:
-            raise UserError(f"unknown regulariser '{self.reg}'; valid: {', '.join(REGULARIZERS)}")
-        if self.variant not in TAU_JP_VARIANTS:
-            raise UserError(f"unknown tau_jp variant '{self.variant}'; valid: {', '.join(TAU_JP_VARIANTS)}")
+        check_recipe(self.mode, self.reg, self.variant)
 
     @property
     def training_mode(self) -> str:
-        return "standard" if self.mode == "posthoc" else self.mode
+        return source_mode(self.mode)
 
     @property
     def linearized(self) -> bool:
         """Evaluated as f(x; theta_0) + J(x) tau (linear and post-hoc)."""
-        return self.mode in ("linear", "posthoc")
+        return evaluated_linearized(self.mode)
 
     @property
     def source_run(self) -> str:
@@ -62,6 +59,7 @@ def finetune_command(spec: ModelSpec, task: str, recipe: RunRecipe, layout: Layo
     ]
     if recipe.reg != "none":
         parts += ["--variant", recipe.variant]
+
     if recipe.tag:
         parts += ["--tag", recipe.tag]
     if spec.cache_dir:

@@ -17,6 +17,7 @@ import torch
 from ..errors import UserError
 from ..io import load_weights
 from ..models.linearize import LinearizedModel
+from ..state_dicts import layout_difference, shape_of
 
 if TYPE_CHECKING:  # the encoder module pulls in open_clip, which streaming sums do not need
     from ..models.encoder import ImageEncoder
@@ -25,21 +26,20 @@ Weights = Mapping[str, torch.Tensor]
 
 
 def check_same_layout(a: Weights, b: Weights, what_a: str, what_b: str) -> None:
-    """Same keys and shapes, or a UserError naming the first difference."""
-    missing = sorted(set(a) - set(b))
-    extra = sorted(set(b) - set(a))
-    if missing or extra:
-        example = missing[0] if missing else extra[0]
+    """Same keys and shapes (state_dicts.layout_difference), or a UserError naming the first difference."""
+    diff = layout_difference(a, b)
+    if diff is None:
+        return
+    if diff.missing or diff.unexpected:
+        example = (diff.missing or diff.unexpected)[0]
         raise UserError(
-            f"{what_a} and {what_b} have different weight keys ({len(missing)} only in the first, {len(extra)} only in "
+            f"{what_a} and {what_b} have different weight keys ({len(diff.missing)} only in the first, {len(diff.unexpected)} only in "
             f"the second, e.g. {example}); both must come from the same architecture"
         )
-    for key in a:
-        if a[key].shape != b[key].shape:
-            raise UserError(
-                f"{what_a} and {what_b} differ in the shape of {key} ({tuple(a[key].shape)} vs {tuple(b[key].shape)}); "
-                "both must come from the same architecture"
-            )
+    key = diff.wrong_shape[0]
+    raise UserError(
+        f"{what_a} and {what_b} differ in the shape of {key} ({shape_of(a, key)} vs {shape_of(b, key)}); both must come from the same architecture"
+    )
 
 
 def check_same_architecture(meta_a: Mapping[str, Any], meta_b: Mapping[str, Any], what_a: str, what_b: str) -> None:

@@ -22,7 +22,8 @@ from ...models.encoder import ImageEncoder
 from ...models.factory import ModelSpec, check_model_name
 from ...models.linearize import LinearizedModel
 from ...models.pretrained import zeroshot_encoder
-from ...paths import DEFAULT_CHECKPOINT_ROOT, MODES, REGULARIZERS, TAU_JP_VARIANTS, Layout, run_name
+from ...paths import DEFAULT_CHECKPOINT_ROOT, Layout
+from ...recipes.names import check_recipe, evaluated_linearized, run_name, source_mode
 from ..streaming import KeyView, SafetensorsReader, encoder_metadata, load_encoder_streaming
 from .base import PRETRAINED, BaseModelPool
 
@@ -42,17 +43,12 @@ class RunModelPool(BaseModelPool):
         checkpoint_root: str | Path | None = None,
     ):
         check_model_name(model, pretrained)  # an imported architecture is declared by its weights file
-        if mode not in MODES:
-            raise UserError(f"unknown mode '{mode}'; valid modes: {', '.join(MODES)}")
-        if reg not in REGULARIZERS:
-            raise UserError(f"unknown reg '{reg}'; valid: {', '.join(REGULARIZERS)}")
-        if variant not in TAU_JP_VARIANTS:
-            raise UserError(f"unknown variant '{variant}'; valid: {', '.join(TAU_JP_VARIANTS)}")
+        check_recipe(mode, reg, variant)
         self.spec = ModelSpec(model, pretrained, cache_dir)
         self.tasks = parse_task_list(tasks)
         self.mode = mode
         # posthoc evaluates standard runs' task vectors in the linearised model.
-        self.run = run or run_name("standard" if mode == "posthoc" else mode, reg, variant, tag or "")
+        self.run = run or run_name(source_mode(mode), reg, variant, tag or "")
         self.layout = Layout(Path(checkpoint_root) if checkpoint_root else DEFAULT_CHECKPOINT_ROOT)
 
     @property
@@ -93,7 +89,7 @@ class RunModelPool(BaseModelPool):
         return KeyView(SafetensorsReader(path), add="visual.")  # ImageEncoder's key names
 
     def evaluation_model(self, merged: nn.Module) -> nn.Module:
-        if self.mode == "standard":
+        if not evaluated_linearized(self.mode):
             return merged
         if not isinstance(merged, ImageEncoder):
             raise UserError("linearised evaluation needs the merged ImageEncoder from this pool")

@@ -33,8 +33,8 @@ from ...io import load_weights, save_weights
 from ...models.heads import ClassificationHead, zeroshot_weights
 from ...paths import DEFAULT_DATA_LOCATION
 from ...runtime import pick_device
-from ..modelpool.hf_clip import hf_from_pretrained, hf_source_available
 from ..adamerging import TestTimeData, TestTimeTask
+from ..modelpool.hf_clip import hf_from_pretrained, hf_source_available
 from .base import BaseTaskPool, endless_inputs, evaluate_task, float_embedder, summarise
 
 FUSIONBENCH_NAMES = {

@@ -18,11 +18,12 @@ from typing import Sequence
 import torch
 from torch.utils.data import TensorDataset
 
-from ..data.registry import TaskSpec, get_task, register_task
-from ..models.factory import ModelSpec, create_clip
-from ..models.heads import get_head
-from ..models.pretrained import zeroshot_encoder
-from ..paths import Layout, run_name
+from task_arithmetic.data.registry import TaskSpec, get_task, register_task
+from task_arithmetic.models.factory import ModelSpec, create_clip
+from task_arithmetic.models.heads import get_head
+from task_arithmetic.models.pretrained import zeroshot_encoder
+from task_arithmetic.paths import Layout
+from task_arithmetic.recipes.names import run_name
 
 TOY_BENCHMARK = "toy"
 
@@ -62,7 +63,7 @@ def _register(name: str, classnames: list[str], splits: dict[str, TensorDataset]
             templates=("a photo of a {}.", "a picture of a {}."),
             load_split=lambda location, split, transform, _s=splits: _s[split],
             load_classnames=lambda location, _c=tuple(classnames): list(_c),
-            expected_layout="generated in memory by task_arithmetic.evaluation.toy",
+            expected_layout="generated in memory by tests/toyruns.py",
             is_control=is_control,
             tensor_native=True,
         )

@@ -1,0 +1,170 @@
+"""The tau-Jp regulariser (Yoshida et al. 2025):
+
+    penalty_coef * mean_x || J_theta0 f(x) . (theta - theta_0) ||_2
+
+over inputs x of OTHER tasks (labels unused); f is the embedding before normalisation and the
+norm is not squared. Which tasks feed a step depends on the variant:
+  efficient  one penalty task per step, round-robin (the default);
+  strict     every penalty task every step (one batch each, averaged);
+  continual  only tasks learned earlier in --task-order, round-robin like efficient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from ..data.registry import benchmark_names, benchmark_tasks, control_task, parse_task_list
+from ..errors import UserError
+from ..training.data import PenaltyStream, draws_before, stack_nonempty
+from .base import Context, Penalty, PenaltyInputs, PenaltySetup, Regularizer, Settings, finite, need, option
+
+PAPER_COEF = 0.1
+PAPER_BATCH, LARGE_MODEL_BATCH = 16, 4  # ViT-L needs a smaller penalty batch to fit in memory (protocol.md)
+
+
+@dataclass(frozen=True)
+class TauJpOptions:
+    penalty_coef: float | None = option("tau-Jp coefficient (default 0.1)")
+    penalty_batch: int | None = option("penalty inputs per task per step (default 16, 4 for ViT-L)", int)
+    penalty_tasks: tuple[str, ...] | None = option("comma-separated; default: the benchmark's other tasks + its control task", tasks=True)
+    task_order: tuple[str, ...] | None = option("comma-separated learning order, for --variant continual", tasks=True)
+
+
+@dataclass(frozen=True)
+class TauJpSettings(Settings):
+    penalty_coef: float
+    penalty_batch: int
+    penalty_tasks: tuple[str, ...]
+    task_order: tuple[str, ...] | None  # the learning order; only for variant continual
+
+
+def tasks_for_step(variant: str, step: int, n_tasks: int) -> list[int]:
+    """Indices (into the penalty task list) whose inputs feed the penalty at optimiser step `step`."""
+    if variant == "strict":
+        return list(range(n_tasks))
+    return [step % n_tasks]
+
+
+def draws_done(variant: str, step: int, slot: int, n_tasks: int) -> int:
+    """Penalty batches task `slot` has supplied before `step`: where its stream resumes."""
+    return step if variant == "strict" else draws_before(step, slot, n_tasks)
+
+
+def tau_jp_sum(tangent: torch.Tensor) -> torch.Tensor:
+    """Sum over inputs of ||J f(x) . delta||_2 (callers divide by the global input count)."""
+    return torch.linalg.vector_norm(tangent.flatten(1), dim=1).sum()
+
+
+@dataclass
+class PenaltySource:
+    """Serves each step's penalty inputs for this process, deterministically by step."""
+
+    variant: str
+    streams: list[PenaltyStream]
+    batch: int  # global inputs per task per step
+
+    @classmethod
+    def create(
+        cls, variant: str, datasets: Sequence[Dataset], batch: int, seed: int, start_step: int, rank: int, world: int, num_workers: int
+    ) -> "PenaltySource":
+        n = len(datasets)
+        streams = [
+            PenaltyStream(ds, batch, seed=seed + 7919 * (slot + 1), start_draw=draws_done(variant, start_step, slot, n),
+                          rank=rank, world=world, num_workers=num_workers)
+            for slot, ds in enumerate(datasets)
+        ]
+        return cls(variant, streams, batch)
+
+    def inputs_for_step(self, step: int) -> tuple[torch.Tensor | None, int]:
+        """(this process's penalty inputs, global number of penalty inputs) for optimiser step `step`."""
+        slots = tasks_for_step(self.variant, step, len(self.streams))
+        return stack_nonempty([self.streams[s].next_inputs() for s in slots]), self.batch * len(slots)
+
+
+class TauJpPenalty(Penalty):
+    metrics = ("tau_jp",)
+
+    def __init__(self, coef: float, source: PenaltySource):
+        self.coef, self.source = coef, source
+
+    def inputs_for_step(self, step: int) -> PenaltyInputs:
+        inputs, count = self.source.inputs_for_step(step)
+        return PenaltyInputs(inputs, count)
+
+    def term(self, trainee: Any, tangent: torch.Tensor | None, inputs: PenaltyInputs | None, world: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if tangent is None or inputs is None:  # this process drew no penalty inputs this step
+            zero = torch.zeros((), device=trainee.device)
+            return zero, torch.zeros(2, dtype=torch.float64, device=trainee.device)
+        norm_sum = tau_jp_sum(tangent)
+        sums = torch.stack([norm_sum.detach().double(), torch.tensor(float(tangent.shape[0]), dtype=torch.float64, device=tangent.device)])
+        return self.coef * norm_sum * (world / inputs.global_count), sums
+
+    def record(self, means: dict[str, float]) -> dict[str, float]:
+        return {"tau_jp": means["tau_jp"], "penalty": self.coef * means["tau_jp"]}
+
+
+class TauJp(Regularizer):
+    name = "tau_jp"
+    summary = "τJp reg."
+    options = TauJpOptions
+    variants = ("efficient", "strict", "continual")
+    default_mode = "linear"  # as the paper does
+    needs_theta0 = True
+
+    def resolve(self, options: TauJpOptions, ctx: Context) -> TauJpSettings:
+        coef = options.penalty_coef if options.penalty_coef is not None else ctx.default("penalty_coef", PAPER_COEF)
+        batch = options.penalty_batch if options.penalty_batch is not None else ctx.default("penalty_batch", PAPER_BATCH, LARGE_MODEL_BATCH)
+        finite(coef, "penalty_coef")
+        need(batch >= 1, f"--penalty-batch must be >= 1, got {batch}")
+        tasks, order = _penalty_tasks(options, ctx)
+        return TauJpSettings(penalty_coef=float(coef), penalty_batch=int(batch), penalty_tasks=tasks, task_order=order)
+
+    def data_tasks(self, settings: TauJpSettings) -> tuple[str, ...]:
+        return settings.penalty_tasks
+
+    def build(self, settings: TauJpSettings, setup: PenaltySetup) -> Penalty:
+        # Penalty batches are small: one loader worker per penalty task keeps them ahead of the
+        # step without starting num_workers processes for every task.
+        source = PenaltySource.create(setup.variant, setup.datasets, settings.penalty_batch, setup.seed, setup.start_step,
+                                      setup.rank, setup.world, min(setup.num_workers, 1))
+        return TauJpPenalty(settings.penalty_coef, source)
+
+
+def _penalty_tasks(options: TauJpOptions, ctx: Context) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
+    """The tasks whose inputs feed the penalty, and the task order for continual runs."""
+    task = ctx.task
+    if ctx.variant == "continual":
+        if options.task_order is None:
+            raise UserError("--variant continual needs --task-order T1,T2,... (the penalty uses the tasks learned before this one)")
+        if options.penalty_tasks is not None:
+            raise UserError("--variant continual takes its penalty tasks from --task-order; drop --penalty-tasks")
+        order = tuple(parse_task_list(list(options.task_order)))
+        if task not in order:
+            raise UserError(f"--task-order {','.join(order)} does not contain the task {task}; add it at its place in the order")
+        earlier = order[: order.index(task)]
+        if not earlier:
+            raise UserError(f"{task} is the first task of --task-order, so continual tau-Jp has no earlier task to regularise on; train it without --reg or move it later")
+        return earlier, order
+
+    if options.task_order is not None:
+        raise UserError("--task-order only applies to --variant continual; drop it or add --variant continual")
+    benchmark = ctx.benchmark
+    names_suite = options.penalty_tasks is not None and len(options.penalty_tasks) == 1 and options.penalty_tasks[0] in benchmark_names()
+    if options.penalty_tasks is not None and not names_suite:
+        chosen = tuple(dict.fromkeys(parse_task_list(list(options.penalty_tasks))))
+        if task in chosen:
+            raise UserError(f"--penalty-tasks contains the task being fine-tuned ({task}); the penalty uses OTHER tasks' inputs, so remove it")
+    else:
+        # `--penalty-tasks real20` means what the default means for a task of real20: the suite's
+        # other tasks and its control (a real8 task trained for the 20-task study needs this).
+        benchmark = options.penalty_tasks[0] if options.penalty_tasks is not None else benchmark
+        control = control_task(benchmark)
+        others = [t for t in benchmark_tasks(benchmark) if t != task]
+        chosen = tuple(others + ([control] if control is not None and control != task else []))
+    if not chosen:
+        raise UserError(f"--reg tau_jp needs inputs from other tasks but benchmark {benchmark} has no task besides {task}; pass --penalty-tasks or drop --reg")
+    return chosen, None
