@@ -30,6 +30,7 @@ def test_the_real8_study_runs_end_to_end_on_real_formats(tmp_path, capsys):
         "--model", model, "--pretrained", "none", "--tasks", "real8", "--data-location", str(tmp_path / "data"),
         "--checkpoint-root", str(ck), "--results-root", str(res), "--device", "cpu", "--no-progress",
         "--max-steps", "1", "--warmup", "0", "--batch-size", "4", "--penalty-batch", "2",
+        "--evaluations", ",".join(EVALUATIONS),  # merging x recipe (AdaMerging's Adam steps) has its own smoke-study test
         "--alpha-step", "0.5", "--disentanglement-points", "3", "--eval-batch-size", "32", "--max-eval-samples", "24",
     ])
     model_id = f"{model}-random"
