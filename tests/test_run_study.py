@@ -31,6 +31,16 @@ def test_dry_run_plans_the_real_study_without_data_or_weights(tmp_path, capsys):
     assert not (tmp_path / "ck").exists() and not (tmp_path / "no_data").exists()  # a plan writes nothing
 
 
+def test_dry_run_counts_every_real20_task_from_its_default_epochs(tmp_path, capsys):
+    out = dry_run(tmp_path, capsys, "--model", "ViT-B-32", "--pretrained", "openai", "--tasks", "real20", "--recipes", "standard",
+                  "--evaluations", "single_task")
+    runs = dict(re.findall(r"^  (\w+)\s+standard\s+(\d+) steps, \d+ examples\s+\[to do\]$", out, re.M))
+    assert len(runs) == 20 and "size unknown" not in out
+    # CIFAR10: 45,000 images after the Val hold-out, 352 steps an epoch at batch 128, 6 epochs
+    assert runs["CIFAR10"] == str(6 * 352) and runs["PCAM"] == "2009"
+    assert re.search(r"cost: training image passes .*: plain [\d,]+, linearized 0;", out)
+
+
 def test_tagged_recipes_read_runs_and_train_nothing(tmp_path, capsys):
     out = dry_run(tmp_path, capsys, "--tasks", "Cars,DTD", "--recipes", "standard@public,posthoc@public", "--evaluations", "single_task,addition")
     assert "fine-tuning runs (0)" in out

@@ -24,11 +24,14 @@ from .catalog import TRAINING_OPTIONS, EvalSettings, Recipe
 
 ALL_OPTION_NAMES = frozenset(n for p in (*MODES.values(), *REGULARIZERS.values()) for n in p.option_names())
 
-# Official train-set sizes (before the suite's Val hold-out) of the splits the task-vectors
-# benchmark uses; the plan's step counts come from these, the runs themselves from the data.
+# Official train-set sizes (before the suite's Val hold-out) of the splits the real tasks read
+# (data/real/*.py); the plan's step counts come from these, the runs themselves from the data.
+# Without one, a real20 plan could not count the twelve tasks of the 14/20-task suites.
 NOMINAL_TRAIN_SIZES: dict[str, int] = {
     "Cars": 8144, "DTD": 3760, "EuroSAT": 21600, "GTSRB": 26640,
     "MNIST": 60000, "RESISC45": 18900, "SUN397": 19850, "SVHN": 73257,
+    "Flowers102": 1020, "PCAM": 262144, "FER2013": 28709, "OxfordIIITPet": 3680, "STL10": 5000, "CIFAR100": 50000,
+    "CIFAR10": 50000, "Food101": 75750, "FashionMNIST": 60000, "EMNIST": 124800, "KMNIST": 60000, "RenderedSST2": 6920,
 }
 # Seconds of GPU time per image pass, per architecture and kind of pass, measured by the GPU
 # check (benchmarks/); none measured yet: pass --seconds-per-image.

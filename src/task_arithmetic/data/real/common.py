@@ -41,6 +41,13 @@ class RealDataset:
     missing: MissingCheck
     build: Builder
     classnames: Callable[[Path], list[str]]
+    # Fine-tuning length at batch 128; None makes the user pass --epochs or --max-steps. The eight
+    # task-vectors tasks keep that paper's epochs. The twelve tasks of the 14/20-task suites take
+    # the epochs TALL masks (Wang et al., ICML 2024), which introduced those suites, fine-tuned each
+    # task with: the per-dataset epochs table in finetune.py of github.com/nik-dim/tall_masks (which
+    # holds out Val as this suite does). Each value's comment gives its length in steps, ceil((train
+    # split - Val) / 128) an epoch times the epochs: about the task-vectors paper's 2000 steps,
+    # except Flowers102 (1176).
     epochs: int | None = None
     is_control: bool = False
     splitter: Splitter | None = None

@@ -39,4 +39,5 @@ DATASET = RealDataset(
     missing=_missing,
     build=_build,
     classnames=lambda root: list(CLASSNAMES),
+    epochs=10,  # TALL masks' table (see RealDataset.epochs); 202 steps an epoch: 2020 steps
 )

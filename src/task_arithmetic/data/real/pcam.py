@@ -39,4 +39,5 @@ DATASET = RealDataset(
     missing=lambda root, part: absent(root, *_FILES[part]),
     build=_build,
     classnames=lambda root: list(CLASSNAMES),
+    epochs=1,  # TALL masks' table (see RealDataset.epochs); 2009 steps
 )

@@ -29,4 +29,5 @@ DATASET = RealDataset(
     missing=lambda root, part: absent(root, *_FILES[part]),
     build=_build,
     classnames=lambda root: list(CLASSNAMES),
+    epochs=39,  # TALL masks' table (see RealDataset.epochs); 49 steps an epoch: 1911 steps
 )

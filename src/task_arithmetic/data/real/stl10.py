@@ -37,4 +37,5 @@ DATASET = RealDataset(
     missing=lambda root, part: absent(root, *_FILES[part]),
     build=_build,
     classnames=_classnames,
+    epochs=60,  # TALL masks' table (see RealDataset.epochs); 36 steps an epoch: 2160 steps
 )
