@@ -12,13 +12,16 @@ from task_arithmetic.evaluation.addition import evaluate_addition
 from task_arithmetic.evaluation.edits import Edit
 from task_arithmetic.evaluation.negation import evaluate_negation
 from task_arithmetic.evaluation.pairs import evaluate_pairs
+from task_arithmetic.evaluation.registry import EVALUATIONS
 from task_arithmetic.evaluation.results import write_results
 from task_arithmetic.evaluation.single_task import evaluate_single_task
+from task_arithmetic.evaluation.spec import Evaluation
 from task_arithmetic.evaluation.tau_jp import evaluate_tau_jp
 from task_arithmetic.paths import Layout
 from task_arithmetic.reporting.build import build_report
 from task_arithmetic.reporting.claims import FAILS, HOLDS, MISSING, all_claims
-from task_arithmetic.reporting.collect import collect
+from task_arithmetic.reporting.collect import RunResults, collect
+from task_arithmetic.reporting.table import Table, describe, pct_cell
 
 TASKS = ["A", "B", "C", "D"]
 CONTROL = "Ctl"
@@ -167,3 +170,28 @@ def test_report_files_tables_and_plots(layout):
     assert "## Claims" in report and "| zero-shot |" in report and "![addition_alpha](addition_alpha.png)" in report
     claims = json.loads((folder / "claims.json").read_text())
     assert {c["verdict"] for c in claims} <= {HOLDS, FAILS, MISSING} and any(c["verdict"] == MISSING for c in claims)
+
+
+def test_a_new_evaluation_brings_its_own_report_table(layout, monkeypatch):
+    """An evaluation with a table is its module plus one registry entry: reporting/ names no evaluation."""
+
+    def toy_report(runs: dict[str, RunResults]) -> list[Table]:
+        table = Table("toy", "Toy score (test %)", ["method", "score"])
+        table.rows += [[describe(name), pct_cell(run.results("toy")["score"])] for name, run in runs.items() if run.results("toy")]
+        return [table] if table.rows else []
+
+    toy = Evaluation("toy", "a throw-away evaluation", run=lambda session, args: ({"score": 0.4321}, {}),
+                     headline=lambda results: f"score {results['score']}", report=toy_report)
+    monkeypatch.setitem(EVALUATIONS, toy.name, toy)  # the one registration line (undone after the test)
+    session = FakeSession(interference(0.15, 1), "standard")
+    write_run(layout, "standard", session, ("single_task",))
+    write_results(layout, "Fake-model", "standard", "toy", session.settings(), {"score": 0.4321})
+    written = build_report(layout, "Fake-model")
+    folder = layout.report_dir("Fake-model")
+    assert {folder / "toy.csv", folder / "single_task.csv"} <= set(written)
+    assert list(csv.reader((folder / "toy.csv").open())) == [["method", "score"], [describe("standard"), "43.21"]]
+    report = (folder / "report.md").read_text()
+    assert "- standard: single_task, toy" in report  # collected from the registry too
+    toy_block = f"### Toy score (test %)\n\n| method | score |\n|---|---|\n| {describe('standard')} | 43.2 |\n\nCSV: `toy.csv`"
+    assert toy_block in report
+    assert report.index("### Single-task accuracy") < report.index(toy_block)  # the registry's order

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Sequence
 
+from ..reporting.table import RunResults, Table, describe, pct_cell, task_columns, with_results
 from .edits import Edit
 from .selection import ALPHA_GRID, alpha_grid, best_index, mean
 from .session import EvalSession
@@ -91,7 +92,27 @@ def _headline(results: dict[str, Any]) -> str:
     )
 
 
+def report(runs: dict[str, RunResults]) -> list[Table]:
+    with_addition = with_results(runs, "addition")
+    if not with_addition:
+        return []
+    tasks = task_columns(with_addition, "addition")
+    table = Table("addition", "Task addition (test accuracy %, absolute / normalised)", ["method", "alpha", "abs avg", "norm avg", *tasks])
+    first = next(iter(with_addition.values())).results("addition")
+    zs = first["zeroshot"]["test"]
+    table.rows.append(["zero-shot", None, pct_cell(zs["avg_accuracy"]), None, *[pct_cell(zs["per_task"].get(t)) for t in tasks]])
+    for name, run in with_addition.items():
+        result = run.results("addition")
+        for label, block in (("one-shot", result["one_shot"]), ("tuned", result["tuned"])):
+            test = block["test"]
+            table.rows.append([
+                f"{describe(name)} {label}", f"{block['alpha']:g}", pct_cell(test["avg_accuracy"]), pct_cell(test["avg_normalized"]),
+                *[pct_cell(test["per_task"].get(t)) for t in tasks],
+            ])
+    return [table]
+
+
 EVALUATION = Evaluation(
     "addition", "theta_0 + alpha * sum of task vectors, alpha chosen on Val; test at that alpha and at alpha = 1",
-    run=_run, headline=_headline, add_arguments=add_alpha_step,
+    run=_run, headline=_headline, add_arguments=add_alpha_step, report=report,
 )

@@ -31,6 +31,7 @@ from ..merging.task_singular_vector import TaskSingularVectorMerging
 from ..merging.taskpool.classification import ClassificationTaskPool
 from ..models.factory import ModelSpec
 from ..paths import Layout
+from ..reporting.table import RunResults, Table, describe, pct_cell, with_results
 from ..vectors.runs import RunRecipe
 from .addition import summarize
 from .selection import alpha_grid, best_index
@@ -160,7 +161,31 @@ def _headline(results: dict[str, Any]) -> str:
     return "; ".join(f"{name} norm {pct(row['test']['avg_normalized'])}" for name, row in rows.items())
 
 
+def report(runs: dict[str, RunResults]) -> list[Table]:
+    """Rows: merging methods; columns: recipes; cells: test accuracy %, absolute / normalised (c)."""
+    with_merging = with_results(runs, "merging")
+    if not with_merging:
+        return []
+    methods: list[str] = []
+    for run in with_merging.values():
+        methods += [m for m in run.results("merging")["methods"] if m not in methods]
+    table = Table("merging", "Merging method × recipe (test accuracy %, absolute / normalised; c = coefficient chosen on Val)", ["method", *[describe(n) for n in with_merging]])
+    for method in methods:
+        row: list[Any] = [method]
+        for run in with_merging.values():
+            result = run.results("merging")["methods"].get(method)
+            if result is None:
+                row.append(None)
+                continue
+            test = result["test"]
+            norm = pct_cell(test["avg_normalized"])
+            cell = f"{pct_cell(test['avg_accuracy']):.1f} / {'–' if norm is None else f'{norm:.1f}'}"
+            row.append(cell + (f" (c={result['coefficient']:g})" if result.get("coefficient") is not None else ""))
+        table.rows.append(row)
+    return [table]
+
+
 EVALUATION = Evaluation(
     "merging", "every merging method on this recipe's task vectors, coefficients chosen on Val; test at the chosen one",
-    run=_run, headline=_headline, add_arguments=_add_arguments,
+    run=_run, headline=_headline, add_arguments=_add_arguments, report=report,
 )

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 from ..data.registry import get_task
 from ..errors import UserError
+from ..reporting.table import RunResults, Table, describe, pct_cell, with_results
 from .edits import Edit
 from .selection import ALPHA_GRID, alpha_grid, best_index, mean
 from .session import EvalSession, default_control
@@ -110,7 +111,27 @@ def _headline(results: dict[str, Any]) -> str:
     return f"target test {pct(a['target_test'])}, control test {pct(a['control_test'])}{note}"
 
 
+def report(runs: dict[str, RunResults]) -> list[Table]:
+    with_negation = with_results(runs, "negation")
+    if not with_negation:
+        return []
+    first = next(iter(with_negation.values())).results("negation")
+    control = first["control"]
+    table = Table("negation", f"Task negation (test accuracy %, target ↓ / control {control} ↑, tuned alpha)",
+                  ["method", "target avg", "control avg", "alphas", "note"])
+    avg = first["average"]
+    table.rows.append(["zero-shot", pct_cell(avg["zeroshot_target_test"]), pct_cell(avg["zeroshot_control_test"]), None, None])
+    for name, run in with_negation.items():
+        result = run.results("negation")
+        avg = result["average"]
+        alphas = ", ".join(f"{t}:{r['chosen_alpha']}" if r["chosen_alpha"] is not None else f"{t}:none" for t, r in result["targets"].items())
+        missing = avg["targets_without_admissible_alpha"]
+        note = f"no admissible alpha for {', '.join(missing)} (averages over the rest)" if missing else None
+        table.rows.append([describe(name), pct_cell(avg["target_test"]), pct_cell(avg["control_test"]), alphas, note])
+    return [table]
+
+
 EVALUATION = Evaluation(
     "negation", "theta_0 - alpha * tau_t per task: lowest target Val accuracy with the control >= ratio x zero-shot",
-    run=_run, headline=_headline, add_arguments=_add_arguments,
+    run=_run, headline=_headline, add_arguments=_add_arguments, report=report,
 )

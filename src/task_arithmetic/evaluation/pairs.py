@@ -7,6 +7,7 @@ import itertools
 from typing import Any, Sequence
 
 from ..errors import UserError
+from ..reporting.table import RunResults, Table, describe, pct_cell, with_results
 from .addition import sweep
 from .selection import ALPHA_GRID, alpha_grid, mean
 from .session import EvalSession
@@ -43,4 +44,20 @@ def _headline(results: dict[str, Any]) -> str:
     return f"{len(norms)} pairs, mean tuned normalised test accuracy {pct(mean(norms))}"
 
 
-EVALUATION = Evaluation("pairs", "task addition for every pair of tasks", run=_run, headline=_headline, add_arguments=add_alpha_step)
+def report(runs: dict[str, RunResults]) -> list[Table]:
+    with_pairs = with_results(runs, "pairs")
+    if not with_pairs:
+        return []
+    table = Table("pairs", "Pairwise addition (mean normalised test accuracy % over pairs)",
+                  ["method", "pairs", "tuned norm", "one-shot norm", "worst pair (tuned)"])
+    for name, run in with_pairs.items():
+        pairs = run.results("pairs")["pairs"]
+        tuned = {p: v["tuned"]["test"]["avg_normalized"] for p, v in pairs.items()}
+        one_shot = [v["one_shot"]["test"]["avg_normalized"] for v in pairs.values()]
+        scored = [p for p in tuned if tuned[p] is not None]  # None: both fine-tuned accuracies were 0
+        worst = min(scored, key=lambda p: tuned[p]) if scored else None
+        table.rows.append([describe(name), len(pairs), pct_cell(mean(list(tuned.values()))), pct_cell(mean(one_shot)), "–" if worst is None else f"{worst} ({100 * tuned[worst]:.1f})"])
+    return [table]
+
+
+EVALUATION = Evaluation("pairs", "task addition for every pair of tasks", run=_run, headline=_headline, add_arguments=add_alpha_step, report=report)

@@ -1,5 +1,6 @@
 """The one list of evaluations: src/evaluate.py, the study, the results layout and the report
-iterate over it in this order. Adding one: a module with its `EVALUATION` and one entry here."""
+iterate over it in this order. Adding one: a module with its `EVALUATION` (which also carries its
+report tables, `report`) and one entry here."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..reporting.table import RunResults, Table, describe, pct_cell, task_columns, with_results
 from .data import EVAL_SPLITS
 from .edits import Edit
 from .session import EvalSession
@@ -33,7 +34,25 @@ def _headline(results: dict[str, Any]) -> str:
     return f"zero-shot test {pct(s['zeroshot_test_avg'])}, fine-tuned test {pct(s['finetuned_test_avg'])}"
 
 
+def report(runs: dict[str, RunResults]) -> list[Table]:
+    with_single = with_results(runs, "single_task")
+    if not with_single:
+        return []
+    tasks = task_columns(with_single, "single_task")
+    table = Table("single_task", "Single-task accuracy (test %)", ["model", "avg", *tasks])
+
+    def row(label: str, per_task: dict) -> list[Any]:
+        values = [per_task[t]["test"]["accuracy"] if t in per_task else None for t in tasks]
+        present = [v for v in values if v is not None]
+        return [label, pct_cell(sum(present) / len(present)) if present else None, *[pct_cell(v) for v in values]]
+
+    table.rows.append(row("zero-shot", next(iter(with_single.values())).results("single_task")["zeroshot"]))
+    for name, run in with_single.items():
+        table.rows.append(row(f"{describe(name)} fine-tuned", run.results("single_task")["finetuned"]))
+    return [table]
+
+
 EVALUATION = Evaluation(
     "single_task", "zero-shot and fine-tuned accuracy on each task's Val part and test set",
-    run=lambda session, args: (evaluate_single_task(session), {}), headline=_headline,
+    run=lambda session, args: (evaluate_single_task(session), {}), headline=_headline, report=report,
 )

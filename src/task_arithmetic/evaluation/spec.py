@@ -1,4 +1,4 @@
-"""What an evaluation declares to be run by src/evaluate.py, the study and the results layout."""
+"""What an evaluation declares to be run by src/evaluate.py, the study, the results layout and the report."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
+
+from ..reporting.table import RunResults, Table
 
 if TYPE_CHECKING:
     from .session import EvalSession
@@ -48,6 +50,10 @@ class Evaluation:
     run: Runner  # (results, settings it adds to the results file) from a session and the parsed flags
     headline: Callable[[dict[str, Any]], str]  # the numbers a user looks at first
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None  # its own flags
+    # its report tables from every run's results ([] where no run has them); kept here, beside the
+    # runner that writes those results, so that an evaluation with its table is one module plus
+    # one registry entry, and the report (reporting/build.py) just iterates the registry
+    report: Callable[[dict[str, RunResults]], list[Table]] | None = None
 
 
 def pct(value: float | None) -> str:

@@ -10,6 +10,7 @@ import argparse
 from typing import Any, Sequence
 
 from ..data.registry import get_task
+from ..reporting.table import RunResults, Table, describe
 from .data import EVAL_SPLITS
 from .session import EvalSession, default_control
 from .spec import Evaluation
@@ -45,7 +46,22 @@ def _headline(results: dict[str, Any]) -> str:
     return f"diagonal mean {results['diagonal_mean']:.4g}, off-diagonal mean {results['off_diagonal_mean'] or 0:.4g}"
 
 
+def report(runs: dict[str, RunResults]) -> list[Table]:
+    """One matrix per run: the runs may have different vectors and datasets."""
+    tables = []
+    for name, run in runs.items():
+        result = run.results("tau_jp")
+        if not result:
+            continue
+        table = Table(f"tau_jp_{name}", f"τJp matrix of {describe(name)}: mean ‖J f(x_j)·τ_i‖ on {result['split']} (rows τ_i, columns x_j)",
+                      ["vector", *result["datasets"]], float_format="{:.4g}")
+        for vector, values in zip(result["vectors"], result["matrix"]):
+            table.rows.append([vector, *[round(v, 6) for v in values]])
+        tables.append(table)
+    return tables
+
+
 EVALUATION = Evaluation(
     "tau_jp", "the tau-Jp matrix: mean ||J_theta0 f(x_j) . tau_i|| for every task vector i and dataset j",
-    run=_run, headline=_headline, add_arguments=_add_arguments,
+    run=_run, headline=_headline, add_arguments=_add_arguments, report=report,
 )

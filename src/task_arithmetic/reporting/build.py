@@ -5,19 +5,19 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from ..evaluation.registry import EVALUATIONS
 from ..io import atomic_write_json, atomic_write_text
 from ..paths import Layout
 from .claims import all_claims
 from .collect import collect
 from .plots import all_plots
-from .tables import addition_table, merging_table, negation_table, pairs_table, single_task_table, tau_jp_tables
 
 
 def build_report(layout: Layout, model_id: str) -> list[Path]:
     runs = collect(layout.results_root, model_id)
     folder = layout.report_dir(model_id)
-    tables = [t for t in (single_task_table(runs), addition_table(runs), merging_table(runs), negation_table(runs), pairs_table(runs)) if t is not None]
-    tables += tau_jp_tables(runs)
+    # each evaluation brings its own tables (evaluation/spec.py), in the registry's order
+    tables = [t for e in EVALUATIONS.values() if e.report for t in e.report(runs)]
     claims = all_claims(runs)
     written: list[Path] = []
     for table in tables:

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..errors import UserError
 from ..evaluation.registry import EVALUATIONS
 from ..io import read_json
+from .table import RunResults
+
+__all__ = ["RUN_ORDER", "RunResults", "collect"]  # RunResults lives in table.py, a leaf the evaluations import
 
 # How runs are ordered in tables: the paper's order first, anything else after, by name.
 RUN_ORDER = ("standard", "posthoc", "linear", "linear-tau_jp", "standard-tau_jp", "standard-l2_sp", "attn_only", "talos")
-
-
-@dataclass
-class RunResults:
-    run: str
-    evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)  # evaluation -> payload
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    def results(self, evaluation: str) -> dict[str, Any] | None:
-        payload = self.evaluations.get(evaluation)
-        return payload["results"] if payload else None
-
-    @property
-    def mode(self) -> str | None:
-        return self.settings.get("mode")
-
-    @property
-    def reg(self) -> str | None:
-        return self.settings.get("reg")
 
 
 def _run_key(name: str) -> tuple[int, str]:

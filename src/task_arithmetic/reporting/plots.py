@@ -12,8 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..io import atomic_write_bytes  # noqa: E402
-from .collect import RunResults  # noqa: E402
-from .tables import describe  # noqa: E402
+from .table import RunResults, describe  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:

@@ -15,8 +15,7 @@ from typing import Any, Sequence
 from scipy.stats import t as student_t
 
 from .claims import FAILS, HOLDS, Claim, all_claims
-from .collect import RunResults
-from .tables import describe
+from .table import RunResults, describe
 
 CONFIDENCE = 0.95
 
