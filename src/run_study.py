@@ -28,6 +28,7 @@ from task_arithmetic.evaluation.session import default_control
 from task_arithmetic.models.factory import ModelSpec, parse_pretrained
 from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout
 from task_arithmetic.pipeline.catalog import DEFAULT_RECIPES, EMBEDDED_RECIPES, EVALUATIONS, EvalSettings, check_evaluations, get_recipe
+from task_arithmetic.pipeline.parallel import auto_jobs, parse_jobs
 from task_arithmetic.pipeline.plan import CALIBRATION, PASS_KINDS, Study, format_plan, make_plan
 from task_arithmetic.pipeline.slurm import SlurmOptions, format_commands, job_graph, submit
 from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute_seeds, replicates, run_stage
@@ -77,6 +78,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--no-progress", action="store_true")
     s.add_argument("--launcher", choices=("local", "slurm"), default="local", help="run here, or submit a Slurm job graph")
+    s.add_argument("--jobs", default="auto", help="local: worker processes for the runs and evaluations, or auto "
+                   "(default: one single-threaded process per core on CPU, 1 on a GPU); 1 runs everything in this process")
     s.add_argument("--stage", default=None, help=argparse.SUPPRESS)  # one step, as a Slurm job runs it
     sl = p.add_argument_group("Slurm resources (--launcher slurm)")
     sl.add_argument("--gpus", type=int, default=0, help="GPUs per fine-tuning job (> 1: torchrun); evaluations get one when > 0")
@@ -135,7 +138,7 @@ def build_study(args: argparse.Namespace) -> Study:
 
 
 # Flags that only steer this process or the submission: a job's own command leaves them out.
-_LAUNCH_ONLY = {"dry_run", "seconds_per_image", "launcher", "stage", "gpus", "cpus", "time", "partition", "mem", "log_dir", "help"}
+_LAUNCH_ONLY = {"dry_run", "seconds_per_image", "launcher", "jobs", "stage", "gpus", "cpus", "time", "partition", "mem", "log_dir", "help"}
 _PATHS = {"checkpoint_root", "results_root", "data_location", "cache_dir"}
 
 
@@ -166,6 +169,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     args = p.parse_args(argv)
     study = build_study(args)
     seeds = parse_seeds(args.seeds)
+    jobs = parse_jobs(args.jobs)  # a bad value fails before any work
     replicates(study, seeds, args.pretrain_seeds)  # bad seed settings fail before any work, a dry run included
     if (args.stage is not None or args.launcher == "slurm") and (seeds != (0,) or args.pretrain_seeds):
         raise UserError("--seeds/--pretrain-seeds run locally only; drop them with --launcher slurm (or submit one study per seed)")
@@ -187,7 +191,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
         calibration = args.seconds_per_image or CALIBRATION.get(study.spec.name)
         print(format_plan(study, make_plan(study), calibration))
         return []
-    written = execute_seeds(study, seeds, args.pretrain_seeds)
+    written = execute_seeds(study, seeds, args.pretrain_seeds, jobs or auto_jobs(study.device))
     report = next((p for p in written if p.name == "report.md"), None)
     if report is not None:
         print(f"report: {report}")

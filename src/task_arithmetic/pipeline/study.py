@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..data.registry import benchmark_tasks, control_task
-from ..embedded.presets import get_preset
+from ..embedded.presets import get_preset, preset_for_tag
 from ..errors import UserError
-from ..evaluation.results import write_results
-from ..evaluation.session import EvalOptions, EvalSession, RunSelection
 from ..io import atomic_write_json, atomic_write_text
 from ..models.factory import ModelSpec
 from ..models.pretrained import task_head, zeroshot_encoder
@@ -28,8 +26,10 @@ from ..reporting.build import build_report
 from ..reporting.collect import collect
 from ..reporting.seeds import summarize_seeds
 from ..training.loop import run_finetune
-from .catalog import EMBEDDED_RECIPES, EVALUATIONS, EvalSettings, Recipe, get_recipe
-from .plan import Study, pending_evaluations
+from .catalog import EMBEDDED_RECIPES, EVALUATIONS, EvalSettings, get_recipe
+from .parallel import run_units
+from .plan import Study
+from .units import evaluate_recipe
 
 MODEL = "TinyCLIP"
 # The three fine-tuning recipes the paper compares, and what the default study evaluates
@@ -51,6 +51,7 @@ class StudyConfig:
     recipes: tuple[str, ...] = EMBEDDED_RECIPES  # --recipes
     seeds: tuple[int, ...] = (0,)  # fine-tuning seeds, one replicate of the whole study each
     pretrain_seeds: bool = False  # replicate i also pretrains TinyCLIP from seed seeds[i]
+    jobs: int = 1  # worker processes for the runs and evaluations (pipeline/parallel.py); 1: this process
 
 
 @dataclass
@@ -64,7 +65,10 @@ class StudyLog:
         try:
             return fn()
         finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            self.add(name, time.perf_counter() - start)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
 
 def embedded_study(cfg: StudyConfig) -> Study:
@@ -88,7 +92,7 @@ def embedded_study(cfg: StudyConfig) -> Study:
 
 
 def run_study(cfg: StudyConfig) -> list[Path]:
-    return execute_seeds(embedded_study(cfg), cfg.seeds, cfg.pretrain_seeds)
+    return execute_seeds(embedded_study(cfg), cfg.seeds, cfg.pretrain_seeds, cfg.jobs)
 
 
 @dataclass(frozen=True)
@@ -134,15 +138,15 @@ def replicates(study: Study, seeds: tuple[int, ...], pretrain_seeds: bool = Fals
     return [replicate(study, s, pretrain_seeds) for s in seeds]
 
 
-def execute_seeds(study: Study, seeds: tuple[int, ...] = (0,), pretrain_seeds: bool = False) -> list[Path]:
+def execute_seeds(study: Study, seeds: tuple[int, ...] = (0,), pretrain_seeds: bool = False, jobs: int = 1) -> list[Path]:
     """One replicate per seed, then seeds.md/seeds.json (mean, sd, 95 % interval, claims as k of n)."""
     replicates_ = replicates(study, seeds, pretrain_seeds)
     if len(replicates_) == 1:
-        return execute(replicates_[0].study)
+        return execute(replicates_[0].study, jobs)
     written: list[Path] = []
     for r in replicates_:
         _say(f"=== {r.label} ===")
-        written += execute(r.study)
+        written += execute(r.study, jobs)
     return written + _seeds_report(replicates_)
 
 
@@ -159,21 +163,27 @@ def _seeds_report(replicates: list[Replicate]) -> list[Path]:
     return [md, js]
 
 
-def execute(study: Study) -> list[Path]:
+def execute(study: Study, jobs: int = 1) -> list[Path]:
+    """The whole study; with jobs > 1 the runs and evaluations go to that many worker processes
+    (the log's per-step times are then summed over units that ran side by side)."""
     log = StudyLog()
     total = time.perf_counter()
     spec = study.spec
     _say(f"[1/4] pretrained {spec.model_id}")
     log.timed("pretrain", lambda: prepare(study))
 
-    _say(f"[2/4] fine-tuning {len(study.tasks)} tasks x {len(study.trainings)} recipes")
-    for mode, reg in study.trainings:
-        for task in study.tasks:
-            log.timed(f"finetune {mode}-{reg}", lambda: run_finetune(study.finetune_config(task, mode, reg)))
+    if jobs > 1:
+        _say(f"[2-3/4] fine-tuning {len(study.tasks)} tasks x {len(study.trainings)} recipes, and evaluations, side by side")
+        log.timed("runs and evaluations (wall)", lambda: run_units(study, jobs, log.add, _weight_tags(spec)))
+    else:
+        _say(f"[2/4] fine-tuning {len(study.tasks)} tasks x {len(study.trainings)} recipes")
+        for mode, reg in study.trainings:
+            for task in study.tasks:
+                log.timed(f"finetune {mode}-{reg}", lambda: run_finetune(study.finetune_config(task, mode, reg)))
 
-    _say("[3/4] evaluations")
-    for recipe in study.recipes:
-        log.timed(f"evaluate {recipe.evaluated.results_run}", lambda: evaluate_recipe(study, recipe))
+        _say("[3/4] evaluations")
+        for recipe in study.recipes:
+            log.timed(f"evaluate {recipe.evaluated.results_run}", lambda: evaluate_recipe(study, recipe))
 
     _say("[4/4] report")
     written = log.timed("report", lambda: build_report(study.layout, spec.model_id))
@@ -181,6 +191,18 @@ def execute(study: Study) -> list[Path]:
     for name, seconds in log.seconds.items():
         _say(f"  {name:<32s} {seconds:7.1f} s")
     return written
+
+
+def _weight_tags(spec: ModelSpec) -> tuple[str, ...]:
+    """The embedded weight tag a worker process must register (a pretraining seed's is registered
+    only when the replicate is made, see `replicate`)."""
+    if spec.name != MODEL or spec.pretrained is None:
+        return ()
+    try:
+        preset_for_tag(spec.pretrained)
+    except UserError:  # a file or another source: the worker's plug-ins resolve it as here
+        return ()
+    return (spec.pretrained,)
 
 
 def prepare(study: Study) -> None:
@@ -213,18 +235,3 @@ def run_stage(study: Study, stage: str) -> list[Path]:
 
 def _say(text: str) -> None:
     print(text, flush=True)
-
-
-def evaluate_recipe(study: Study, recipe: Recipe, only: tuple[str, ...] | None = None) -> None:
-    """Run the recipe's pending evaluations (or those of `only`); a missing run names its command."""
-    pending = [n for n in pending_evaluations(study, recipe) if only is None or n in only]
-    if not pending:
-        _say(f"  {recipe.evaluated.results_run}: up to date")
-        return
-    selection = RunSelection(study.spec, study.layout, study.data_location, recipe.evaluated, study.tasks)
-    options = EvalOptions(device=study.device, batch_size=study.eval_batch_size, num_workers=study.eval_workers, max_eval_samples=study.eval_limit)
-    session = EvalSession(selection, options)
-    for name in pending:
-        results, extra = EVALUATIONS[name](list(study.tasks), study.settings)(session)
-        path = write_results(study.layout, study.spec.model_id, recipe.evaluated.results_run, name, session.settings(**extra), results)
-        _say(f"  {recipe.evaluated.results_run}/{name} -> {path}")

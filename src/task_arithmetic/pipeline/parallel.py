@@ -1,0 +1,182 @@
+"""The local study in N worker processes: fine-tuning runs and evaluations side by side.
+
+Why: the embedded model is so small that one process cannot keep two cores busy (much of a step
+is per-operation overhead), and when another program takes a core, a process with two threads
+stalls at every parallel region waiting for its descheduled thread. Independent runs in
+single-threaded processes keep every core busy and, under load, lose only the share of the cores
+they lose (README, "The embedded benchmark", has the measurements).
+
+The units and their order are the Slurm job graph's (pipeline/slurm.py), one run at a time: a run
+that reads other runs (matched-strength L2-SP reads the task's tau-Jp run) waits for them, and a
+recipe's evaluations wait for every run they read. Each unit is the call the sequential study
+makes (`run_finetune`, `evaluate_recipe`), so a unit's numbers are those of a sequential run at the
+same thread count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import signal
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import UserError
+from ..training.config import resolve_config
+from ..training.loop import run_finetune
+from ..training.preemption import EXIT_PREEMPTED, STOP_SIGNALS
+from .catalog import get_recipe
+from .plan import Study
+from .units import evaluate_recipe
+
+MAX_AUTO_JOBS = 8  # beyond this, the study's few dozen units gain little and memory grows
+
+
+@dataclass(frozen=True)
+class Unit:
+    name: str  # "finetune <task> <run>" or "evaluate <results run>"
+    group: str  # the study log's line it adds its time to
+    after: tuple[str, ...]  # names of the units that must finish first
+    task: str | None = None  # fine-tuning: the run's task, mode and reg
+    mode: str | None = None
+    reg: str | None = None
+    recipe: str | None = None  # evaluation: the study's recipe name
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # what this process may run on (taskset, Slurm, cgroups)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def auto_jobs(device: str) -> int:
+    """--jobs auto: one single-threaded process per core on CPU; one process on a GPU (the runs
+    would share it and gain nothing)."""
+    if device != "cpu" and not device.startswith("cpu"):
+        import torch
+
+        if device.startswith("cuda") or torch.cuda.is_available():
+            return 1
+    return max(1, min(usable_cores(), MAX_AUTO_JOBS))
+
+
+def parse_jobs(text: str) -> int | None:
+    """--jobs N or auto (None: decided from the device by auto_jobs)."""
+    if text == "auto":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise UserError(f"--jobs takes a positive integer or 'auto', got '{text}'")
+    return int(text)
+
+
+def study_units(study: Study) -> list[Unit]:
+    """Every fine-tuning run and every recipe's evaluations, each after what it reads."""
+    units: list[Unit] = []
+    run_unit: dict[tuple[str, str], str] = {}  # (task, run name) -> unit name
+    for mode, reg in study.trainings:
+        for task in study.tasks:
+            cfg = resolve_config(study.finetune_config(task, mode, reg))
+            after = tuple(run_unit[(task, r)] for r in cfg.reg_plugin.references(cfg.reg_settings) if (task, r) in run_unit)
+            name = f"finetune {task} {cfg.run}"
+            run_unit[(task, cfg.run)] = name
+            units.append(Unit(name, f"finetune {mode}-{reg}", after, task=task, mode=mode, reg=reg))
+    for recipe in study.recipes:
+        source = recipe.evaluated.source_run
+        after = tuple(run_unit[(t, source)] for t in study.tasks if (t, source) in run_unit)
+        run = recipe.evaluated.results_run
+        units.append(Unit(f"evaluate {run}", f"evaluate {run}", after, recipe=recipe.name))
+    return units
+
+
+def _init_worker(threads: int, weight_tags: tuple[str, ...]) -> None:
+    # A spawned worker starts bare: the plug-ins every entry point registers, the replicate's
+    # pretraining-seed weight tag, and its share of the cores.
+    import torch
+
+    from ..plugins import register_builtin_plugins
+
+    register_builtin_plugins()
+    if weight_tags:
+        from ..embedded.weights import register_weight_tag
+
+        for tag in weight_tags:
+            register_weight_tag(tag)
+    torch.set_num_threads(threads)
+    # Stop signals reach the worker from the parent (forwarded) or from the terminal's process
+    # group; a fine-tuning run turns them into a saved state, the rest of the time they end it.
+
+
+def _run_unit(study: Study, unit: Unit) -> tuple[str, float]:
+    start = time.perf_counter()
+    if unit.recipe is None:
+        result = run_finetune(study.finetune_config(unit.task, unit.mode, unit.reg))  # type: ignore[arg-type]
+        status = result.status
+    else:
+        evaluate_recipe(study, get_recipe(unit.recipe))
+        status = "finished"
+    return status, time.perf_counter() - start
+
+
+def run_units(study: Study, jobs: int, record: Callable[[str, float], None], weight_tags: tuple[str, ...] = ()) -> None:
+    """Run every unit of the study in `jobs` processes, ready evaluations first (they are the
+    longest), then runs in the sequential study's order. A unit's failure stops new starts; the
+    running ones finish, then the error is raised. A stop signal is forwarded to the workers (a
+    fine-tuning run saves its state) and the study exits EXIT_PREEMPTED, to be re-run."""
+    study = dataclasses.replace(study, progress=False)  # progress bars from several processes garble
+    units = study_units(study)
+    threads = max(1, usable_cores() // jobs)
+    print(f"  {len(units)} units in {jobs} processes ({threads} thread{'s' if threads > 1 else ''} each)", flush=True)
+    pending = sorted(units, key=lambda u: u.recipe is None)  # stable: evaluations first, each list in order
+    done: set[str] = set()
+    running: dict[Future, Unit] = {}
+    failure: BaseException | None = None
+    stopped: list[int] = []
+    context = multiprocessing.get_context("spawn")  # never fork a process whose torch threads are running
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads, weight_tags)) as pool:
+
+        def forward(signum: int, frame: object) -> None:
+            stopped.append(signum)
+            for process in list(getattr(pool, "_processes", {}).values()):
+                if process.is_alive():
+                    os.kill(process.pid, signum)
+
+        previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
+        try:
+            while pending or running:
+                if failure is None and not stopped:
+                    for unit in [u for u in pending if all(d in done for d in u.after)][: jobs - len(running)]:
+                        pending.remove(unit)
+                        running[pool.submit(_run_unit, study, unit)] = unit
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    unit = running.pop(future)
+                    try:
+                        status, seconds = future.result()
+                    except BaseException as err:  # noqa: BLE001 - stop starting units; raised once the running ones end
+                        failure = failure or err
+                        continue
+                    record(unit.group, seconds)
+                    if status == "preempted":
+                        stopped.append(signal.SIGTERM)
+                        continue
+                    done.add(unit.name)
+                    print(f"  done: {unit.name} ({seconds:.1f} s)", flush=True)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    if stopped:
+        print(f"stopped by a signal: finished units are kept, a stopped run saved its state; run the same command again to resume ({len(pending) + len(running)} units left)", flush=True)
+        raise SystemExit(EXIT_PREEMPTED)
+    if isinstance(failure, BrokenProcessPool):
+        raise UserError("a worker process of the study died (killed, or out of memory); finished units are kept: run the same command again, or with --jobs 1")
+    if failure is not None:
+        raise failure
+    if pending:  # cannot happen for a study's own graph; guards a unit that waits for a missing one
+        raise UserError(f"units never became ready: {', '.join(u.name for u in pending)}")

@@ -1,0 +1,56 @@
+"""The local study in worker processes (pipeline/parallel.py): the same graph as Slurm's, the same
+numbers as the sequential study, and a bad --jobs refused before any work."""
+
+import dataclasses
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from task_arithmetic.errors import UserError
+from task_arithmetic.pipeline.parallel import auto_jobs, parse_jobs, study_units
+from task_arithmetic.pipeline.study import embedded_study, run_study
+
+MODEL_ID = "TinyCLIP-embedded-smoke"
+
+
+def test_units_wait_for_the_runs_they_read(smoke_study):
+    cfg, _ = smoke_study
+    units = {u.name: u for u in study_units(embedded_study(cfg))}
+    assert len(units) == 6 * 3 + 7  # every run of the six training recipes, every recipe's evaluations
+    # matched-strength L2-SP reads the same task's tau-Jp run
+    assert units["finetune Digits standard-l2_sp"].after == ("finetune Digits linear-tau_jp",)
+    assert units["finetune Digits standard"].after == ()
+    # post-hoc reads the standard runs; every evaluation waits for all the runs of its recipe
+    assert set(units["evaluate posthoc"].after) == {f"finetune {t} standard" for t in ("Digits", "LandUse", "Landscapes")}
+    assert all(name in units for u in units.values() for name in u.after)
+
+
+def test_parallel_study_equals_the_sequential_one(smoke_study, tmp_path):
+    """Two single-threaded workers (as the pytest process, conftest): the report's tables, claims
+    and text are the sequential study's, byte for byte."""
+    shared, _ = smoke_study
+    shutil.copytree(shared.checkpoint_root / "pretrained", tmp_path / "checkpoints" / "pretrained")
+    cfg = dataclasses.replace(shared, checkpoint_root=tmp_path / "checkpoints", results_root=tmp_path / "results", jobs=2)
+    run_study(cfg)
+    local, parallel = (root / MODEL_ID / "report" for root in (shared.results_root, cfg.results_root))
+    tables = sorted(p.name for p in local.glob("*.csv"))
+    assert tables and tables == sorted(p.name for p in parallel.glob("*.csv"))
+    for name in [*tables, "claims.json", "report.md"]:
+        assert (parallel / name).read_text() == (local / name).read_text(), name
+
+
+def test_jobs_flag():
+    assert parse_jobs("auto") is None and parse_jobs("3") == 3
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(UserError, match="--jobs"):
+            parse_jobs(bad)
+    assert auto_jobs("cpu") >= 1
+
+
+def test_a_bad_jobs_value_is_one_line_before_any_work(tmp_path):
+    done = subprocess.run([sys.executable, "src/run_embedded.py", "--preset", "smoke", "--jobs", "0", "--results-root", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == ["error: --jobs takes a positive integer or 'auto', got '0'"]
+    assert not any(tmp_path.iterdir())
