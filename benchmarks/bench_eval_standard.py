@@ -70,6 +70,59 @@ def suite(session: EvalSession, world, alpha_points: int, grid_points: int) -> t
     return timings, results
 
 
+def bound(model: str, batch: int, threads: int, repeats: int = 20) -> float:
+    """The most any evaluator of the same edits could gain on this CPU: one edit's forward as the
+    per-edit path runs it, against the FLOPs the batched path needs per edit (class token only in
+    the last block) done at the speed of one large matrix product. Returns that ceiling."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from task_arithmetic.evaluation.stacked_vit import StackedWeights, stacked_forward
+    from task_arithmetic.models.encoder import build_encoder
+    from task_arithmetic.models.factory import ModelSpec
+
+    torch.set_num_threads(threads)
+    vit = build_encoder(ModelSpec(model)).visual.eval()
+    size = vit.image_size[0] if isinstance(vit.image_size, (tuple, list)) else vit.image_size
+    images = torch.randn(batch, 3, size, size)
+    one_copy = StackedWeights(1, dict(vit.named_parameters()), {})
+
+    def flops(fn) -> int:
+        # nn.MultiheadAttention's fused inference path is invisible to the counter: count through
+        # its unfused form (same products), time the model as evaluation runs it
+        fastpath = torch.backends.mha.get_fastpath_enabled()
+        torch.backends.mha.set_fastpath_enabled(False)
+        try:
+            with FlopCounterMode(display=False) as counter:
+                fn()
+        finally:
+            torch.backends.mha.set_fastpath_enabled(fastpath)
+        return counter.get_total_flops()
+
+    def median_seconds(fn) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return sorted(times)[len(times) // 2]
+
+    with torch.inference_mode():
+        full = flops(lambda: vit(images))
+        needed = flops(lambda: stacked_forward(vit, one_copy, images))
+        forward = median_seconds(lambda: vit(images))
+        n = 1024
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        peak = 2 * n**3 / median_seconds(lambda: a @ b)
+    achieved = full / forward
+    ceiling = forward / (needed / peak)
+    print(f"\n{model}, one edit's forward of {batch} images at {threads} thread(s): {full / 1e9:.2f} GFLOP in {1e3 * forward:.1f} ms "
+          f"= {achieved / 1e9:.1f} GFLOP/s; a {n}^3 matrix product runs at {peak / 1e9:.1f} GFLOP/s ({100 * achieved / peak:.0f} % of it reached). "
+          f"The batched path needs {needed / full:.2f} of those FLOPs, so no evaluator of these edits gains more than {ceiling:.1f}x "
+          f"on the forward passes here")
+    return ceiling
+
+
 def run(model: str, world, threads: int, sizes: tuple[int, int, int, int, int]) -> dict:
     n_tasks, n, alpha_points, grid, batch = sizes
     torch.set_num_threads(threads)
@@ -132,6 +185,7 @@ def _run_all(args: argparse.Namespace) -> None:
         world = build_toy_world(root / model, n_tasks=sizes[0], n_val=sizes[1], n_test=sizes[1],
                                 recipes=(("standard", "none"),), model=model, prefix=f"Toy{index}_")
         for threads in (int(t) for t in args.threads.split(",")):
+            bound(model, sizes[4], threads)
             run(model, world, threads, sizes)
     shutil.rmtree(root)  # ViT-B-32's fake runs take a few GB
 

@@ -69,8 +69,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--data-location", type=Path, default=DEFAULT_DATA_LOCATION)
     g.add_argument("--tasks", default="real8", help="comma list of tasks or a benchmark name (default real8)")
     s = p.add_argument_group("study")
-    s.add_argument("--recipes", default=None, help=f"comma list (default {','.join(DEFAULT_RECIPES)}; with --preset {','.join(EMBEDDED_RECIPES)}); <recipe>@<tag> reads tagged runs")
-    s.add_argument("--evaluations", default="all", help=f"comma list of {', '.join(EVALUATIONS)} (default all)")
+    s.add_argument("--recipes", default=None, help=f"comma list of {', '.join(EMBEDDED_RECIPES)}, or all (default {','.join(DEFAULT_RECIPES)}; "
+                   "with --preset, the preset's); <recipe>@<tag> reads tagged runs")
+    s.add_argument("--evaluations", default=None, help=f"comma list of {', '.join(EVALUATIONS)}, or all (default all; with --preset, the preset's)")
     s.add_argument("--dry-run", action="store_true", help="print the plan and its cost; read no weights or data")
     s.add_argument("--seconds-per-image", type=seconds_per_image, default=None, help="GPU seconds per image pass: plain=S,linearized=S")
     s.add_argument("--seeds", default="0", help="comma list of fine-tuning seeds, one replicate each (default 0)")
@@ -100,6 +101,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _recipe_names(text: str) -> tuple[str, ...]:
+    if text == "all":
+        return EMBEDDED_RECIPES
     names = tuple(r.strip() for r in text.split(",") if r.strip())
     for name in names:
         get_recipe(name)  # unknown names are refused before any work
@@ -108,13 +111,21 @@ def _recipe_names(text: str) -> tuple[str, ...]:
     return names
 
 
+def _evaluation_names(text: str) -> list[str]:
+    return list(EVALUATIONS) if text == "all" else [e.strip() for e in text.split(",") if e.strip()]
+
+
 def build_study(args: argparse.Namespace) -> Study:
     if args.preset is not None:
-        names = EMBEDDED_RECIPES if args.recipes is None else _recipe_names(args.recipes)
-        return embedded_study(StudyConfig(args.preset, args.data_location, args.checkpoint_root, args.results_root, args.device, not args.no_progress, names))
+        names = None if args.recipes is None else _recipe_names(args.recipes)
+        chosen = None if args.evaluations is None else tuple(_evaluation_names(args.evaluations))
+        study = embedded_study(StudyConfig(args.preset, args.data_location, args.checkpoint_root, args.results_root, args.device,
+                                           not args.no_progress, names, chosen))
+        check_evaluations(list(study.evaluations), list(study.tasks), study.settings.control)
+        return study
     tasks = list(parse_task_list(args.tasks))
     control = default_control(tasks)
-    evaluations = list(EVALUATIONS) if args.evaluations == "all" else [e for e in args.evaluations.split(",") if e]
+    evaluations = _evaluation_names(args.evaluations or "all")
     check_evaluations(evaluations, tasks, control)
     recipes = tuple(get_recipe(r) for r in (DEFAULT_RECIPES if args.recipes is None else _recipe_names(args.recipes)))
     if not recipes:

@@ -2,9 +2,12 @@
 numbers as the sequential study, and a bad --jobs refused before any work."""
 
 import dataclasses
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -54,3 +57,54 @@ def test_a_bad_jobs_value_is_one_line_before_any_work(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.strip().splitlines() == ["error: --jobs takes a positive integer or 'auto', got '0'"]
     assert not any(tmp_path.iterdir())
+
+
+def test_a_stop_signal_stops_the_parallel_study_with_every_finished_unit_kept(smoke_study, tmp_path):
+    """SIGTERM to the study alone: forwarded to the workers, a run in progress saves its state,
+    the study exits 75 (EX_TEMPFAIL) with no worker left behind, and the same command then completes."""
+    shared, _ = smoke_study
+    ck, res = tmp_path / "ck", tmp_path / "res"
+    shutil.copytree(shared.checkpoint_root / "pretrained", ck / "pretrained")
+    cmd = [sys.executable, "src/run_embedded.py", "--preset", "smoke", "--jobs", "2", "--no-progress", "--device", "cpu",
+           "--data-location", str(shared.data_location), "--checkpoint-root", str(ck), "--results-root", str(res)]
+    study = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((ck / MODEL_ID).glob("*/*/state")) and time.monotonic() < deadline and study.poll() is None:
+            time.sleep(0.02)  # until a fine-tuning run is under way
+        study.send_signal(signal.SIGTERM)
+        out, err = study.communicate(timeout=120)
+    finally:
+        if study.poll() is None:
+            os.killpg(study.pid, signal.SIGKILL)
+    assert study.returncode == 75, err
+    assert "run the same command again to resume" in out
+    deadline = time.monotonic() + 15  # the pool's helper processes end as their pipes close
+    while subprocess.run(["pgrep", "-s", str(study.pid)], capture_output=True).returncode == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert subprocess.run(["pgrep", "-s", str(study.pid)], capture_output=True).returncode == 1  # no process of its session left
+    finished = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    local, resumed = (root / MODEL_ID / "report" for root in (shared.results_root, res))
+    for name in ("addition.csv", "claims.json"):
+        assert (resumed / name).read_text() == (local / name).read_text(), name
+
+
+def test_the_sequential_study_stops_when_a_run_was_stopped(smoke_study, tmp_path, monkeypatch):
+    from task_arithmetic.pipeline import study as study_module
+    from task_arithmetic.training.loop import FinetuneResult
+
+    shared, _ = smoke_study
+    for folder in ("checkpoints", "results"):
+        shutil.copytree(shared.checkpoint_root.parent / folder, tmp_path / folder)
+    cfg = dataclasses.replace(shared, checkpoint_root=tmp_path / "checkpoints", results_root=tmp_path / "results")
+    calls = []
+
+    def stopped_run(config):
+        calls.append(config.task)
+        return FinetuneResult("preempted", tmp_path / "none", 3, None)
+
+    monkeypatch.setattr(study_module, "run_finetune", stopped_run)
+    with pytest.raises(SystemExit) as exit_info:
+        run_study(cfg)
+    assert exit_info.value.code == 75 and len(calls) == 1  # no later run or evaluation started

@@ -43,6 +43,9 @@ class Preset:
     alpha_step: float = 0.05  # the coefficient grid 0, step, ..., 1 (the paper's 21 points)
     disentanglement_points: int = 21  # per axis of the (alpha1, alpha2) grid
     adamerging_steps: int = 100  # Adam steps of AdaMerging in the merging x recipe evaluation
+    # What the study runs (names of pipeline/catalog.py and the evaluation registry); None: all of them.
+    recipes: tuple[str, ...] | None = None
+    evaluations: tuple[str, ...] | None = None
 
 
 PRESETS: dict[str, Preset] = {
@@ -50,6 +53,11 @@ PRESETS: dict[str, Preset] = {
         name="default",
         weight_tag="embedded",
         pretrain=PretrainConfig(corpus_size=16000, steps=900, batch_size=128),
+        # The README's main command: the paper's study within its time budget on 2 cores. The
+        # field's three recipes and merging x recipe (AdaMerging's Adam steps) more than triple it
+        # (README, "The embedded benchmark"): `--recipes all --evaluations all` runs them.
+        recipes=("standard", "posthoc", "linear", "tau_jp"),
+        evaluations=("single_task", "addition", "negation", "pairs", "tau_jp", "disentanglement"),
     ),
     "smoke": Preset(
         name="smoke",

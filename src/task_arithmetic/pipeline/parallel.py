@@ -172,7 +172,7 @@ def run_units(study: Study, jobs: int, record: Callable[[str, float], None], wei
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     if stopped:
-        print(f"stopped by a signal: finished units are kept, a stopped run saved its state; run the same command again to resume ({len(pending) + len(running)} units left)", flush=True)
+        print(f"stopped by a signal: finished units are kept, a stopped run saved its state; run the same command again to resume ({len(units) - len(done)} units left)", flush=True)
         raise SystemExit(EXIT_PREEMPTED)
     if isinstance(failure, BrokenProcessPool):
         raise UserError("a worker process of the study died (killed, or out of memory); finished units are kept: run the same command again, or with --jobs 1")

@@ -26,14 +26,15 @@ from ..reporting.build import build_report
 from ..reporting.collect import collect
 from ..reporting.seeds import summarize_seeds
 from ..training.loop import run_finetune
+from ..training.preemption import EXIT_PREEMPTED
 from .catalog import EMBEDDED_RECIPES, EVALUATIONS, EvalSettings, get_recipe
 from .parallel import run_units
 from .plan import Study
 from .units import evaluate_recipe
 
 MODEL = "TinyCLIP"
-# The three fine-tuning recipes the paper compares, and what the default study evaluates
-# (post-hoc linearisation of the standard runs as well, without extra training).
+# Every recipe the embedded study knows (the smoke preset runs them all; the default preset the
+# paper's four): what is evaluated, and the fine-tuning it needs.
 EVAL_RECIPES = tuple(get_recipe(name).evaluated for name in EMBEDDED_RECIPES)
 TRAINING_RECIPES: tuple[tuple[str, str], ...] = tuple(dict.fromkeys(get_recipe(n).training for n in EMBEDDED_RECIPES))  # type: ignore[misc]
 
@@ -48,7 +49,8 @@ class StudyConfig:
     results_root: Path = DEFAULT_RESULTS_ROOT
     device: str = "auto"
     progress: bool = True
-    recipes: tuple[str, ...] = EMBEDDED_RECIPES  # --recipes
+    recipes: tuple[str, ...] | None = None  # --recipes; None: the preset's
+    evaluations: tuple[str, ...] | None = None  # --evaluations; None: the preset's
     seeds: tuple[int, ...] = (0,)  # fine-tuning seeds, one replicate of the whole study each
     pretrain_seeds: bool = False  # replicate i also pretrains TinyCLIP from seed seeds[i]
     jobs: int = 1  # worker processes for the runs and evaluations (pipeline/parallel.py); 1: this process
@@ -79,8 +81,8 @@ def embedded_study(cfg: StudyConfig) -> Study:
     return Study(
         spec=spec,
         tasks=tuple(preset.tasks or benchmark_tasks("embedded")),
-        recipes=tuple(get_recipe(n) for n in cfg.recipes),
-        evaluations=tuple(EVALUATIONS),
+        recipes=tuple(get_recipe(n) for n in cfg.recipes or preset.recipes or EMBEDDED_RECIPES),
+        evaluations=tuple(cfg.evaluations or preset.evaluations or EVALUATIONS),
         layout=Layout(Path(cfg.checkpoint_root), Path(cfg.results_root)),
         data_location=Path(cfg.data_location),
         settings=EvalSettings(control_task("embedded"), preset.alpha_step, preset.disentanglement_points, preset.adamerging_steps),
@@ -179,7 +181,10 @@ def execute(study: Study, jobs: int = 1) -> list[Path]:
         _say(f"[2/4] fine-tuning {len(study.tasks)} tasks x {len(study.trainings)} recipes")
         for mode, reg in study.trainings:
             for task in study.tasks:
-                log.timed(f"finetune {mode}-{reg}", lambda: run_finetune(study.finetune_config(task, mode, reg)))
+                result = log.timed(f"finetune {mode}-{reg}", lambda: run_finetune(study.finetune_config(task, mode, reg)))
+                if result.status == "preempted":  # a stop signal: the run saved its state; the study stops too
+                    _say("stopped by a signal: run the same command again to resume")
+                    raise SystemExit(EXIT_PREEMPTED)
 
         _say("[3/4] evaluations")
         for recipe in study.recipes:
