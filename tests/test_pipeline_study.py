@@ -56,6 +56,28 @@ def test_every_merging_method_on_every_recipe(study):
     assert "Merging method × recipe" in report and "adamerging_layer_wise" in report
 
 
+def test_a_frozen_merge_is_still_evaluated_linearised(study):
+    """AdaMerging hands back its merge with requires_grad off; the linearised evaluation must still
+    use theta - theta_0 (it once ran theta_0 alone: zero-shot accuracy for every linear recipe)."""
+    import torch
+
+    from task_arithmetic.merging import TaskWiseAdaMergingAlgorithm, WeightedTaskArithmeticAlgorithm
+    from task_arithmetic.merging.modelpool.runs import RunModelPool
+
+    cfg, _ = study
+    plan = embedded_study(cfg)
+    pool = RunModelPool(plan.spec.name, list(plan.tasks), pretrained=plan.spec.pretrained, mode="linear",
+                        cache_dir=plan.spec.cache_dir, checkpoint_root=cfg.checkpoint_root)
+    weights = [0.3] * len(plan.tasks)
+    fixed = TaskWiseAdaMergingAlgorithm(weights=weights).run(pool)  # fixed coefficients: no data, no Adam
+    reference = WeightedTaskArithmeticAlgorithm(weights).run(pool)
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        merged, expected, zero_shot = (pool.evaluation_model(m)(images) for m in (fixed, reference, pool.load_pretrained_model()))
+    torch.testing.assert_close(merged, expected, atol=1e-5, rtol=1e-5)
+    assert (merged - zero_shot).abs().max() > 1e-3
+
+
 def test_fine_tuning_beats_zero_shot(study):
     cfg, _ = study
     results = json.loads((cfg.results_root / "TinyCLIP-embedded-smoke" / "standard" / "single_task.json").read_text())

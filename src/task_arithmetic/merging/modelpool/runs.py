@@ -96,6 +96,10 @@ class RunModelPool(BaseModelPool):
         theta0 = self.load_pretrained_model()
         linear = LinearizedModel(merged.visual)
         linear.frozen.load_state_dict(theta0.visual.state_dict())
+        # The linearised forward takes theta - theta_0 over the parameters that require grad (so a
+        # run that trains only some of them keeps the rest at theta_0); a merge can come back
+        # frozen (AdaMerging's does), which would leave theta_0 alone: every parameter counts here.
+        linear.trainable.requires_grad_(True)
         return ImageEncoder(linear, {**merged.metadata, "linearized": True}, merged.train_preprocess, merged.val_preprocess).eval()
 
     def functional_model(self, model: nn.Module, tie_weights: bool = True, strict: bool = False):
