@@ -2,6 +2,7 @@
 numbers as the sequential study, and a bad --jobs refused before any work."""
 
 import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -65,13 +66,19 @@ def test_a_stop_signal_stops_the_parallel_study_with_every_finished_unit_kept(sm
     shared, _ = smoke_study
     ck, res = tmp_path / "ck", tmp_path / "res"
     shutil.copytree(shared.checkpoint_root / "pretrained", ck / "pretrained")
+    # two recipes and one evaluation keep it short; the units are the shared study's
     cmd = [sys.executable, "src/run_embedded.py", "--preset", "smoke", "--jobs", "2", "--no-progress", "--device", "cpu",
+           "--recipes", "standard,linear", "--evaluations", "single_task",
            "--data-location", str(shared.data_location), "--checkpoint-root", str(ck), "--results-root", str(res)]
     study = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while not list((ck / MODEL_ID).glob("*/*/state")) and time.monotonic() < deadline and study.poll() is None:
-            time.sleep(0.02)  # until a fine-tuning run is under way
+        def run_under_way() -> bool:  # a run folder (made when a run starts) without its finished model
+            return any(p.is_dir() and not (p / "finetuned.json").exists() for p in (ck / MODEL_ID).glob("*/*"))
+
+        while not run_under_way() and time.monotonic() < deadline and study.poll() is None:
+            time.sleep(0.02)
+        assert study.poll() is None, "the study ended before a run started"
         study.send_signal(signal.SIGTERM)
         out, err = study.communicate(timeout=120)
     finally:
@@ -85,9 +92,9 @@ def test_a_stop_signal_stops_the_parallel_study_with_every_finished_unit_kept(sm
     assert subprocess.run(["pgrep", "-s", str(study.pid)], capture_output=True).returncode == 1  # no process of its session left
     finished = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr
-    local, resumed = (root / MODEL_ID / "report" for root in (shared.results_root, res))
-    for name in ("addition.csv", "claims.json"):
-        assert (resumed / name).read_text() == (local / name).read_text(), name
+    for run in ("standard", "linear"):
+        local, resumed = (json.loads((root / MODEL_ID / run / "single_task.json").read_text())["results"] for root in (shared.results_root, res))
+        assert resumed == local, run
 
 
 def test_the_sequential_study_stops_when_a_run_was_stopped(smoke_study, tmp_path, monkeypatch):
