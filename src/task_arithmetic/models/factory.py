@@ -60,6 +60,12 @@ def register_weight_source(model_name: str, tag: str, resolver: Callable[[str | 
     _WEIGHT_RESOLVERS[(model_name, tag)] = resolver
 
 
+def runtime_model_configs() -> dict[str, dict[str, Any]]:
+    """The architectures this process registered at run time (imported checkpoints, tests' models),
+    for a worker process to register in turn: it starts with the shipped configs only."""
+    return {name: config for name in sorted(_RUNTIME_CONFIGS) if (config := open_clip.get_model_config(name)) is not None}
+
+
 def register_model_config(name: str, config: dict[str, Any]) -> None:
     """Register a NEW open_clip architecture from a config dict (an imported checkpoint's metadata).
 

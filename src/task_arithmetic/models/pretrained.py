@@ -14,7 +14,7 @@ from ..io import announce_rebuild
 from ..paths import Layout
 from ..storage.checksums import DamagedFile
 from .encoder import ImageEncoder, encoder_from_clip, load_encoder
-from .factory import ModelSpec, check_cache_source, create_clip
+from .factory import ModelSpec, check_cache_source, create_clip, register_source_config
 from .heads import ClassificationHead, get_head
 
 
@@ -25,6 +25,8 @@ def zeroshot_encoder(spec: ModelSpec, layout: Layout, device: str | torch.device
     """
     path = layout.zeroshot(spec.model_id)
     if path.is_file():
+        # an imported architecture is declared by its weights file: known before the cache is read
+        register_source_config(spec.name, spec.pretrained)
         try:
             encoder = load_encoder(path, device, expect_model=spec.name)
         except DamagedFile as err:

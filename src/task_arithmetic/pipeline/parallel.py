@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import UserError
+from ..models.factory import register_model_config, runtime_model_configs
 from ..training.config import resolve_config
 from ..training.loop import run_finetune
 from ..training.preemption import EXIT_PREEMPTED, STOP_SIGNALS
@@ -93,14 +94,16 @@ def study_units(study: Study) -> list[Unit]:
     return units
 
 
-def _init_worker(threads: int, weight_tags: tuple[str, ...]) -> None:
-    # A spawned worker starts bare: the plug-ins every entry point registers, the replicate's
-    # pretraining-seed weight tag, and its share of the cores.
+def _init_worker(threads: int, weight_tags: tuple[str, ...], model_configs: dict[str, dict]) -> None:
+    # A spawned worker starts bare: the plug-ins every entry point registers, the architectures the
+    # parent registered at run time, the replicate's pretraining-seed weight tag, its share of the cores.
     import torch
 
     from ..plugins import register_builtin_plugins
 
     register_builtin_plugins()
+    for name, config in model_configs.items():
+        register_model_config(name, config)
     if weight_tags:
         from ..embedded.weights import register_weight_tag
 
@@ -137,7 +140,7 @@ def run_units(study: Study, jobs: int, record: Callable[[str, float], None], wei
     failure: BaseException | None = None
     stopped: list[int] = []
     context = multiprocessing.get_context("spawn")  # never fork a process whose torch threads are running
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads, weight_tags)) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads, weight_tags, runtime_model_configs())) as pool:
 
         def forward(signum: int, frame: object) -> None:
             stopped.append(signum)
