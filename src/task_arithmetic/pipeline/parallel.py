@@ -25,8 +25,12 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
+
+from ..embedded.weights import register_weight_tag
 from ..errors import UserError
 from ..models.factory import register_model_config, runtime_model_configs
+from ..plugins import register_builtin_plugins
 from ..training.config import resolve_config
 from ..training.loop import run_finetune
 from ..training.preemption import EXIT_PREEMPTED, STOP_SIGNALS
@@ -58,11 +62,8 @@ def usable_cores() -> int:
 def auto_jobs(device: str) -> int:
     """--jobs auto: one single-threaded process per core on CPU; one process on a GPU (the runs
     would share it and gain nothing)."""
-    if device != "cpu" and not device.startswith("cpu"):
-        import torch
-
-        if device.startswith("cuda") or torch.cuda.is_available():
-            return 1
+    if not device.startswith("cpu") and (device.startswith("cuda") or torch.cuda.is_available()):
+        return 1
     return max(1, min(usable_cores(), MAX_AUTO_JOBS))
 
 
@@ -97,18 +98,11 @@ def study_units(study: Study) -> list[Unit]:
 def _init_worker(threads: int, weight_tags: tuple[str, ...], model_configs: dict[str, dict]) -> None:
     # A spawned worker starts bare: the plug-ins every entry point registers, the architectures the
     # parent registered at run time, the replicate's pretraining-seed weight tag, its share of the cores.
-    import torch
-
-    from ..plugins import register_builtin_plugins
-
     register_builtin_plugins()
     for name, config in model_configs.items():
         register_model_config(name, config)
-    if weight_tags:
-        from ..embedded.weights import register_weight_tag
-
-        for tag in weight_tags:
-            register_weight_tag(tag)
+    for tag in weight_tags:
+        register_weight_tag(tag)
     torch.set_num_threads(threads)
     # Stop signals reach the worker from the parent (forwarded) or from the terminal's process
     # group; a fine-tuning run turns them into a saved state, the rest of the time they end it.
