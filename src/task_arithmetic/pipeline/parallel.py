@@ -33,10 +33,10 @@ from ..models.factory import register_model_config, runtime_model_configs
 from ..plugins import register_builtin_plugins
 from ..training.config import resolve_config
 from ..training.loop import run_finetune
-from ..training.preemption import EXIT_PREEMPTED, STOP_SIGNALS
+from ..training.preemption import STOP_SIGNALS
 from .catalog import get_recipe
-from .plan import Study
-from .units import evaluate_recipe
+from .plan import Study, pending_evaluations, planned_run
+from .units import evaluate_recipe, stop_for_signal
 
 MAX_AUTO_JOBS = 8  # beyond this, the study's few dozen units gain little and memory grows
 
@@ -50,6 +50,7 @@ class Unit:
     mode: str | None = None
     reg: str | None = None
     recipe: str | None = None  # evaluation: the study's recipe name
+    done: bool = False  # its outputs are there and fresh (plan.py's test): nothing to start
 
 
 def usable_cores() -> int:
@@ -86,12 +87,13 @@ def study_units(study: Study) -> list[Unit]:
             after = tuple(run_unit[(task, r)] for r in cfg.reg_plugin.references(cfg.reg_settings) if (task, r) in run_unit)
             name = f"finetune {task} {cfg.run}"
             run_unit[(task, cfg.run)] = name
-            units.append(Unit(name, f"finetune {mode}-{reg}", after, task=task, mode=mode, reg=reg))
+            done = planned_run(study, task, mode, reg).done
+            units.append(Unit(name, f"finetune {mode}-{reg}", after, task=task, mode=mode, reg=reg, done=done))
     for recipe in study.recipes:
         source = recipe.evaluated.source_run
         after = tuple(run_unit[(t, source)] for t in study.tasks if (t, source) in run_unit)
         run = recipe.evaluated.results_run
-        units.append(Unit(f"evaluate {run}", f"evaluate {run}", after, recipe=recipe.name))
+        units.append(Unit(f"evaluate {run}", f"evaluate {run}", after, recipe=recipe.name, done=not pending_evaluations(study, recipe)))
     return units
 
 
@@ -126,10 +128,14 @@ def run_units(study: Study, jobs: int, record: Callable[[str, float], None], wei
     fine-tuning run saves its state) and the study exits EXIT_PREEMPTED, to be re-run."""
     study = dataclasses.replace(study, progress=False)  # progress bars from several processes garble
     units = study_units(study)
+    done = {u.name for u in units if u.done}
+    # stable: evaluations first, each list in order
+    pending = sorted((u for u in units if not u.done), key=lambda u: u.recipe is None)
+    if not pending:  # a finished study (a reused replicate): no worker to start
+        print(f"  all {len(units)} units done", flush=True)
+        return
     threads = max(1, usable_cores() // jobs)
-    print(f"  {len(units)} units in {jobs} processes ({threads} thread{'s' if threads > 1 else ''} each)", flush=True)
-    pending = sorted(units, key=lambda u: u.recipe is None)  # stable: evaluations first, each list in order
-    done: set[str] = set()
+    print(f"  {len(pending)} of {len(units)} units to run, in {jobs} processes ({threads} thread{'s' if threads > 1 else ''} each)", flush=True)
     running: dict[Future, Unit] = {}
     failure: BaseException | None = None
     stopped: list[int] = []
@@ -169,8 +175,7 @@ def run_units(study: Study, jobs: int, record: Callable[[str, float], None], wei
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     if stopped:
-        print(f"stopped by a signal: finished units are kept, a stopped run saved its state; run the same command again to resume ({len(units) - len(done)} units left)", flush=True)
-        raise SystemExit(EXIT_PREEMPTED)
+        stop_for_signal(f" ({len(units) - len(done)} units left)")
     if isinstance(failure, BrokenProcessPool):
         raise UserError("a worker process of the study died (killed, or out of memory); finished units are kept: run the same command again, or with --jobs 1")
     if failure is not None:

@@ -26,11 +26,10 @@ from ..reporting.build import build_report
 from ..reporting.collect import collect
 from ..reporting.seeds import summarize_seeds
 from ..training.loop import run_finetune
-from ..training.preemption import EXIT_PREEMPTED
 from .catalog import EMBEDDED_RECIPES, EVALUATIONS, EvalSettings, get_recipe
 from .parallel import run_units
 from .plan import Study
-from .units import evaluate_recipe
+from .units import evaluate_recipe, stop_for_signal
 
 MODEL = "TinyCLIP"
 # Every recipe the embedded study knows (the smoke preset runs them all; the default preset the
@@ -183,8 +182,7 @@ def execute(study: Study, jobs: int = 1) -> list[Path]:
             for task in study.tasks:
                 result = log.timed(f"finetune {mode}-{reg}", lambda: run_finetune(study.finetune_config(task, mode, reg)))
                 if result.status == "preempted":  # a stop signal: the run saved its state; the study stops too
-                    _say("stopped by a signal: run the same command again to resume")
-                    raise SystemExit(EXIT_PREEMPTED)
+                    stop_for_signal()
 
         _say("[3/4] evaluations")
         for recipe in study.recipes:

@@ -12,7 +12,7 @@ from typing import Any
 
 from scipy.stats import spearmanr
 
-from .collect import RunResults
+from .table import RunResults
 
 # |tuned - one-shot| absolute test accuracy within which "no alpha tuning is needed" (paper: 84.5 vs 84.2)
 ONE_SHOT_TOLERANCE = 0.01
