@@ -28,6 +28,7 @@ from task_arithmetic.evaluation.single_task import evaluate_single_task
 from task_arithmetic.models.factory import ModelSpec
 from task_arithmetic.models.pretrained import zeroshot_encoder
 from task_arithmetic.paths import DEFAULT_DATA_LOCATION, Layout
+from task_arithmetic.plugins import register_builtin_plugins
 from task_arithmetic.training.config import FinetuneConfig
 from task_arithmetic.training.loop import run_finetune
 from task_arithmetic.vectors.runs import RunRecipe
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--modes", default="standard,linear", help="fine-tuning modes to run (standard alone also evaluates post-hoc)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    register_builtin_plugins()
 
     base = get_preset("default")
     overrides = {
