@@ -103,3 +103,30 @@ def test_script_rejects_an_unknown_preset(repo_root):
     assert result.returncode == 2
     assert "unknown preset 'huge'" in result.stderr and "default, smoke" in result.stderr
 
+
+
+def test_two_lanes_give_the_one_process_gradients():
+    """The two-core step (lanes A and B, features detached, autograd.grad per lane) must give the
+    gradients of the plain loss.backward() on the whole batch, up to rounding, and restore the
+    thread count it changed."""
+    torch.manual_seed(0)
+    model, _, _ = create_clip(ModelSpec("TinyCLIP"))
+    model.train()
+    images, tokens = torch.randn(8, 3, 32, 32), torch.randint(1, 400, (8, 24))
+    matches = torch.eye(8, dtype=torch.bool)
+    matches[0, 1] = matches[1, 0] = True
+    plain = contrastive_loss(model.encode_image(images), model.encode_text(tokens), model.logit_scale, matches)
+    plain.backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    threads = torch.get_num_threads()
+    lanes = pretrain_module.TwoLanes(model)
+    try:
+        loss = lanes.backward(images, tokens, matches)
+    finally:
+        lanes.close()
+    assert torch.get_num_threads() == threads
+    assert torch.allclose(loss, plain.detach(), atol=1e-6)
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert torch.allclose(p.grad, expected[name], rtol=1e-4, atol=1e-6), name

@@ -35,10 +35,16 @@ def recipe_fingerprint(preset: Preset) -> dict[str, str]:
     """What the cached weights must have been made with: the pretraining recipe and the architecture."""
     config = open_clip.get_model_config(MODEL_NAME)
     arch = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
-    from .corpus import MIXTURE
+    from .corpus import CORPUS_VERSION, MIXTURE
     from .datasets import GENERATOR_VERSION
 
-    return {"pretrain_digest": preset.pretrain.digest(), "architecture_digest": arch, "generator_version": GENERATOR_VERSION, "mixture": repr(MIXTURE)}
+    return {
+        "pretrain_digest": preset.pretrain.digest(),
+        "architecture_digest": arch,
+        "generator_version": GENERATOR_VERSION,
+        "corpus_version": CORPUS_VERSION,
+        "mixture": repr(MIXTURE),
+    }
 
 
 def resolve_weights(tag: str, cache_dir: str | None = None, progress: bool = True) -> Path:
