@@ -74,6 +74,10 @@ def test_single_task_and_addition_match_independent_models(world):
         for split in ("val", "test"):
             assert single["zeroshot"][t][split]["accuracy"] == pytest.approx(ref.accuracy({}, t, split))
             assert single["finetuned"][t][split]["accuracy"] == pytest.approx(ref.accuracy({t: 1.0}, t, split))
+    size = torch.sqrt(sum((v.double() ** 2).sum() for v in s.theta0.visual.state_dict().values() if v.is_floating_point()))
+    for t in world.tasks:  # ||tau|| / ||theta_0|| over the encoder's floating-point weights
+        assert single["relative_norm"][t] == pytest.approx(ref.vectors[t].norm() / float(size), rel=1e-6)
+        assert single["relative_norm"][t] > 0
     result = evaluate_addition(s)
     ft_val = {t: ref.accuracy({t: 1.0}, t, "val") for t in world.tasks}
     scores = []

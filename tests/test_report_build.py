@@ -67,6 +67,9 @@ class FakeSession:
         i, j = TASKS.index(task), self.columns.index(dataset)
         return 5.0 if task == dataset else (10.0 * self.K[i][j] if self.sign > 0 else 1.0 / (1e-3 + self.K[i][j]))
 
+    def relative_norms(self):
+        return {t: 0.02 * (i + 1) for i, t in enumerate(TASKS)}
+
     def settings(self, **extra):
         return {"mode": self.mode, "reg": self.reg, "tasks": self.tasks, **extra}
 
@@ -168,6 +171,8 @@ def test_report_files_tables_and_plots(layout):
     assert rows[0]["method"] == "zero-shot" and len(rows) == 1 + 2 * 2
     report = (folder / "report.md").read_text()
     assert "## Claims" in report and "| zero-shot |" in report and "![addition_alpha](addition_alpha.png)" in report
+    sizes = {r["model"]: r for r in csv.DictReader((folder / "task_vector_norms.csv").open())}
+    assert float(sizes[describe("standard")]["D"]) == pytest.approx(8.0) and float(sizes[describe("standard")]["min"]) == pytest.approx(2.0)
     claims = json.loads((folder / "claims.json").read_text())
     assert {c["verdict"] for c in claims} <= {HOLDS, FAILS, MISSING} and any(c["verdict"] == MISSING for c in claims)
 

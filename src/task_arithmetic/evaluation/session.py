@@ -19,13 +19,14 @@ import torch
 
 from ..data.registry import control_for
 from ..errors import UserError
-from ..io import metadata_path, read_json
+from ..io import load_weights, metadata_path, read_json
 from ..models.factory import ModelSpec
 from ..models.heads import ClassificationHead
 from ..models.pretrained import task_head, zeroshot_encoder
 from ..paths import Layout
 from ..runtime import code_revision, pick_device
 from ..vectors.runs import RunRecipe, locate_runs
+from ..vectors.task_vector import TaskVector, float_keys
 from .accuracy import accuracy_from_logits
 from .batched import DEFAULT_MEMORY_MB, BatchedEvaluator, EditRequest
 from .cached import CachedEvaluator
@@ -146,6 +147,14 @@ class EvalSession:
 
     def tangent_norm_mean(self, task: str, dataset: str, split: str) -> float:
         return self.tangent_source.tangent_norm_mean(task, dataset, split)
+
+    def relative_norms(self) -> dict[str, float]:
+        """||tau_t|| / ||theta_0|| per task: how far each fine-tuning moved the encoder (a linear
+        run: its trainable copy), the scale CLIP's task vectors are compared on."""
+        theta0, _ = load_weights(self.theta0_path, "cpu")
+        base = {k: theta0[k] for k in float_keys(theta0)}
+        size = TaskVector(base).norm()
+        return {t: TaskVector.from_checkpoints(self.checkpoints[t], base).norm() / size for t in self.tasks}
 
     # provenance -----------------------------------------------------------------------------
     def settings(self, **extra: Any) -> dict[str, Any]:

@@ -26,7 +26,7 @@ def evaluate_single_task(session: EvalSession) -> dict[str, Any]:
         for which, table in (("zeroshot", zeroshot), ("finetuned", finetuned))
         for split in EVAL_SPLITS
     }
-    return {"zeroshot": zeroshot, "finetuned": finetuned, "summary": summary}
+    return {"zeroshot": zeroshot, "finetuned": finetuned, "summary": summary, "relative_norm": session.relative_norms()}
 
 
 def _headline(results: dict[str, Any]) -> str:
@@ -49,7 +49,13 @@ def report(runs: dict[str, RunResults]) -> list[Table]:
     table.rows.append(row("zero-shot", next(iter(with_single.values())).results("single_task")["zeroshot"]))
     for name, run in with_single.items():
         table.rows.append(row(f"{describe(name)} fine-tuned", run.results("single_task")["finetuned"]))
-    return [table]
+    norms = Table("task_vector_norms", "Task-vector size: ‖τ‖ / ‖θ0‖ (%)", ["model", "min", "max", *tasks])
+    for name, run in with_single.items():
+        relative = run.results("single_task").get("relative_norm")  # absent from results of older versions
+        if relative:
+            present = [relative[t] for t in tasks if t in relative]
+            norms.rows.append([describe(name), pct_cell(min(present)), pct_cell(max(present)), *[pct_cell(relative.get(t)) for t in tasks]])
+    return [table, norms] if norms.rows else [table]
 
 
 EVALUATION = Evaluation(
