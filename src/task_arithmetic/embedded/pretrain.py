@@ -78,10 +78,10 @@ def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, 
 class TwoLanes:
     """A CPU step on two cores as two single-threaded lanes instead of one two-threaded process.
 
-    This model's matrices are too small for two intra-op threads to pay (1.29x one thread). Lane
-    A encodes the first 3/4 of the images, lane B the rest and every caption (measured on one
-    core: 0.64 ms an image and 0.31 ms a caption forward and backward, so the lanes take about
-    equally long); the loss is taken on their detached features, and each lane back-propagates
+    This model's matrices are too small for two intra-op threads to pay in full (1.54x one thread;
+    two lanes: 1.76x, benchmarks/bench_pretrain.py). Lane A encodes the first 3/4 of the images,
+    lane B the rest and every caption (an image costs about twice a caption forward and backward,
+    so the lanes take about equally long); the loss is taken on their detached features, and each lane back-propagates
     its own share with autograd.grad. Gradients are summed in a fixed order, never accumulated
     concurrently, so a run is deterministic. Exact: a ViT treats each image alone, so splitting
     the batch only changes rounding.
