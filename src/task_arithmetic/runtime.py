@@ -25,6 +25,13 @@ def pick_device(requested: str = "auto") -> torch.device:
         raise UserError(f"unknown device '{requested}'; use auto, cpu, cuda or cuda:N") from err
 
 
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # what this process may run on (taskset, Slurm, cgroups)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

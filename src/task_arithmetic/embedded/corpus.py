@@ -9,12 +9,12 @@ scikit-learn never appear here.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..runtime import usable_cores
 from . import styles
 from .captions import image_facts, sample_captions
 from .families.shapes import SHAPES, shape_alpha
@@ -66,7 +66,7 @@ def build_corpus(size: int, seed: int, captions_per_image: int = 3, workers: int
         return img, texts, facts, stated
 
     # numpy releases the GIL in its array work: two threads render 1.8x faster than one.
-    workers = workers or max(1, len(os.sched_getaffinity(0)))
+    workers = workers or usable_cores()
     with ThreadPoolExecutor(min(workers, len(MIXTURE))) as pool:
         parts = list(pool.map(family_part, range(len(MIXTURE))))
     return Corpus(

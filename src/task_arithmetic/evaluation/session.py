@@ -19,7 +19,7 @@ import torch
 
 from ..data.registry import control_for
 from ..errors import UserError
-from ..io import load_weights, metadata_path, read_json
+from ..io import metadata_path, read_json
 from ..models.factory import ModelSpec
 from ..models.heads import ClassificationHead
 from ..models.pretrained import task_head, zeroshot_encoder
@@ -151,8 +151,8 @@ class EvalSession:
     def relative_norms(self) -> dict[str, float]:
         """||tau_t|| / ||theta_0|| per task: how far each fine-tuning moved the encoder (a linear
         run: its trainable copy), the scale CLIP's task vectors are compared on."""
-        theta0, _ = load_weights(self.theta0_path, "cpu")
-        base = {k: theta0[k] for k in float_keys(theta0)}
+        theta0 = self.theta0.weights()  # in memory: the file at theta0_path, loaded once
+        base = {k: theta0[k].cpu() for k in float_keys(theta0)}
         size = TaskVector(base).norm()
         return {t: TaskVector.from_checkpoints(self.checkpoints[t], base).norm() / size for t in self.tasks}
 

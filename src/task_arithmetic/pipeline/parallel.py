@@ -31,6 +31,7 @@ from ..embedded.weights import register_weight_tag
 from ..errors import UserError
 from ..models.factory import register_model_config, runtime_model_configs
 from ..plugins import register_builtin_plugins
+from ..runtime import usable_cores
 from ..training.config import resolve_config
 from ..training.loop import run_finetune
 from ..training.preemption import STOP_SIGNALS
@@ -51,13 +52,6 @@ class Unit:
     reg: str | None = None
     recipe: str | None = None  # evaluation: the study's recipe name
     done: bool = False  # its outputs are there and fresh (plan.py's test): nothing to start
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # what this process may run on (taskset, Slurm, cgroups)
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def auto_jobs(device: str) -> int:

@@ -17,6 +17,7 @@ from typing import Iterator, Sequence, Sized, cast
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from ..runtime import usable_cores
 from .preemption import STOP_SIGNALS
 
 _MIX = 0x9E3779B97F4A7C15  # odd 64-bit constant: spreads nearby integers far apart
@@ -122,8 +123,7 @@ def loader_workers(requested: int | None, device: torch.device, tensor_native: b
         return requested
     if device.type != "cuda" or tensor_native:
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    per_process = cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun's processes on this node
+    per_process = usable_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun's processes on this node
     return max(0, min(MAX_AUTO_WORKERS, per_process - 1))
 
 
