@@ -37,7 +37,7 @@ from task_arithmetic.evaluation.selection import symmetric_grid  # noqa: E402
 from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection  # noqa: E402
 from task_arithmetic.evaluation.single_task import evaluate_single_task  # noqa: E402
 from task_arithmetic.evaluation.tau_jp import evaluate_tau_jp  # noqa: E402
-from task_arithmetic.vectors import RunRecipe  # noqa: E402
+from task_arithmetic.recipes import EvaluatedRun  # noqa: E402
 
 
 def suite(session: EvalSession, world, grid_points: int) -> tuple[dict, dict]:
@@ -87,7 +87,7 @@ def main() -> None:
     registry._BENCHMARK_LOADERS.clear()  # only the toy tasks: no dataset downloads or generation
     root = Path(tempfile.mkdtemp(prefix="bench_eval_cache_"))
     world = build_toy_world(root, n_tasks=args.tasks, n_val=args.n, n_test=args.n, recipes=(("linear", "none"),))
-    selection = RunSelection(world.spec, world.layout, world.data_location, RunRecipe("linear"), world.tasks)
+    selection = RunSelection(world.spec, world.layout, world.data_location, EvaluatedRun.parse("linear"), world.tasks)
 
     measured: dict = {}
     for label, use_cache in (("direct", False), ("cached", True)):

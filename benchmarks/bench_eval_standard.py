@@ -45,7 +45,7 @@ from task_arithmetic.evaluation.selection import symmetric_grid  # noqa: E402
 from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection  # noqa: E402
 from task_arithmetic.evaluation.single_task import evaluate_single_task  # noqa: E402
 from task_arithmetic.evaluation.tau_jp import evaluate_tau_jp  # noqa: E402
-from task_arithmetic.vectors import RunRecipe  # noqa: E402
+from task_arithmetic.recipes import EvaluatedRun  # noqa: E402
 
 # per model: tasks, examples per Val part and test set, alpha points, disentanglement grid points,
 # batch size. ViT-B-32 costs ~240x TinyCLIP per image, so its suite is smaller to fit minutes.
@@ -126,7 +126,7 @@ def bound(model: str, batch: int, threads: int, repeats: int = 20) -> float:
 def run(model: str, world, threads: int, sizes: tuple[int, int, int, int, int]) -> dict:
     n_tasks, n, alpha_points, grid, batch = sizes
     torch.set_num_threads(threads)
-    selection = RunSelection(world.spec, world.layout, world.data_location, RunRecipe("standard"), world.tasks)
+    selection = RunSelection(world.spec, world.layout, world.data_location, EvaluatedRun.parse("standard"), world.tasks)
     measured = {}
     for label, batched in (("per-edit", False), ("batched", True)):
         session = EvalSession(selection, EvalOptions(device="cpu", batch_size=batch, disk_cache=False, batched=batched))

@@ -130,7 +130,7 @@ def eval_worker(n: int, grid_points: int, batch_size: int, threads: int, parts: 
     from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection
     from task_arithmetic.evaluation.single_task import evaluate_single_task
     from task_arithmetic.evaluation.tau_jp import evaluate_tau_jp
-    from task_arithmetic.vectors import RunRecipe
+    from task_arithmetic.recipes import EvaluatedRun
 
     registry._BENCHMARK_LOADERS.clear()  # only the toy tasks: no dataset generation
     out: dict = {}
@@ -140,7 +140,7 @@ def eval_worker(n: int, grid_points: int, batch_size: int, threads: int, parts: 
         datasets = [*world.tasks, world.control]
 
         def session_for(mode: str, use_cache: bool) -> EvalSession:
-            selection = RunSelection(world.spec, world.layout, world.data_location, RunRecipe(mode), world.tasks)
+            selection = RunSelection(world.spec, world.layout, world.data_location, EvaluatedRun.parse(mode), world.tasks)
             return EvalSession(selection, EvalOptions(device="cpu", batch_size=batch_size, use_cache=use_cache, disk_cache=False))
 
         entry: dict = {}

@@ -31,7 +31,8 @@ from task_arithmetic.paths import DEFAULT_DATA_LOCATION, Layout
 from task_arithmetic.plugins import register_builtin_plugins
 from task_arithmetic.training.config import FinetuneConfig
 from task_arithmetic.training.loop import run_finetune
-from task_arithmetic.vectors.runs import RunRecipe
+from task_arithmetic.recipes import EvaluatedRun
+from task_arithmetic.typed_json import dump
 from task_arithmetic.vectors.task_vector import TaskVector
 
 
@@ -97,16 +98,16 @@ def main() -> None:
     out: dict[str, object] = {"name": args.name, "pretrain": dataclasses.asdict(pretrain), "ft_lr": args.ft_lr, "epoch_scale": args.epoch_scale, "task_epochs": task_epochs, "seed": args.seed}
     zs_path = layout.zeroshot(spec.model_id)
     for mode in [m for m in ("standard", "posthoc", "linear") if m in modes or (m == "posthoc" and "standard" in modes)]:
-        recipe = RunRecipe(mode, tag=tag)
+        recipe = EvaluatedRun.parse(f"{mode}-{tag}" if tag else mode)
         session = EvalSession(RunSelection(spec, layout, DEFAULT_DATA_LOCATION, recipe, tuple(tasks)), EvalOptions(device="cpu"))
-        single = evaluate_single_task(session)
+        single = dump(evaluate_single_task(session))
         fig: dict[str, object] = {
             "single_test": {t: single["finetuned"][t]["test"]["accuracy"] for t in tasks},
             "single_avg": single["summary"]["finetuned_test_avg"],
             "zeroshot_avg": single["summary"]["zeroshot_test_avg"],
         }
         if mode != "posthoc":
-            add = evaluate_addition(session)
+            add = dump(evaluate_addition(session))
             fig.update(
                 alpha=add["chosen_alpha"],
                 tuned_abs=add["tuned"]["test"]["avg_accuracy"], tuned_norm=add["tuned"]["test"]["avg_normalized"],

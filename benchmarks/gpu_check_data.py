@@ -61,10 +61,10 @@ def fake_data(ctx) -> Path:
 def step_data(ctx, record: StepRecord) -> None:
     import torch
 
+    from task_arithmetic.data.sampling import EpochPlan, epoch_loader, loader_workers
     from task_arithmetic.data.splits import load_dataset
     from task_arithmetic.models.encoder import build_encoder
     from task_arithmetic.models.factory import ModelSpec
-    from task_arithmetic.training.data import EpochPlan, epoch_loader, loader_workers
 
     started = time.perf_counter()
     root = fake_data(ctx)

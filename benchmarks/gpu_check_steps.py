@@ -200,7 +200,7 @@ def step_eval(ctx, record: StepRecord) -> None:
     from task_arithmetic.data import registry
     from task_arithmetic.evaluation.addition import evaluate_addition
     from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection
-    from task_arithmetic.vectors import RunRecipe
+    from task_arithmetic.recipes import EvaluatedRun
 
     s = ctx.sizes
     saved = dict(registry._BENCHMARK_LOADERS), dict(registry._TASKS)
@@ -210,7 +210,7 @@ def step_eval(ctx, record: StepRecord) -> None:
         world = build_toy_world(ctx.work / "eval", n_tasks=s.eval_tasks, n_val=s.eval_val, n_test=s.eval_test,
                                 recipes=(("linear", "none"),), model=s.eval_model, device=ctx.device)
         record.add("world built", round(time.perf_counter() - started, 1), "s", f"{s.eval_model} random theta_0, {s.eval_tasks} fake linear runs")
-        selection = RunSelection(world.spec, world.layout, world.data_location, RunRecipe("linear"), world.tasks)
+        selection = RunSelection(world.spec, world.layout, world.data_location, EvaluatedRun.parse("linear"), world.tasks)
         session = EvalSession(selection, EvalOptions(device=ctx.device, batch_size=128, disk_cache=False))
         images = s.eval_tasks * (s.eval_val + s.eval_test)
         if ctx.device == "cuda":

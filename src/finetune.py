@@ -25,7 +25,7 @@ import sys
 from task_arithmetic.errors import cli_entry
 from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT
 from task_arithmetic.recipes import MODES, REGULARIZERS
-from task_arithmetic.recipes.names import all_variants
+from task_arithmetic.recipes.registry import all_variants
 from task_arithmetic.training.config import WANDB_MODES, FinetuneConfig
 
 
@@ -36,9 +36,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pretrained", default="openai", help="weights tag, local weights file, or 'none' for random weights")
     p.add_argument("--cache-dir", default=None, help="where open_clip weights are cached")
     modes = ", ".join(f"{m.name} ({m.summary})" for m in MODES.values())
+    p.add_argument("--run", default=None, help="the run's folder name, e.g. linear-tau_jp (instead of --mode/--reg/--variant/--tag)")
     p.add_argument("--mode", choices=tuple(MODES), default=None, help=f"{modes}; default: the regulariser's (linear for tau_jp)")
-    p.add_argument("--reg", choices=tuple(REGULARIZERS), default="none", help=", ".join(f"{r.name} ({r.summary})" for r in REGULARIZERS.values()))
-    p.add_argument("--variant", choices=all_variants(), default="efficient", help="tau_jp: which penalty tasks feed each step")
+    p.add_argument("--reg", choices=tuple(REGULARIZERS), default=None, help=", ".join(f"{r.name} ({r.summary})" for r in REGULARIZERS.values()) + "; default none")
+    p.add_argument("--variant", choices=all_variants(), default=None, help="the regulariser's variant, e.g. tau_jp: which penalty tasks feed each step (default: its first)")
     p.add_argument("--init-from", default=None, help="start from this finetuned.safetensors (e.g. continue with tau-Jp)")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--wd", type=float, default=None, help="AdamW weight decay")
@@ -75,7 +76,7 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
         micro_batch=args.micro_batch, epochs=args.epochs, max_steps=args.max_steps, clip=args.clip, seed=args.seed,
         device=args.device, data_location=args.data_location, checkpoint_root=args.checkpoint_root,
         results_root=args.results_root, save_every=args.save_every, wandb=args.wandb, num_workers=args.num_workers,
-        max_train_samples=args.max_train_samples, tag=args.tag, force=args.force, progress=not args.no_progress,
+        max_train_samples=args.max_train_samples, tag=args.tag, run=args.run, force=args.force, progress=not args.no_progress,
     )
 
 

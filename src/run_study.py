@@ -7,37 +7,47 @@
     python src/run_study.py ... --launcher slurm --gpus 1 --time 12:00:00 [--dry-run]   # as a Slurm job graph
     python src/run_study.py --preset default --seeds 0,1,2 [--pretrain-seeds]   # mean, sd, 95 % interval
 
-Fine-tunes every task in each recipe that trains (standard, linear, tau_jp; posthoc reads the
-standard runs; `<recipe>@<tag>` reads tagged runs, e.g. imported ones, and trains nothing), runs
-every evaluation and writes results/<model_id>/report/. --dry-run prints the plan and its cost
-without reading any weights or data. --launcher slurm submits the same plan as jobs (a
-fine-tuning array per recipe, evaluations after the runs they read, the report last), only
-the steps still missing; with --dry-run it prints the sbatch commands instead.
+Fine-tunes every task in each recipe that trains (--recipes: the registry's recipe names, a group
+name - paper, field, experiment - or all; `<recipe>@<tag>` reads tagged runs, e.g. imported
+ones, and trains nothing; any run name such as linear-tau_jp_strict also works), runs every
+evaluation and writes results/<model_id>/report/. --dry-run prints the plan and its cost without
+reading any weights or data. --launcher slurm submits the same graph of units as jobs (a
+fine-tuning array per run, evaluations after the runs they read, the report last), only the
+units still missing; with --dry-run it prints the sbatch commands instead.
+
+Exit codes: 0 done, 2 bad input, 75 stopped by SIGTERM/SIGUSR1 with finished steps kept (re-run to resume).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 from task_arithmetic.data.registry import parse_task_list
 from task_arithmetic.embedded.presets import PRESETS
 from task_arithmetic.errors import UserError, cli_entry
+from task_arithmetic.evaluation.registry import EVALUATIONS, study_param_values
 from task_arithmetic.evaluation.session import default_control
+from task_arithmetic.evaluation.spec import add_param_argument
 from task_arithmetic.models.factory import ModelSpec, parse_pretrained
 from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout
-from task_arithmetic.pipeline.catalog import DEFAULT_RECIPES, EMBEDDED_RECIPES, EVALUATIONS, EvalSettings, check_evaluations, get_recipe
+from task_arithmetic.pipeline.definition import Study
+from task_arithmetic.pipeline.graph import build_graph, read_unit_file, run_unit
 from task_arithmetic.pipeline.parallel import auto_jobs, parse_jobs
-from task_arithmetic.pipeline.plan import CALIBRATION, PASS_KINDS, Study, format_plan, make_plan
-from task_arithmetic.pipeline.slurm import SlurmOptions, format_commands, job_graph, submit
-from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute_seeds, replicates, run_stage
+from task_arithmetic.pipeline.plan import CALIBRATION, PASS_KINDS, format_plan, make_plan
+from task_arithmetic.pipeline.slurm import SlurmOptions, format_commands, job_graph, submission_folder, submit
+from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute_seeds, replicates, stop_for_signal
+from task_arithmetic.recipes import MODES, REGULARIZERS, Group, recipe, recipes_in
 
-# Fine-tuning flags passed through to every run (src/finetune.py has the same), with their types.
+# Fine-tuning flags passed through to every run (src/finetune.py has the same), with their types;
+# the plug-ins' own options (every recipe's flags) are added from the registry.
 FINETUNE_FLAGS: dict[str, type] = {
     "lr": float, "wd": float, "warmup": int, "batch_size": int, "micro_batch": int, "epochs": int, "max_steps": int,
-    "clip": float, "penalty_coef": float, "penalty_batch": int, "max_train_samples": int, "num_workers": int, "save_every": int,
+    "clip": float, "max_train_samples": int, "num_workers": int, "save_every": int,
 }
+GROUPS = {g.value: g for g in Group}
 
 
 def seconds_per_image(text: str) -> dict[str, float]:
@@ -69,8 +79,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--data-location", type=Path, default=DEFAULT_DATA_LOCATION)
     g.add_argument("--tasks", default="real8", help="comma list of tasks or a benchmark name (default real8)")
     s = p.add_argument_group("study")
-    s.add_argument("--recipes", default=None, help=f"comma list of {', '.join(EMBEDDED_RECIPES)}, or all (default {','.join(DEFAULT_RECIPES)}; "
-                   "with --preset, the preset's); <recipe>@<tag> reads tagged runs")
+    s.add_argument("--recipes", default=None, help=f"comma list of {', '.join(recipe(n).name for n in recipes_in(*Group))}, a group "
+                   f"({', '.join(GROUPS)}) or all (default: paper; with --preset, the preset's); <recipe>@<tag> reads tagged runs")
     s.add_argument("--evaluations", default=None, help=f"comma list of {', '.join(EVALUATIONS)}, or all (default all; with --preset, the preset's)")
     s.add_argument("--dry-run", action="store_true", help="print the plan and its cost; read no weights or data")
     s.add_argument("--seconds-per-image", type=seconds_per_image, default=None, help="GPU seconds per image pass: plain=S,linearized=S")
@@ -81,94 +91,117 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--launcher", choices=("local", "slurm"), default="local", help="run here, or submit a Slurm job graph")
     s.add_argument("--jobs", default="auto", help="local: worker processes for the runs and evaluations, or auto "
                    "(default: one single-threaded process per core on CPU, 1 on a GPU); 1 runs everything in this process")
-    s.add_argument("--stage", default=None, help=argparse.SUPPRESS)  # one step, as a Slurm job runs it
+    s.add_argument("--unit", type=Path, default=None, help=argparse.SUPPRESS)  # one unit of the graph, as a Slurm job runs it
     sl = p.add_argument_group("Slurm resources (--launcher slurm)")
     sl.add_argument("--gpus", type=int, default=0, help="GPUs per fine-tuning job (> 1: torchrun); evaluations get one when > 0")
     sl.add_argument("--cpus", type=int, default=4, help="CPUs per job")
     sl.add_argument("--time", default=None, help="time limit per job, e.g. 12:00:00")
     sl.add_argument("--partition", default=None)
     sl.add_argument("--mem", default=None)
-    sl.add_argument("--log-dir", type=Path, default=Path("logs/slurm"), help="where Slurm writes the job logs")
-    e = p.add_argument_group("evaluation settings")
+    sl.add_argument("--log-dir", type=Path, default=Path("logs/slurm"), help="where Slurm writes the job logs (and the unit files)")
+    e = p.add_argument_group("evaluation settings (each goes to every evaluation that has it)")
     e.add_argument("--max-eval-samples", type=int, default=None)
     e.add_argument("--eval-batch-size", type=int, default=128)
-    e.add_argument("--alpha-step", type=float, default=0.05)
-    e.add_argument("--disentanglement-points", type=int, default=21)
-    f = p.add_argument_group("fine-tuning settings, passed to every run (see src/finetune.py)")
+    seen: set[str] = set()
+    for evaluation in EVALUATIONS.values():
+        for f in evaluation.study_fields():
+            if f.name not in seen:
+                seen.add(f.name)
+                add_param_argument(e, f)
+    e.add_argument("--disentanglement-points", dest="grid_points", type=int, default=None, help=argparse.SUPPRESS)  # the earlier name
+    f = p.add_argument_group("fine-tuning settings, passed to every run (see src/finetune.py; a recipe's own options only to its runs)")
     for name, kind in FINETUNE_FLAGS.items():
         f.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
+    for plugin in (*MODES.values(), *REGULARIZERS.values()):
+        plugin.add_arguments(p)
     return p
 
 
-def _recipe_names(text: str) -> tuple[str, ...]:
-    if text == "all":
-        return EMBEDDED_RECIPES
-    names = tuple(r.strip() for r in text.split(",") if r.strip())
-    for name in names:
-        get_recipe(name)  # unknown names are refused before any work
+def _plugin_options() -> list[str]:
+    return [n for plugin in (*MODES.values(), *REGULARIZERS.values()) for n in plugin.option_names()]
+
+
+def recipe_names(text: str) -> tuple[str, ...]:
+    """--recipes: names, groups and `all`, each recipe once, refused before any work if unknown."""
+    names: list[str] = []
+    for item in (r.strip() for r in text.split(",")):
+        if not item:
+            continue
+        if item == "all":
+            names += recipes_in(*Group)
+        elif item in GROUPS:
+            names += recipes_in(GROUPS[item])
+        else:
+            names.append(recipe(item).name)
     if not names:
-        raise UserError("--recipes is empty; give at least one of " + ", ".join(EMBEDDED_RECIPES))
+        raise UserError("--recipes is empty; give at least one of " + ", ".join(recipes_in(*Group)))
+    return tuple(dict.fromkeys(names))
+
+
+def evaluation_names(text: str) -> tuple[str, ...]:
+    names = tuple(EVALUATIONS) if text == "all" else tuple(e.strip() for e in text.split(",") if e.strip())
+    for name in names:
+        if name not in EVALUATIONS:
+            raise UserError(f"unknown evaluation '{name}'; valid: {', '.join(EVALUATIONS)}")
+    if not names:
+        raise UserError(f"--evaluations is empty; give at least one of {', '.join(EVALUATIONS)}")
     return names
 
 
-def _evaluation_names(text: str) -> list[str]:
-    return list(EVALUATIONS) if text == "all" else [e.strip() for e in text.split(",") if e.strip()]
+def check_evaluations(study: Study) -> None:
+    for name in study.evaluations:
+        evaluation = EVALUATIONS[name]
+        if len(study.tasks) < evaluation.min_tasks:
+            raise UserError(f"evaluation {name} needs at least {evaluation.min_tasks} tasks; add tasks or drop it from --evaluations")
+        if evaluation.needs_control and study.control is None:
+            raise UserError(f"evaluation {name} needs a control task (the tasks' benchmark has none); pass --control or drop it from --evaluations")
+
+
+def study_params(args: argparse.Namespace) -> dict[str, object]:
+    """The study-level evaluation settings given on the command line."""
+    return {k: getattr(args, k) for k in study_param_values({}) if getattr(args, k, None) is not None}
 
 
 def build_study(args: argparse.Namespace) -> Study:
+    finetune = {k: getattr(args, k) for k in (*FINETUNE_FLAGS, *_plugin_options()) if getattr(args, k) is not None}
+    given = study_params(args)
     if args.preset is not None:
-        names = None if args.recipes is None else _recipe_names(args.recipes)
-        chosen = None if args.evaluations is None else tuple(_evaluation_names(args.evaluations))
+        names = None if args.recipes is None else recipe_names(args.recipes)
+        chosen = None if args.evaluations is None else evaluation_names(args.evaluations)
         study = embedded_study(StudyConfig(args.preset, args.data_location, args.checkpoint_root, args.results_root, args.device,
                                            not args.no_progress, names, chosen))
-        check_evaluations(list(study.evaluations), list(study.tasks), study.settings.control)
-        return study
-    tasks = list(parse_task_list(args.tasks))
-    control = default_control(tasks)
-    evaluations = _evaluation_names(args.evaluations or "all")
-    check_evaluations(evaluations, tasks, control)
-    recipes = tuple(get_recipe(r) for r in (DEFAULT_RECIPES if args.recipes is None else _recipe_names(args.recipes)))
-    if not recipes:
-        raise UserError("--recipes is empty; give at least one of " + ", ".join(DEFAULT_RECIPES))
-    if not 0 < args.alpha_step <= 1:
-        raise UserError(f"--alpha-step must be in (0, 1], got {args.alpha_step}")
-    return Study(
-        spec=ModelSpec(args.model, parse_pretrained(args.pretrained), args.cache_dir),
-        tasks=tuple(tasks),
-        recipes=recipes,
-        evaluations=tuple(evaluations),
-        layout=Layout(args.checkpoint_root, args.results_root),
-        data_location=args.data_location,
-        settings=EvalSettings(control, args.alpha_step, args.disentanglement_points),
-        device=args.device,
-        progress=not args.no_progress,
-        finetune={k: getattr(args, k) for k in FINETUNE_FLAGS if getattr(args, k) is not None},
-        eval_limit=args.max_eval_samples,
-        eval_batch_size=args.eval_batch_size,
-    )
+        study = dataclasses.replace(study, finetune={**study.finetune, **finetune}, eval_params={**study.eval_params, **given})
+    else:
+        tasks = tuple(parse_task_list(args.tasks))
+        study = Study(
+            spec=ModelSpec(args.model, parse_pretrained(args.pretrained), args.cache_dir),
+            tasks=tasks,
+            recipes=tuple(recipe(r) for r in recipe_names(args.recipes or Group.PAPER.value)),
+            evaluations=evaluation_names(args.evaluations or "all"),
+            layout=Layout(args.checkpoint_root, args.results_root),
+            data_location=args.data_location,
+            eval_params=study_param_values({"control": default_control(tasks), **given}),
+            device=args.device,
+            progress=not args.no_progress,
+            finetune=finetune,
+            eval_limit=args.max_eval_samples,
+            eval_batch_size=args.eval_batch_size,
+        )
+    check_evaluations(study)
+    build_graph(study)  # resolves every run's settings: a bad flag fails here, before any work
+    return study
 
 
-# Flags that only steer this process or the submission: a job's own command leaves them out.
-_LAUNCH_ONLY = {"dry_run", "seconds_per_image", "launcher", "jobs", "stage", "gpus", "cpus", "time", "partition", "mem", "log_dir", "help"}
-_PATHS = {"checkpoint_root", "results_root", "data_location", "cache_dir"}
-
-
-def study_argv(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
-    """The flags that rebuild this study in a job (absolute paths: jobs run in the repository)."""
-    out: list[str] = []
-    for action in p._actions:
-        if action.dest in _LAUNCH_ONLY or not action.option_strings:
-            continue
-        value = getattr(args, action.dest)
-        if value is None or value is False or value == action.default and action.dest not in _PATHS:
-            continue
-        if value is True:
-            out.append(action.option_strings[0])
-            continue
-        if action.dest in _PATHS or (action.dest == "pretrained" and Path(value).exists()):
-            value = Path(value).resolve()
-        out += [action.option_strings[0], str(value)]
-    return out if "--no-progress" in out else [*out, "--no-progress"]  # job logs get no progress bars
+def run_one_unit(path: Path) -> list[Path]:
+    """A Slurm job's unit (scripts/slurm/unit.sbatch)."""
+    try:
+        study, unit = read_unit_file(path)
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"cannot read the unit file {path} ({err}); submit the study again") from err
+    print(f"unit {unit.id} of the study of {study.spec.model_id}", flush=True)
+    if run_unit(study, unit) == "preempted":
+        stop_for_signal()
+    return []
 
 
 @cli_entry
@@ -178,25 +211,26 @@ def main(argv: list[str] | None = None) -> list[Path]:
     register_builtin_plugins()  # the embedded benchmark's tasks and weights
     p = parser()
     args = p.parse_args(argv)
+    if args.unit is not None:
+        return run_one_unit(args.unit)
     study = build_study(args)
     seeds = parse_seeds(args.seeds)
     jobs = parse_jobs(args.jobs)  # a bad value fails before any work
     replicates(study, seeds, args.pretrain_seeds)  # bad seed settings fail before any work, a dry run included
-    if (args.stage is not None or args.launcher == "slurm") and (seeds != (0,) or args.pretrain_seeds):
-        raise UserError("--seeds/--pretrain-seeds run locally only; drop them with --launcher slurm (or submit one study per seed)")
-    if args.stage is not None:
-        return run_stage(study, args.stage)
     if args.launcher == "slurm":
+        if seeds != (0,) or args.pretrain_seeds:
+            raise UserError("--seeds/--pretrain-seeds run locally only; drop them with --launcher slurm (or submit one study per seed)")
         if args.cpus < 1 or args.gpus < 0:
             raise UserError(f"--cpus must be >= 1 and --gpus >= 0, got --cpus {args.cpus} --gpus {args.gpus}")
         opts = SlurmOptions(args.gpus, args.cpus, args.time, args.partition, args.mem, args.log_dir)
-        jobs = job_graph(study, make_plan(study), study_argv(p, args), opts, sys.executable)
+        study = dataclasses.replace(study, progress=False)  # job logs get no progress bars
+        graph = job_graph(study, build_graph(study), opts)
         if args.dry_run:
-            print(format_commands(jobs))
-        elif not jobs:
+            print(format_commands(graph, submission_folder(args.log_dir), Path(args.log_dir).resolve(), sys.executable))
+        elif not graph:
             print("nothing to submit: every step of the study is done")
         else:
-            submit(jobs, opts)
+            submit(study, graph, opts, sys.executable)
         return []
     if args.dry_run:
         calibration = args.seconds_per_image or CALIBRATION.get(study.spec.name)

@@ -106,7 +106,7 @@ def test_fast_jvp_bf16_autocast_stays_close_to_fp32_on_vit_b32(record_property):
 def test_training_loader_pins_memory_on_cuda():
     from torch.utils.data import TensorDataset
 
-    from task_arithmetic.training.data import EpochPlan, epoch_loader
+    from task_arithmetic.data.sampling import EpochPlan, epoch_loader
 
     data = TensorDataset(torch.randn(12, 3, 8, 8), torch.arange(12))
     plan = EpochPlan(dataset_size=12, global_batch=4, rank=0, world=1, seed=0)

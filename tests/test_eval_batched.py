@@ -22,7 +22,8 @@ from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSele
 from task_arithmetic.evaluation.single_task import evaluate_single_task
 from task_arithmetic.evaluation.stacked_vit import StackedWeights, stacked_forward
 from task_arithmetic.models.factory import ModelSpec, create_clip
-from task_arithmetic.vectors import RunRecipe
+from task_arithmetic.recipes import EvaluatedRun
+from task_arithmetic.typed_json import dump
 
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -34,7 +35,7 @@ def world(tmp_path_factory):
 
 
 def session(world, batched: bool, **options) -> EvalSession:
-    selection = RunSelection(world.spec, world.layout, world.data_location, RunRecipe("standard"), world.tasks)
+    selection = RunSelection(world.spec, world.layout, world.data_location, EvaluatedRun.parse("standard"), world.tasks)
     return EvalSession(selection, EvalOptions(device="cpu", batch_size=8, disk_cache=False, batched=batched, **options))
 
 
@@ -53,11 +54,11 @@ def differences(a, b, path=""):
 
 def standard_suite(s: EvalSession, world) -> dict:
     return json.loads(json.dumps({
-        "single_task": evaluate_single_task(s),
-        "addition": evaluate_addition(s, ALPHAS),
-        "negation": evaluate_negation(s, world.control, ALPHAS),
-        "pairs": evaluate_pairs(s, ALPHAS),
-        "disentanglement": evaluate_disentanglement(s, [world.tasks[:2]], symmetric_grid(2.0, 5)),
+        "single_task": dump(evaluate_single_task(s)),
+        "addition": dump(evaluate_addition(s, ALPHAS)),
+        "negation": dump(evaluate_negation(s, world.control, ALPHAS)),
+        "pairs": dump(evaluate_pairs(s, ALPHAS)),
+        "disentanglement": dump(evaluate_disentanglement(s, [world.tasks[:2]], symmetric_grid(2.0, 5))),
     }))
 
 
@@ -145,7 +146,7 @@ def test_vit_b32_random_weights_batched_equals_per_edit(tmp_path):
     with vit_b32_world(tmp_path) as big:
         a, b = big.tasks
         edits = [Edit.zeroshot(), Edit.scaled([a], 1.0), Edit.scaled([a, b], 0.5), Edit.per_task_coefs({a: 0.8, b: -0.6})]
-        selection = RunSelection(big.spec, big.layout, big.data_location, RunRecipe("standard"), big.tasks)
+        selection = RunSelection(big.spec, big.layout, big.data_location, EvaluatedRun.parse("standard"), big.tasks)
         options = dict(device="cpu", batch_size=2, disk_cache=False, use_cache=False)
         per_edit = EvalSession(selection, EvalOptions(batched=False, **options))
         expected = {(i, d): (per_edit.accuracy(e, d, "test"), per_edit.predictions(e, d, "test")) for i, e in enumerate(edits) for d in (a, big.control)}

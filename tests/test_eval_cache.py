@@ -11,7 +11,8 @@ from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSele
 from task_arithmetic.evaluation.tangent_cache import TangentComputer
 from task_arithmetic.io import metadata_path
 from task_arithmetic.models.linearize import functorch_jvp
-from task_arithmetic.vectors import RunRecipe, TaskVector
+from task_arithmetic.recipes import EvaluatedRun
+from task_arithmetic.vectors import TaskVector
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def world(tmp_path_factory):
 
 
 def session(world, mode, use_cache, disk_cache=True):
-    selection = RunSelection(world.spec, world.layout, world.data_location, RunRecipe(mode), world.tasks)
+    selection = RunSelection(world.spec, world.layout, world.data_location, EvaluatedRun.parse(mode), world.tasks)
     return EvalSession(selection, EvalOptions(device="cpu", batch_size=8, use_cache=use_cache, disk_cache=disk_cache))
 
 
@@ -115,7 +116,7 @@ def test_batched_tangents_equal_one_jvp_per_vector(world):
 
 
 def test_max_eval_samples_caps_every_split_with_a_fixed_subset(world):
-    selection = RunSelection(world.spec, world.layout, world.data_location, RunRecipe("linear"), world.tasks)
+    selection = RunSelection(world.spec, world.layout, world.data_location, EvaluatedRun.parse("linear"), world.tasks)
     capped = EvalSession(selection, EvalOptions(device="cpu", max_eval_samples=5))
     full = session(world, "linear", True)
     images = capped.bank.dataset("Toy0", "test")
@@ -124,7 +125,7 @@ def test_max_eval_samples_caps_every_split_with_a_fixed_subset(world):
     all_images = torch.stack([x for x, _ in full.bank.dataset("Toy0", "test")])
     rows = [int((all_images == x).all(dim=(1, 2, 3)).nonzero()) for x in chosen]
     assert rows == sorted(rows) and rows != list(range(5))  # spread over the set, in order
-    assert capped.metrics(Edit.zeroshot(), "Toy0", "test")["n"] == 5
+    assert capped.metrics(Edit.zeroshot(), "Toy0", "test").n == 5
     logits, _ = capped.logits(Edit.zeroshot(), "Toy0", "test")
     assert torch.allclose(logits, full.logits(Edit.zeroshot(), "Toy0", "test")[0][rows], atol=1e-5)
     cache_dir = world.layout.results(world.spec.model_id, "linear", "x").parent / "tangent_cache"

@@ -67,7 +67,7 @@ def test_missing_run_names_the_finetune_command(world):
         main("addition", argv(world, "--mode", "linear", "--reg", "tau_jp", "--tasks", "toy"))
     message = str(err.value)
     assert "linear-tau_jp" in message and "does not exist" in message
-    assert "python src/finetune.py --task Toy0 --model TinyCLIP --pretrained none --mode linear --reg tau_jp --variant efficient" in message
+    assert "python src/finetune.py --task Toy0 --model TinyCLIP --pretrained none --run linear-tau_jp" in message
     assert "likewise for Toy1, Toy2" in message
 
 
@@ -81,4 +81,4 @@ def test_shell_wrapper_reports_missing_run_in_one_line(tmp_path, repo_root):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: fine-tuned run ")
     assert "/MNIST/standard/finetuned.safetensors does not exist" in lines[0]
-    assert "python src/finetune.py --task MNIST" in lines[0] and "--mode standard" in lines[0]
+    assert "python src/finetune.py --task MNIST" in lines[0] and "--run standard " in lines[0]

@@ -14,7 +14,9 @@ from task_arithmetic.evaluation.selection import ALPHA_GRID, best_index, symmetr
 from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection
 from task_arithmetic.evaluation.single_task import evaluate_single_task
 from task_arithmetic.models.pretrained import task_head
-from task_arithmetic.vectors import RunRecipe, TaskVector, combine
+from task_arithmetic.recipes import EvaluatedRun
+from task_arithmetic.typed_json import dump
+from task_arithmetic.vectors import TaskVector, combine
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,7 @@ def world(tmp_path_factory):
 
 
 def session(world, mode="standard", use_cache=True):
-    selection = RunSelection(world.spec, world.layout, world.data_location, RunRecipe(mode), world.tasks)
+    selection = RunSelection(world.spec, world.layout, world.data_location, EvaluatedRun.parse(mode), world.tasks)
     return EvalSession(selection, EvalOptions(device="cpu", batch_size=16, use_cache=use_cache, disk_cache=False))
 
 
@@ -69,7 +71,7 @@ def test_best_index_rule():
 def test_single_task_and_addition_match_independent_models(world):
     s = session(world, "standard")
     ref = Reference(world, s, linear=False)
-    single = evaluate_single_task(s)
+    single = dump(evaluate_single_task(s))
     for t in world.tasks:
         for split in ("val", "test"):
             assert single["zeroshot"][t][split]["accuracy"] == pytest.approx(ref.accuracy({}, t, split))
@@ -78,7 +80,7 @@ def test_single_task_and_addition_match_independent_models(world):
     for t in world.tasks:  # ||tau|| / ||theta_0|| over the encoder's floating-point weights
         assert single["relative_norm"][t] == pytest.approx(ref.vectors[t].norm() / float(size), rel=1e-6)
         assert single["relative_norm"][t] > 0
-    result = evaluate_addition(s)
+    result = dump(evaluate_addition(s))
     ft_val = {t: ref.accuracy({t: 1.0}, t, "val") for t in world.tasks}
     scores = []
     for point in result["val_curve"]:
@@ -103,7 +105,7 @@ def test_standard_sweep_sums_each_vector_group_once(world, monkeypatch):
     calls = []
     real = direct.sum_checkpoints
     monkeypatch.setattr(direct, "sum_checkpoints", lambda paths, *a, **k: calls.append(len(paths)) or real(paths, *a, **k))
-    result = evaluate_addition(session(world, "standard"))
+    result = dump(evaluate_addition(session(world, "standard")))
     assert len(result["val_curve"]) == 21
     assert sorted(calls) == [1, 1, 1, 3]
 
@@ -112,7 +114,7 @@ def test_negation_rule_and_test_numbers_linear(world):
     s = session(world, "linear")
     ref = Reference(world, s, linear=True)
     # a loose control constraint so that it binds at some alpha > 0 in this small noisy world
-    result = evaluate_negation(s, world.control, ratio=0.7)
+    result = dump(evaluate_negation(s, world.control, ratio=0.7))
     zs_control = ref.accuracy({}, world.control, "val")
     assert result["zeroshot_control"]["val"] == pytest.approx(zs_control)
     for target, r in result["targets"].items():
@@ -134,7 +136,7 @@ def test_negation_rule_and_test_numbers_linear(world):
 def test_negation_without_admissible_alpha_is_reported(world):
     s = session(world, "linear")
     # control labels are theta_0's predictions (100 % zero-shot), so a floor above 100 % admits no alpha
-    result = evaluate_negation(s, world.control, alphas=[0.5, 1.0], ratio=1.01)
+    result = dump(evaluate_negation(s, world.control, alphas=[0.5, 1.0], ratio=1.01))
     assert result["zeroshot_control"]["val"] == 1.0
     statuses = {t: r["status"] for t, r in result["targets"].items()}
     assert set(statuses.values()) == {"no_admissible_alpha"}
@@ -146,7 +148,7 @@ def test_negation_without_admissible_alpha_is_reported(world):
 
 def test_pairs_cover_every_pair_and_match_reference(world):
     s = session(world, "posthoc")
-    result = evaluate_pairs(s, alphas=[0.0, 0.5, 1.0])
+    result = dump(evaluate_pairs(s, alphas=[0.0, 0.5, 1.0]))
     assert sorted(result["pairs"]) == sorted(f"{a}+{b}" for a, b in itertools.combinations(world.tasks, 2))
     ref = Reference(world, s, linear=True)
     pair = result["pairs"]["Toy0+Toy2"]
@@ -159,7 +161,7 @@ def test_pairs_cover_every_pair_and_match_reference(world):
 def test_disentanglement_matches_definition(world):
     s = session(world, "standard")
     alphas = symmetric_grid(2.0, 3)
-    result = evaluate_disentanglement(s, [("Toy1", "Toy2")], alphas, split="test")
+    result = dump(evaluate_disentanglement(s, [("Toy1", "Toy2")], alphas, split="test"))
     xi = result["pairs"]["Toy1+Toy2"]["xi"]
     assert xi[1][1] == 0.0  # alpha = (0, 0): both edits are theta_0
     ref = Reference(world, s, linear=False)

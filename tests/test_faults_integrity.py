@@ -33,7 +33,8 @@ from task_arithmetic.storage.locks import FileLock, LockHeld
 from task_arithmetic.storage.write_errors import WriteFailed
 from task_arithmetic.training import FinetuneConfig, run_finetune
 from task_arithmetic.training.preemption import EXIT_PREEMPTED
-from task_arithmetic.vectors.runs import RunRecipe, finetuned_checkpoint
+from task_arithmetic.recipes import RunId
+from task_arithmetic.vectors.runs import finetuned_checkpoint
 
 register_tasks()
 SPEC = ModelSpec("TinyCLIP")
@@ -203,10 +204,10 @@ def test_damaged_finetuned_weights_name_the_file_and_the_command(finished):
     path.parent.mkdir(parents=True)
     path.write_bytes(weights.read_bytes())
     metadata_path(path).write_bytes(metadata_path(weights).read_bytes())
-    finetuned_checkpoint(SPEC, "TrainToyA", RunRecipe(), target, finished / "data")  # intact: accepted
+    finetuned_checkpoint(SPEC, "TrainToyA", RunId.of(), target, finished / "data")  # intact: accepted
     flip_byte(path, 4)
     with pytest.raises(UserError) as err:
-        finetuned_checkpoint(SPEC, "TrainToyA", RunRecipe(), target, finished / "data")
+        finetuned_checkpoint(SPEC, "TrainToyA", RunId.of(), target, finished / "data")
     message = str(err.value)
     assert str(path) in message and "src/finetune.py --task TrainToyA" in message and "--force" in message
 

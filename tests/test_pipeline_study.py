@@ -5,12 +5,12 @@ import json
 import shutil
 
 import pytest
+from task_arithmetic.pipeline.catalog import EVALUATIONS as EVALUATION_STEPS
 
 from task_arithmetic.evaluation.registry import EVALUATIONS  # noqa: E402
 from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection
-from task_arithmetic.pipeline.catalog import EVALUATIONS as EVALUATION_STEPS
 from task_arithmetic.pipeline.study import EVAL_RECIPES, TRAINING_RECIPES, embedded_study, run_study
-from task_arithmetic.vectors.runs import RunRecipe
+from task_arithmetic.recipes import EvaluatedRun
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_batched_standard_results_equal_the_per_edit_path(study):
     """The study's standard evaluations (batched) against one pass per edit, on the smoke world."""
     cfg, _ = study
     plan = embedded_study(cfg)
-    selection = RunSelection(plan.spec, plan.layout, plan.data_location, RunRecipe("standard"), plan.tasks)
+    selection = RunSelection(plan.spec, plan.layout, plan.data_location, EvaluatedRun.parse("standard"), plan.tasks)
     options = EvalOptions(device="cpu", batch_size=plan.eval_batch_size, max_eval_samples=plan.eval_limit, batched=False)
     session = EvalSession(selection, options)
     folder = cfg.results_root / plan.spec.model_id / "standard"

@@ -9,9 +9,9 @@ from task_arithmetic.io import load_weights, read_json
 from task_arithmetic.models.factory import ModelSpec
 from task_arithmetic.models.pretrained import zeroshot_encoder
 from task_arithmetic.paths import Layout
+from task_arithmetic.recipes import EvaluatedRun, Readout, RunId
 from task_arithmetic.recipes.attn_only import attention_weight_names
 from task_arithmetic.recipes.l2_sp import L2SPPenalty
-from task_arithmetic.recipes.names import check_recipe, parse_run_name, run_name
 from task_arithmetic.recipes.talos import lowest_mask
 from task_arithmetic.training import FinetuneConfig, run_finetune
 
@@ -68,12 +68,13 @@ def test_l2_sp_term_and_gradient():
     class Holder:
         visual = layer
 
-    term, sums = L2SPPenalty(0.7, params0, None, 0.05).term(Holder(), None, None, world=2)
-    term.backward()
+    term = L2SPPenalty(0.7, params0, None, 0.05).term(Holder(), None, None, world=2)
+    term.value.backward()
     for name, p in layer.named_parameters():
         torch.testing.assert_close(p.grad, 2 * 0.7 * (p.detach() - params0[name]))
     norm = torch.sqrt(sum(((p.detach() - params0[n]) ** 2).sum() for n, p in layer.named_parameters()))
-    assert sums.tolist() == pytest.approx([float(norm), 1.0])
+    metric = term.metrics["tau_norm"]
+    assert [float(metric.total), float(metric.count)] == pytest.approx([float(norm), 1.0])
 
 
 def test_l2_sp_controller_moves_the_coefficient_towards_the_target():
@@ -100,6 +101,14 @@ def test_l2_sp_matched_strength_reads_the_reference_run(tmp_path):
 
 def test_run_names_round_trip_and_refuse_foreign_variants():
     for args in (("standard", "none", "efficient"), ("linear", "tau_jp", "strict"), ("standard", "l2_sp", "efficient"), ("talos", "none", "efficient")):
-        assert parse_run_name(run_name(*args))[:3] == args
-    with pytest.raises(UserError, match=r"--variant strict only applies to --reg tau_jp"):
-        check_recipe("standard", "l2_sp", "strict")
+        run = RunId.of(*args, tag="x.1")
+        assert RunId.parse(run.name) == run and (run.mode.name, run.reg.name, run.variant) == args
+    with pytest.raises(UserError, match=r"--variant strict only applies to --reg tau_jp; add --reg tau_jp or drop --variant"):
+        RunId.of("standard", "l2_sp", "strict")
+    assert RunId.of(reg="tau_jp").name == "linear-tau_jp"  # a regulariser's default mode: the same in every script
+    posthoc = EvaluatedRun.parse("posthoc-l2_sp")
+    assert posthoc.run.name == "standard-l2_sp" and posthoc.readout is Readout.LINEARIZED
+    with pytest.raises(UserError, match="only evaluated linearised"):
+        EvaluatedRun(RunId.of("linear"), Readout.NONLINEAR)
+    with pytest.raises(UserError, match="name of a recipe plug-in"):
+        RunId.of(tag="strict")

@@ -4,10 +4,13 @@ analytic session (accuracies given by formulas, so every claim's outcome is know
 import csv
 import itertools
 import json
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pytest
 
+from task_arithmetic.evaluation.accuracy import Metrics
 from task_arithmetic.evaluation.addition import evaluate_addition
 from task_arithmetic.evaluation.edits import Edit
 from task_arithmetic.evaluation.negation import evaluate_negation
@@ -15,13 +18,15 @@ from task_arithmetic.evaluation.pairs import evaluate_pairs
 from task_arithmetic.evaluation.registry import EVALUATIONS
 from task_arithmetic.evaluation.results import write_results
 from task_arithmetic.evaluation.single_task import evaluate_single_task
-from task_arithmetic.evaluation.spec import Evaluation
+from task_arithmetic.evaluation.spec import Evaluation, NoParams
 from task_arithmetic.evaluation.tau_jp import evaluate_tau_jp
 from task_arithmetic.paths import Layout
+from task_arithmetic.recipes import EvaluatedRun
 from task_arithmetic.reporting.build import build_report
 from task_arithmetic.reporting.claims import FAILS, HOLDS, MISSING, all_claims
 from task_arithmetic.reporting.collect import RunResults, collect
 from task_arithmetic.reporting.table import Table, describe, pct_cell
+from task_arithmetic.typed_json import dump
 
 TASKS = ["A", "B", "C", "D"]
 CONTROL = "Ctl"
@@ -58,7 +63,7 @@ class FakeSession:
         return min(max(acc - (0.001 if split == "test" else 0.0), 0.0), 1.0)
 
     def metrics(self, edit, dataset, split):
-        return {"accuracy": self.accuracy(edit, dataset, split), "loss": 0.0, "n": 100}
+        return Metrics(self.accuracy(edit, dataset, split), 0.0, 100)
 
     def finetuned_accuracy(self, task, split):
         return self.accuracy(Edit.scaled([task], 1.0), task, split)
@@ -90,7 +95,18 @@ def write_run(layout, run, session, evaluations=("single_task", "addition", "neg
         "tau_jp": lambda: evaluate_tau_jp(session, [*TASKS, CONTROL]),
     }
     for evaluation in evaluations:
-        write_results(layout, "Fake-model", run, evaluation, session.settings(), runners[evaluation]())
+        spec = EVALUATIONS[evaluation]
+        write_results(layout, "Fake-model", run, spec, spec.params_from({}), session.settings(), runners[evaluation]())
+
+
+def results(run, evaluation):
+    """A run's results of one evaluation as the JSON they are written as (None if absent)."""
+    found = run.results.get(evaluation)
+    return None if found is None else dump(found)
+
+
+def label(name):
+    return describe(name, EvaluatedRun.parse(name))
 
 
 @pytest.fixture
@@ -111,7 +127,7 @@ def test_claims_hold_when_the_numbers_say_so(layout):
     runs = collect(layout.results_root, "Fake-model")
     assert list(runs) == ["standard", "linear", "linear-tau_jp"]
     claims = {(c.claim[:12], c.scope): c for c in all_claims(runs)}
-    add = {name: runs[name].results("addition") for name in runs}
+    add = {name: results(runs[name], "addition") for name in runs}
 
     for block, measure in itertools.product(("tuned", "one_shot"), ("avg_accuracy", "avg_normalized")):
         claim = next(c for (k, scope), c in claims.items() if scope.startswith(f"addition, {block.replace('_', '-')} alpha") and
@@ -126,14 +142,14 @@ def test_claims_hold_when_the_numbers_say_so(layout):
     assert one_shot.verdict == (HOLDS if abs(gap) <= 0.01 else FAILS) == HOLDS
 
     negation = next(c for c in claims.values() if c.scope == "negation")
-    neg = {n: runs[n].results("negation")["average"] for n in runs}
+    neg = {n: results(runs[n], "negation")["average"] for n in runs}
     assert neg["linear-tau_jp"]["target_test"] < min(neg["linear"]["target_test"], neg["standard"]["target_test"])
     assert negation.verdict == HOLDS
 
     correlations = {c.scope: c for c in claims.values() if c.scope.startswith("pairs of")}
     for run, expected in (("linear-tau_jp", HOLDS), ("standard", FAILS)):
         r = runs[run]
-        m, pairs = r.results("tau_jp")["matrix"], r.results("pairs")["pairs"]
+        m, pairs = results(r, "tau_jp")["matrix"], results(r, "pairs")["pairs"]
         xs = [0.5 * (m[TASKS.index(a)][TASKS.index(b)] + m[TASKS.index(b)][TASKS.index(a)]) for a, b in (p["tasks"] for p in pairs.values())]
         ys = [1 - p["one_shot"]["test"]["avg_normalized"] for p in pairs.values()]
         claim = correlations[f"pairs of {run}"]
@@ -172,7 +188,7 @@ def test_report_files_tables_and_plots(layout):
     report = (folder / "report.md").read_text()
     assert "## Claims" in report and "| zero-shot |" in report and "![addition_alpha](addition_alpha.png)" in report
     sizes = {r["model"]: r for r in csv.DictReader((folder / "task_vector_norms.csv").open())}
-    assert float(sizes[describe("standard")]["D"]) == pytest.approx(8.0) and float(sizes[describe("standard")]["min"]) == pytest.approx(2.0)
+    assert float(sizes[label("standard")]["D"]) == pytest.approx(8.0) and float(sizes[label("standard")]["min"]) == pytest.approx(2.0)
     claims = json.loads((folder / "claims.json").read_text())
     assert {c["verdict"] for c in claims} <= {HOLDS, FAILS, MISSING} and any(c["verdict"] == MISSING for c in claims)
 
@@ -180,23 +196,28 @@ def test_report_files_tables_and_plots(layout):
 def test_a_new_evaluation_brings_its_own_report_table(layout, monkeypatch):
     """An evaluation with a table is its module plus one registry entry: reporting/ names no evaluation."""
 
+    @dataclass(frozen=True)
+    class ToyResult:
+        SCHEMA: ClassVar[int] = 1
+        score: float
+
     def toy_report(runs: dict[str, RunResults]) -> list[Table]:
         table = Table("toy", "Toy score (test %)", ["method", "score"])
-        table.rows += [[describe(name), pct_cell(run.results("toy")["score"])] for name, run in runs.items() if run.results("toy")]
+        table.rows += [[run.label, pct_cell(r.score)] for run in runs.values() if (r := run.get(toy)) is not None]
         return [table] if table.rows else []
 
-    toy = Evaluation("toy", "a throw-away evaluation", run=lambda session, args: ({"score": 0.4321}, {}),
-                     headline=lambda results: f"score {results['score']}", report=toy_report)
+    toy = Evaluation("toy", "a throw-away evaluation", NoParams, ToyResult, run=lambda session, params: ToyResult(0.4321),
+                     headline=lambda r: f"score {r.score}", report=toy_report)
     monkeypatch.setitem(EVALUATIONS, toy.name, toy)  # the one registration line (undone after the test)
     session = FakeSession(interference(0.15, 1), "standard")
     write_run(layout, "standard", session, ("single_task",))
-    write_results(layout, "Fake-model", "standard", "toy", session.settings(), {"score": 0.4321})
+    write_results(layout, "Fake-model", "standard", toy, NoParams(), session.settings(), ToyResult(0.4321))
     written = build_report(layout, "Fake-model")
     folder = layout.report_dir("Fake-model")
     assert {folder / "toy.csv", folder / "single_task.csv"} <= set(written)
-    assert list(csv.reader((folder / "toy.csv").open())) == [["method", "score"], [describe("standard"), "43.21"]]
+    assert list(csv.reader((folder / "toy.csv").open())) == [["method", "score"], [label("standard"), "43.21"]]
     report = (folder / "report.md").read_text()
     assert "- standard: single_task, toy" in report  # collected from the registry too
-    toy_block = f"### Toy score (test %)\n\n| method | score |\n|---|---|\n| {describe('standard')} | 43.2 |\n\nCSV: `toy.csv`"
+    toy_block = f"### Toy score (test %)\n\n| method | score |\n|---|---|\n| {label('standard')} | 43.2 |\n\nCSV: `toy.csv`"
     assert toy_block in report
     assert report.index("### Single-task accuracy") < report.index(toy_block)  # the registry's order

@@ -20,9 +20,10 @@ def test_dry_run_plans_the_real_study_without_data_or_weights(tmp_path, capsys):
     runs = re.findall(r"^  (\w+)\s+(standard|linear|linear-tau_jp)\s+(\d+) steps, (\d+) examples(?: \+ (\d+) penalty inputs)?\s+\[to do\]$", out, re.M)
     assert len(runs) == 24 and {r[0] for r in runs} == {"Cars", "DTD", "EuroSAT", "GTSRB", "MNIST", "RESISC45", "SUN397", "SVHN"}
     assert all(int(r[3]) == 128 * int(r[2]) for r in runs)  # the paper's batch
-    from task_arithmetic.pipeline.catalog import DEFAULT_RECIPES, EVALUATIONS
+    from task_arithmetic.evaluation.registry import EVALUATIONS
+    from task_arithmetic.recipes import Group, recipes_in
 
-    assert len(re.findall(r"\[to do\]$", out, re.M)) == 24 + len(DEFAULT_RECIPES) * len(EVALUATIONS)
+    assert len(re.findall(r"\[to do\]$", out, re.M)) == 24 + len(recipes_in(Group.PAPER)) * len(EVALUATIONS)
     plain = sum(int(r[3]) for r in runs if r[1] == "standard")
     linear = sum(int(r[3]) + int(r[4] or 0) for r in runs if r[1] != "standard")
     assert f"plain {plain:,}, linearized {linear:,}" in out
@@ -53,7 +54,10 @@ def test_the_embedded_preset_plans_like_run_embedded(tmp_path, capsys):
 
     embedded_main(["--preset", "smoke", "--dry-run", "--checkpoint-root", str(tmp_path / "ck"), "--results-root", str(tmp_path / "res")])
     out = capsys.readouterr().out
-    assert "TinyCLIP-embedded-smoke" in out and out.count(" 15 steps, ") == 18  # 3 tasks x 6 trained recipes, capped at 15
+    from task_arithmetic.recipes import Group, recipe, recipes_in
+
+    trained = {recipe(n).run for n in recipes_in(*Group) if recipe(n).trains}  # the smoke preset runs every recipe
+    assert "TinyCLIP-embedded-smoke" in out and out.count(" 15 steps, ") == 3 * len(trained)  # 3 tasks, capped at 15 steps
     embedded_main(["--preset", "smoke", "--dry-run", "--recipes", "standard,talos", "--checkpoint-root", str(tmp_path / "ck"), "--results-root", str(tmp_path / "res")])
     assert capsys.readouterr().out.count(" 15 steps, ") == 6  # --recipes chooses on the embedded study too
 
@@ -76,23 +80,26 @@ def test_bad_input_is_one_line(tmp_path, capsys, extra, message):
 
 def test_a_wider_suite_study_draws_tau_jp_inputs_from_the_whole_suite(tmp_path):
     from run_study import build_study, parser
+    from task_arithmetic.recipes import RunId
     from task_arithmetic.recipes.base import NoSettings
     from task_arithmetic.training.config import resolve_config
+
+    tau_jp, standard = RunId.of("linear", "tau_jp"), RunId.of("standard")
 
     def study(tasks: str):
         return build_study(parser().parse_args(["--tasks", tasks, "--data-location", str(tmp_path), "--checkpoint-root", str(tmp_path / "ck")]))
 
     wide = study("real20")
-    assert wide.settings.control == "ImageNet" and len(wide.tasks) == 20
-    cars = resolve_config(wide.finetune_config("Cars", "linear", "tau_jp")).reg_settings
+    assert wide.control == "ImageNet" and len(wide.tasks) == 20
+    cars = resolve_config(wide.finetune_config("Cars", tau_jp)).reg_settings
     assert len(cars.penalty_tasks) == 20 and "CIFAR10" in cars.penalty_tasks and cars.penalty_tasks[-1] == "ImageNet"
-    assert resolve_config(wide.finetune_config("Cars", "standard", "none")).reg_settings == NoSettings()
+    assert resolve_config(wide.finetune_config("Cars", standard)).reg_settings == NoSettings()
     # a study within the task's own suite keeps the task's default (its suite's other tasks + control)
-    assert resolve_config(study("real8").finetune_config("Cars", "linear", "tau_jp")).reg_settings.penalty_tasks == resolve_config(
-        study("Cars,DTD").finetune_config("Cars", "linear", "tau_jp")).reg_settings.penalty_tasks
+    assert resolve_config(study("real8").finetune_config("Cars", tau_jp)).reg_settings.penalty_tasks == resolve_config(
+        study("Cars,DTD").finetune_config("Cars", tau_jp)).reg_settings.penalty_tasks
     twelve = study("embedded12")
-    assert twelve.settings.control == "Shapes"
-    assert len(resolve_config(twelve.finetune_config("Digits", "linear", "tau_jp")).reg_settings.penalty_tasks) == 12
+    assert twelve.control == "Shapes"
+    assert len(resolve_config(twelve.finetune_config("Digits", tau_jp)).reg_settings.penalty_tasks) == 12
 
 
 def test_slurm_dry_run_prints_the_job_graph(tmp_path, capsys):
@@ -100,8 +107,20 @@ def test_slurm_dry_run_prints_the_job_graph(tmp_path, capsys):
     jobs = re.findall(r"^env .*--job-name=ta-ViT-B-32-openai-(\S+) .*$", out, re.M)
     assert jobs == ["prepare", "ft-standard", "ft-linear", "ft-linear-tau_jp", "eval-standard", "eval-posthoc", "eval-linear", "eval-linear-tau_jp", "report"]
     lines = {name: line for name, line in zip(jobs, (text for text in out.splitlines() if text.startswith("env ")))}
-    assert "--array=0-1" in lines["ft-linear"] and "TASKS=Cars,DTD" in lines["ft-linear"] and "--gres=gpu:2" in lines["ft-linear"]
-    assert "--penalty-batch 4" in lines["ft-linear-tau_jp"] and "--penalty-batch" not in lines["ft-standard"]  # tau-Jp runs only
-    assert "--dependency=afterok:<ta-ViT-B-32-openai-ft-standard>" in lines["eval-posthoc"] and "--stage evaluate:posthoc" in lines["eval-posthoc"]
+    units = dict(zip(jobs, re.findall(r"^# .*  \[(.*)\]$", out, re.M)))
+    assert "--array=0-1" in lines["ft-linear"] and units["ft-linear"] == "finetune/Cars/linear, finetune/DTD/linear"
+    assert "--gres=gpu:2" in lines["ft-linear"] and "NPROC=2" in lines["ft-linear"] and "scripts/slurm/unit.sbatch" in lines["ft-linear"]
+    assert "--dependency=afterok:<ta-ViT-B-32-openai-ft-standard>" in lines["eval-posthoc"] and units["eval-posthoc"] == "evaluate/posthoc"
+    assert "UNIT_PREFIX=ta-ViT-B-32-openai-eval-posthoc" in lines["eval-posthoc"]
     assert "--gres=gpu:1" in lines["eval-linear"] and "--time=4:00:00" in lines["eval-linear"]
     assert lines["report"].count("eval-") == 4 and not (tmp_path / "ck").exists()
+
+
+def test_recipe_options_reach_only_the_runs_whose_plug_ins_own_them(tmp_path):
+    from run_study import build_study, parser
+    from task_arithmetic.recipes import RunId
+    from task_arithmetic.training.config import resolve_config
+
+    study = build_study(parser().parse_args(["--tasks", "Cars,DTD", "--penalty-batch", "4", "--data-location", str(tmp_path)]))
+    assert resolve_config(study.finetune_config("Cars", RunId.of("linear", "tau_jp"))).reg_settings.penalty_batch == 4
+    assert "penalty_batch" not in study.finetune_config("Cars", RunId.of("standard")).options

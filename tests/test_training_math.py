@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from test_training_support import register_tasks
 from torch.func import functional_call
 
+from task_arithmetic.data.sampling import EpochPlan, PenaltyStream
 from task_arithmetic.data.splits import load_dataset
 from task_arithmetic.io import load_weights
 from task_arithmetic.models.factory import ModelSpec
@@ -13,10 +14,10 @@ from task_arithmetic.models.heads import ClassificationHead
 from task_arithmetic.models.linearize import forward_ad_safe
 from task_arithmetic.models.pretrained import task_head, zeroshot_encoder
 from task_arithmetic.paths import Layout
+from task_arithmetic.recipes import MODES
 from task_arithmetic.recipes.base import PenaltyInputs
 from task_arithmetic.recipes.tau_jp import PenaltySource, TauJpPenalty, draws_done, tasks_for_step
 from task_arithmetic.training import FinetuneConfig, run_finetune
-from task_arithmetic.training.data import EpochPlan, PenaltyStream
 from task_arithmetic.training.model import build_trainee
 from task_arithmetic.training.step import accumulate_gradients
 
@@ -51,19 +52,19 @@ def tau_jp_term(coef: float) -> TauJpPenalty:
     return TauJpPenalty(coef, source=None)
 
 
-def perturbed_trainee(tmp_path, mode: str, needs_theta0: bool):
+def perturbed_trainee(tmp_path, mode: str, needs_tangent: bool):
     layout = Layout(tmp_path / "ck", tmp_path / "res")
     torch.manual_seed(0)
     encoder = zeroshot_encoder(SPEC, layout)
     head = task_head(SPEC, "TrainToyA", layout, tmp_path / "data")
     torch.manual_seed(1)
     theta = {k: v + 0.02 * torch.randn_like(v) for k, v in encoder.weights().items()}
-    return build_trainee(encoder, head, mode, needs_theta0=needs_theta0, init_weights=theta)
+    return build_trainee(encoder, head, MODES[mode], needs_tangent=needs_tangent, init_weights=theta)
 
 
 @pytest.mark.parametrize("mode", ["linear", "standard"])
 def test_objective_and_gradients_match_independent_computation(tmp_path, mode):
-    trainee = perturbed_trainee(tmp_path, mode, needs_theta0=True)
+    trainee = perturbed_trainee(tmp_path, mode, needs_tangent=True)
     g = torch.Generator().manual_seed(1)
     images, labels = torch.randn(6, 3, 32, 32, generator=g), torch.randint(0, 4, (6,), generator=g)
     pen_x = torch.randn(4, 3, 32, 32, generator=g)
@@ -88,8 +89,8 @@ def test_objective_and_gradients_match_independent_computation(tmp_path, mode):
     (ce + coef * tau_jp).backward()
 
     assert stats.loss == pytest.approx(ce.item(), rel=1e-5)
-    assert stats.metric_means(("tau_jp",))["tau_jp"] == pytest.approx(tau_jp.item(), rel=1e-4)
-    assert stats.count == 6 and stats.extra[1] == 4
+    assert stats.metric_means()["tau_jp"] == pytest.approx(tau_jp.item(), rel=1e-4)
+    assert stats.count == 6 and stats.metrics["tau_jp"][1] == 4
     for name, param in theta.items():
         torch.testing.assert_close(ours[name], param.grad, rtol=1e-4, atol=1e-6, msg=name)
 
@@ -98,17 +99,17 @@ def test_penalty_at_theta0_is_zero_with_finite_gradient(tmp_path):
     layout = Layout(tmp_path / "ck", tmp_path / "res")
     torch.manual_seed(0)
     encoder = zeroshot_encoder(SPEC, layout)
-    trainee = build_trainee(encoder, task_head(SPEC, "TrainToyA", layout, tmp_path), "linear", needs_theta0=True, init_weights=None)
+    trainee = build_trainee(encoder, task_head(SPEC, "TrainToyA", layout, tmp_path), MODES["linear"], needs_tangent=True, init_weights=None)
     x = torch.randn(4, 3, 32, 32)
     stats = accumulate_gradients(trainee, x, torch.tensor([0, 1, 2, 3]), 4, 4, 1, penalty=tau_jp_term(1.0), penalty_inputs=PenaltyInputs(x, 4))
-    assert stats.metric_means(("tau_jp",))["tau_jp"] == 0.0
+    assert stats.metric_means()["tau_jp"] == 0.0
     assert all(torch.isfinite(p.grad).all() for p in trainee.parameters())
 
 
 def test_micro_batches_accumulate_exactly_like_one_batch(tmp_path):
     grads = []
     for micro in (7, 3):  # 7 = one chunk; 3 = chunks of 3, 3, 1
-        trainee = perturbed_trainee(tmp_path, "linear", needs_theta0=True)
+        trainee = perturbed_trainee(tmp_path, "linear", needs_tangent=True)
         g = torch.Generator().manual_seed(5)
         images, labels = torch.randn(7, 3, 32, 32, generator=g), torch.randint(0, 4, (7,), generator=g)
         accumulate_gradients(trainee, images, labels, micro, 7, 1, penalty=tau_jp_term(0.1),
@@ -205,7 +206,7 @@ def test_data_workers_and_augmentation_seeding_do_not_change_the_result(tmp_path
 
 
 def test_default_loader_workers_follow_the_device_and_the_task(monkeypatch):
-    from task_arithmetic.training.data import MAX_AUTO_WORKERS, loader_workers
+    from task_arithmetic.data.sampling import MAX_AUTO_WORKERS, loader_workers
 
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(32)))
@@ -219,7 +220,7 @@ def test_default_loader_workers_follow_the_device_and_the_task(monkeypatch):
 
 
 def test_random_augmentation_depends_only_on_the_sample_key():
-    from task_arithmetic.training.data import SeededSamples
+    from task_arithmetic.data.sampling import SeededSamples
 
     class Noisy(torch.utils.data.Dataset):
         def __len__(self):

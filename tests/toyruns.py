@@ -23,7 +23,7 @@ from task_arithmetic.models.factory import ModelSpec, create_clip
 from task_arithmetic.models.heads import get_head
 from task_arithmetic.models.pretrained import zeroshot_encoder
 from task_arithmetic.paths import Layout
-from task_arithmetic.recipes.names import run_name
+from task_arithmetic.recipes import RunId
 
 TOY_BENCHMARK = "toy"
 
@@ -142,14 +142,15 @@ def build_toy_world(
         _register(name, classnames[name], splits, is_control=name == control)
 
     for (mode, reg), per_task in vectors.items():
-        run = run_name(mode, reg)
+        run_id = RunId.of(mode, reg)
+        run = run_id.name
         for task, tau in per_task.items():
             finetuned = copy.deepcopy(theta0)
             finetuned.visual.load_state_dict({k: v + tau[k] if k in tau else v for k, v in base.items()})
             finetuned.save(
                 layout.finetuned(spec.model_id, task, run),
                 {
-                    "mode": mode, "reg": reg, "variant": "efficient", "task": task, "run": run,
+                    "mode": run_id.mode.name, "reg": run_id.reg.name, "variant": run_id.variant, "task": task, "run": run,
                     "config": {"toy": True, "scale": scale}, "seed": seed, "code_revision": "unknown", "steps": 0,
                 },
             )

@@ -26,7 +26,7 @@ from ..models.encoder import ENCODER_FORMAT, ImageEncoder
 from ..models.factory import ModelSpec, read_state_dict, register_model_config
 from ..models.pretrained import zeroshot_encoder
 from ..paths import Layout
-from ..recipes.names import run_name
+from ..recipes import RunId
 from ..state_dicts import state_mismatch
 from .hf_convert import canonical, clip_to_open_clip, custom_name, named_config, open_clip_config, vision_cfg, vision_to_open_clip, vision_tower
 
@@ -158,8 +158,8 @@ def import_finetuned(
     theta0 = zeroshot_encoder(spec, layout)
     state = read_finetuned(source, theta0)
     distance = check_base(theta0, state, source, max_distance)
-    run = run_name("standard", tag=tag)
-    path = layout.finetuned(spec.model_id, task, run)
+    run = RunId.of(tag=tag)  # an imported fine-tune is a plain (non-linear, unregularised) run
+    path = layout.finetuned(spec.model_id, task, run.name)
     encoder = theta0  # freshly loaded above: reuse its module and metadata for the fine-tuned weights
     encoder.visual.load_state_dict(state)
     if metadata_path(path).is_file():
@@ -167,7 +167,7 @@ def import_finetuned(
         if meta.get("imported_from") is None or not all(torch.equal(existing[k], v) for k, v in state.items()):
             raise UserError(f"{path} already holds a different run; use another --tag or remove that run folder first")
         return path, distance
-    extra = {"format": ENCODER_FORMAT, "mode": "standard", "reg": "none", "variant": "efficient", "task": task, "run": run,
+    extra = {"format": ENCODER_FORMAT, "mode": run.mode.name, "reg": run.reg.name, "variant": run.variant, "task": task, "run": run.name,
              "imported_from": str(source), "distance_to_theta0": distance, "steps": 0}
     encoder.save(path, extra)
     return path, distance

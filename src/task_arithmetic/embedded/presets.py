@@ -10,9 +10,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from ..errors import UserError
+from ..recipes import Group
 
 
 @dataclass(frozen=True)
@@ -40,12 +42,12 @@ class Preset:
     warmup: int | None = None  # override of the tasks' warm-up steps (a capped run needs a shorter one)
     max_train_samples: int | None = None  # fine-tune on a fixed subset of each train split
     eval_limit: int | None = None  # evaluate on at most this many examples per split
-    alpha_step: float = 0.05  # the coefficient grid 0, step, ..., 1 (the paper's 21 points)
-    disentanglement_points: int = 21  # per axis of the (alpha1, alpha2) grid
-    adamerging_steps: int = 100  # Adam steps of AdaMerging in the merging x recipe evaluation
-    # What the study runs (names of pipeline/catalog.py and the evaluation registry); None: all of them.
-    recipes: tuple[str, ...] | None = None
-    evaluations: tuple[str, ...] | None = None
+    # study-level evaluation parameters (evaluation/spec.py: alpha_step, grid_points, ...); the rest default
+    eval_params: Mapping[str, Any] = field(default_factory=dict)
+    # What the study runs: the recipe groups (recipes/identity.py; None: every group) and the
+    # evaluations of the registry less `skip_evaluations`.
+    recipe_groups: tuple[Group, ...] | None = None
+    skip_evaluations: tuple[str, ...] = ()
 
 
 PRESETS: dict[str, Preset] = {
@@ -57,10 +59,11 @@ PRESETS: dict[str, Preset] = {
         # the first world (16 000 pairs, 900 steps) bring them near ViT-B/32's regime.
         pretrain=PretrainConfig(corpus_size=192000, steps=2700, batch_size=128),
         # The README's main command: the paper's study within its time budget on 2 cores. The
-        # field's three recipes and merging x recipe (AdaMerging's Adam steps) more than triple it
-        # (README, "The embedded benchmark"): `--recipes all --evaluations all` runs them.
-        recipes=("standard", "posthoc", "linear", "tau_jp"),
-        evaluations=("single_task", "addition", "negation", "pairs", "tau_jp", "disentanglement"),
+        # field's recipes, the paper's further experiments and merging x recipe (AdaMerging's Adam
+        # steps) more than triple it (README, "The embedded benchmark"): `--recipes all
+        # --evaluations all` runs them.
+        recipe_groups=(Group.PAPER,),
+        skip_evaluations=("merging",),
     ),
     "smoke": Preset(
         name="smoke",
@@ -71,9 +74,7 @@ PRESETS: dict[str, Preset] = {
         warmup=3,
         max_train_samples=256,
         eval_limit=128,
-        alpha_step=0.25,
-        adamerging_steps=3,
-        disentanglement_points=5,
+        eval_params={"alpha_step": 0.25, "adamerging_steps": 3, "grid_points": 5},
     ),
 }
 

@@ -88,3 +88,16 @@ def register_weight_tag(tag: str) -> None:
     """Make `--pretrained <tag>` resolve; a preset's own tag, or one with a pretraining seed (`embedded-p1`)."""
     preset_for_tag(tag)  # fails early with the valid tags
     register_weight_source(MODEL_NAME, tag, functools.partial(resolve_weights, tag))
+
+
+def ensure_weight_tag(tag: str | None) -> None:
+    """Register `tag` when it is one of the embedded presets' (a pretraining seed's tag included),
+    so a study rebuilt in a fresh process (a worker, a Slurm job) resolves it; other sources
+    (files, open_clip tags) need nothing."""
+    if tag is None:
+        return
+    try:
+        preset_for_tag(tag)
+    except UserError:
+        return
+    register_weight_tag(tag)

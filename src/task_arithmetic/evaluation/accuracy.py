@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -20,13 +21,18 @@ def collect_logits(embed: EmbedFn, head: torch.nn.Module, loader: DataLoader, de
     return torch.cat(all_logits), torch.cat(all_labels)
 
 
-def accuracy_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    return {
-        "accuracy": (logits.argmax(dim=-1) == labels).float().mean().item(),
-        "loss": F.cross_entropy(logits, labels).item(),
-        "n": int(labels.numel()),
-    }
+@dataclass(frozen=True)
+class Metrics:
+    accuracy: float
+    loss: float
+    n: int
+
+
+def accuracy_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> Metrics:
+    return Metrics((logits.argmax(dim=-1) == labels).float().mean().item(), F.cross_entropy(logits, labels).item(), int(labels.numel()))
 
 
 def evaluate(embed: EmbedFn, head: torch.nn.Module, loader: DataLoader, device: torch.device | str = "cpu") -> dict[str, float]:
-    return accuracy_from_logits(*collect_logits(embed, head, loader, device))
+    """{accuracy, loss, n} as a plain dict (the merging task pools' result format)."""
+    m = accuracy_from_logits(*collect_logits(embed, head, loader, device))
+    return {"accuracy": m.accuracy, "loss": m.loss, "n": m.n}

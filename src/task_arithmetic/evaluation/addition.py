@@ -1,39 +1,92 @@
 """Task addition: theta_0 + alpha * sum_t tau_t, alpha chosen on the Val parts.
 
-Normalised accuracy of task d = acc(edited, d) / acc(single-task fine-tuned of the same mode, d);
+Normalised accuracy of task d = acc(edited, d) / acc(single-task fine-tuned of the same recipe, d);
 alpha maximises the average normalised Val accuracy (ties keep the smaller alpha); the test set
 is evaluated once at that alpha, and once at alpha = 1 ("one-shot", no search).
 """
 
 from __future__ import annotations
 
-import argparse
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Mapping, Sequence
 
-from ..reporting.table import RunResults, Table, describe, pct_cell, task_columns, with_results
+from ..reporting.table import RunResults, Table, pct_cell, task_columns
 from .edits import Edit
 from .selection import ALPHA_GRID, alpha_grid, best_index, mean
 from .session import EvalSession
-from .spec import Evaluation, add_alpha_step, pct
+from .spec import Evaluation, alpha_step, param, pct
 
 ONE_SHOT_ALPHA = 1.0
 
 
-def summarize(per_task: dict[str, float], finetuned: dict[str, float]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class AdditionParams:
+    alpha_step: float = param(0.05, "coefficient grid 0, step, ..., 1 (0.05: the paper's 21 points)", alpha_step, study=True)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Accuracies of one edit on several tasks, absolute and normalised by each task's own
+    fine-tuned model (None where that model's accuracy is 0)."""
+
+    per_task: dict[str, float]
+    per_task_normalized: dict[str, float | None]
+    avg_accuracy: float
+    avg_normalized: float | None
+
+
+@dataclass(frozen=True)
+class CurvePoint(Scores):
+    alpha: float
+
+
+@dataclass(frozen=True)
+class Chosen:
+    alpha: float
+    val: Scores
+    test: Scores
+
+
+@dataclass(frozen=True)
+class ZeroShot:
+    test: Scores
+
+
+@dataclass(frozen=True)
+class AdditionResult:
+    SCHEMA: ClassVar[int] = 2
+    tasks: list[str]
+    alphas: list[float]
+    val_curve: list[CurvePoint]
+    chosen_alpha: float
+    selected_on: str  # avg_normalized, or avg_accuracy when every fine-tuned Val accuracy is 0
+    tuned: Chosen
+    one_shot: Chosen
+    zeroshot: ZeroShot
+    finetuned: dict[str, dict[str, float]]  # split -> task -> the normaliser
+
+
+def summarize(per_task: Mapping[str, float], finetuned: Mapping[str, float]) -> Scores:
     normalized = {t: (acc / finetuned[t] if finetuned[t] > 0 else None) for t, acc in per_task.items()}
-    return {
-        "per_task": per_task,
-        "per_task_normalized": normalized,
-        "avg_accuracy": mean(list(per_task.values())),
-        "avg_normalized": mean(list(normalized.values())),
-    }
+    return Scores(dict(per_task), normalized, mean(list(per_task.values())) or 0.0, mean(list(normalized.values())))
 
 
 def accuracies(session: EvalSession, edit: Edit, tasks: Sequence[str], split: str) -> dict[str, float]:
     return {t: session.accuracy(edit, t, split) for t in tasks}
 
 
-def sweep(session: EvalSession, tasks: Sequence[str], alphas: Sequence[float] = ALPHA_GRID) -> dict[str, Any]:
+def choose(alphas: Sequence[float], curve: Sequence[Scores]) -> tuple[int, str]:
+    """The grid point with the best average normalised Val accuracy (ties: the smaller alpha), or
+    the best absolute one where normalised accuracy is undefined (every fine-tuned Val accuracy 0)."""
+    chosen = best_index(list(alphas), [c.avg_normalized for c in curve], maximize=True)
+    if chosen is not None:
+        return chosen, "avg_normalized"
+    chosen = best_index(list(alphas), [c.avg_accuracy for c in curve], maximize=True)
+    assert chosen is not None  # absolute accuracy always exists
+    return chosen, "avg_accuracy"
+
+
+def sweep(session: EvalSession, tasks: Sequence[str], alphas: Sequence[float]) -> AdditionResult:
     """The addition protocol for any subset of the session's tasks (all of them, or a pair)."""
     tasks = list(tasks)
     session.prefetch(
@@ -43,14 +96,9 @@ def sweep(session: EvalSession, tasks: Sequence[str], alphas: Sequence[float] = 
     finetuned = {split: {t: session.finetuned_accuracy(t, split) for t in tasks} for split in ("val", "test")}
     curve = []
     for alpha in alphas:
-        per_task = accuracies(session, Edit.scaled(tasks, alpha), tasks, "val")
-        curve.append({"alpha": alpha, **summarize(per_task, finetuned["val"])})
-    selected_on = "avg_normalized"
-    chosen = best_index(list(alphas), [point[selected_on] for point in curve], maximize=True)
-    if chosen is None:  # every task's fine-tuned Val accuracy is 0: normalised accuracy is undefined
-        selected_on = "avg_accuracy"
-        chosen = best_index(list(alphas), [point[selected_on] for point in curve], maximize=True)
-    assert chosen is not None  # absolute accuracy always exists
+        s = summarize(accuracies(session, Edit.scaled(tasks, alpha), tasks, "val"), finetuned["val"])
+        curve.append(CurvePoint(s.per_task, s.per_task_normalized, s.avg_accuracy, s.avg_normalized, alpha))
+    chosen, selected_on = choose(alphas, curve)
     alpha = alphas[chosen]
     one_shot_edit = Edit.scaled(tasks, ONE_SHOT_ALPHA)
     session.prefetch(
@@ -58,61 +106,56 @@ def sweep(session: EvalSession, tasks: Sequence[str], alphas: Sequence[float] = 
         + [(one_shot_edit, t, split) for t in tasks for split in ("val", "test")]
         + [(Edit.zeroshot(), t, "test") for t in tasks]
     )
-    return {
-        "tasks": tasks,
-        "alphas": list(alphas),
-        "val_curve": curve,
-        "chosen_alpha": alpha,
-        "selected_on": selected_on,
-        "tuned": {"alpha": alpha, "val": curve[chosen], "test": summarize(accuracies(session, Edit.scaled(tasks, alpha), tasks, "test"), finetuned["test"])},
-        "one_shot": {
-            "alpha": ONE_SHOT_ALPHA,
-            "val": summarize(accuracies(session, one_shot_edit, tasks, "val"), finetuned["val"]),
-            "test": summarize(accuracies(session, one_shot_edit, tasks, "test"), finetuned["test"]),
-        },
-        "zeroshot": {"test": summarize(accuracies(session, Edit.zeroshot(), tasks, "test"), finetuned["test"])},
-        "finetuned": finetuned,
-    }
 
+    def scores(edit: Edit, split: str) -> Scores:
+        return summarize(accuracies(session, edit, tasks, split), finetuned[split])
 
-def evaluate_addition(session: EvalSession, alphas: Sequence[float] = ALPHA_GRID) -> dict[str, Any]:
-    return sweep(session, session.tasks, alphas)
-
-
-def _run(session: EvalSession, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    alphas = alpha_grid(args.alpha_step)
-    return evaluate_addition(session, alphas), {"alphas": list(alphas)}
-
-
-def _headline(results: dict[str, Any]) -> str:
-    t, o = results["tuned"], results["one_shot"]
-    return (
-        f"alpha={t['alpha']:g}: test abs {pct(t['test']['avg_accuracy'])} / norm {pct(t['test']['avg_normalized'])}; "
-        f"one-shot: abs {pct(o['test']['avg_accuracy'])} / norm {pct(o['test']['avg_normalized'])}"
+    return AdditionResult(
+        tasks=tasks,
+        alphas=list(alphas),
+        val_curve=curve,
+        chosen_alpha=alpha,
+        selected_on=selected_on,
+        tuned=Chosen(alpha, curve[chosen], scores(Edit.scaled(tasks, alpha), "test")),
+        one_shot=Chosen(ONE_SHOT_ALPHA, scores(one_shot_edit, "val"), scores(one_shot_edit, "test")),
+        zeroshot=ZeroShot(scores(Edit.zeroshot(), "test")),
+        finetuned=finetuned,
     )
 
 
-def report(runs: dict[str, RunResults]) -> list[Table]:
-    with_addition = with_results(runs, "addition")
-    if not with_addition:
+def evaluate_addition(session: EvalSession, alphas: Sequence[float] = ALPHA_GRID) -> AdditionResult:
+    return sweep(session, session.tasks, alphas)
+
+
+def _run(session: EvalSession, params: AdditionParams) -> AdditionResult:
+    return evaluate_addition(session, alpha_grid(params.alpha_step))
+
+
+def _headline(r: AdditionResult) -> str:
+    return (
+        f"alpha={r.tuned.alpha:g}: test abs {pct(r.tuned.test.avg_accuracy)} / norm {pct(r.tuned.test.avg_normalized)}; "
+        f"one-shot: abs {pct(r.one_shot.test.avg_accuracy)} / norm {pct(r.one_shot.test.avg_normalized)}"
+    )
+
+
+def report(runs: Mapping[str, RunResults]) -> list[Table]:
+    found = {name: r for name, run in runs.items() if (r := run.get(EVALUATION)) is not None}
+    if not found:
         return []
-    tasks = task_columns(with_addition, "addition")
+    tasks = task_columns(r.tasks for r in found.values())
     table = Table("addition", "Task addition (test accuracy %, absolute / normalised)", ["method", "alpha", "abs avg", "norm avg", *tasks])
-    first = next(iter(with_addition.values())).results("addition")
-    zs = first["zeroshot"]["test"]
-    table.rows.append(["zero-shot", None, pct_cell(zs["avg_accuracy"]), None, *[pct_cell(zs["per_task"].get(t)) for t in tasks]])
-    for name, run in with_addition.items():
-        result = run.results("addition")
-        for label, block in (("one-shot", result["one_shot"]), ("tuned", result["tuned"])):
-            test = block["test"]
+    zs = next(iter(found.values())).zeroshot.test
+    table.rows.append(["zero-shot", None, pct_cell(zs.avg_accuracy), None, *[pct_cell(zs.per_task.get(t)) for t in tasks]])
+    for name, result in found.items():
+        for label, block in (("one-shot", result.one_shot), ("tuned", result.tuned)):
             table.rows.append([
-                f"{describe(name)} {label}", f"{block['alpha']:g}", pct_cell(test["avg_accuracy"]), pct_cell(test["avg_normalized"]),
-                *[pct_cell(test["per_task"].get(t)) for t in tasks],
+                f"{runs[name].label} {label}", f"{block.alpha:g}", pct_cell(block.test.avg_accuracy), pct_cell(block.test.avg_normalized),
+                *[pct_cell(block.test.per_task.get(t)) for t in tasks],
             ])
     return [table]
 
 
-EVALUATION = Evaluation(
+EVALUATION: Evaluation[AdditionParams, AdditionResult] = Evaluation(
     "addition", "theta_0 + alpha * sum of task vectors, alpha chosen on Val; test at that alpha and at alpha = 1",
-    run=_run, headline=_headline, add_arguments=add_alpha_step, report=report,
+    AdditionParams, AdditionResult, run=_run, headline=_headline, report=report, min_tasks=2,
 )

@@ -18,9 +18,9 @@ from ..data.registry import parse_task_list
 from ..errors import UserError
 from ..models.factory import ModelSpec, parse_pretrained
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout, check_folder_flag
-from ..recipes.base import DEFAULT_VARIANT
-from ..recipes.names import all_variants, evaluation_modes, regularizers
-from ..vectors.runs import RunRecipe
+from ..recipes import MODES, REGULARIZERS
+from ..recipes.identity import POSTHOC, from_flags
+from ..recipes.registry import all_variants
 from .batched import DEFAULT_MEMORY_MB
 from .registry import EVALUATIONS
 from .results import results_lock, write_results
@@ -31,16 +31,18 @@ __all__ = ["finite_float", "positive_int", "build_parser", "main", "run_command"
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("which runs (same as fine-tuning)")
+    g = parser.add_argument_group("which runs (the same flags name the same run in src/finetune.py)")
     g.add_argument("--model", default="ViT-B-32", help="open_clip architecture (default ViT-B-32)")
     g.add_argument("--pretrained", default="openai", help="weight tag, local file, or 'none' for random init (default openai)")
     g.add_argument("--cache-dir", default=None, help="open_clip weight cache folder")
     g.add_argument("--checkpoint-root", type=Path, default=DEFAULT_CHECKPOINT_ROOT)
     g.add_argument("--results-root", type=Path, default=DEFAULT_RESULTS_ROOT)
     g.add_argument("--data-location", type=Path, default=DEFAULT_DATA_LOCATION)
-    g.add_argument("--mode", choices=evaluation_modes(), default="standard", help="posthoc = standard runs evaluated linearised")
-    g.add_argument("--reg", choices=regularizers(), default="none")
-    g.add_argument("--variant", choices=all_variants(), default=DEFAULT_VARIANT, help="tau_jp variant (ignored for --reg none)")
+    g.add_argument("--run", default=None, help="the run's folder name, e.g. linear-tau_jp or posthoc (instead of --mode/--reg/--variant/--tag)")
+    g.add_argument("--mode", choices=(*MODES, POSTHOC), default=None,
+                   help="default: the regulariser's (linear for tau_jp, else standard); posthoc = the standard runs read out linearised")
+    g.add_argument("--reg", choices=tuple(REGULARIZERS), default=None, help="default none")
+    g.add_argument("--variant", choices=all_variants(), default=None, help="the regulariser's variant (default: its first)")
     g.add_argument("--tag", default="", help="extra suffix of the run name, if fine-tuning used one")
     g.add_argument("--tasks", default="real8", help="comma list of tasks or a benchmark name (default real8)")
     e = parser.add_argument_group("evaluation")
@@ -58,9 +60,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def selection_from_args(args: argparse.Namespace) -> RunSelection:
     spec = ModelSpec(args.model, parse_pretrained(args.pretrained), args.cache_dir)
-    recipe = RunRecipe(args.mode, args.reg, args.variant if args.reg != "none" else DEFAULT_VARIANT, args.tag)
+    evaluated = from_flags(args.mode, args.reg, args.variant, args.tag, args.run)
     tasks = tuple(parse_task_list(args.tasks))
-    return RunSelection(spec, Layout(args.checkpoint_root, args.results_root), args.data_location, recipe, tasks)
+    return RunSelection(spec, Layout(args.checkpoint_root, args.results_root), args.data_location, evaluated, tasks)
 
 
 def options_from_args(args: argparse.Namespace) -> EvalOptions:
@@ -91,17 +93,18 @@ def build_parser(evaluation: str, description: str | None = None) -> argparse.Ar
         prog=f"evaluate.py {evaluation}", description=description or spec.summary, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_run_arguments(parser)
-    if spec.add_arguments is not None:
-        spec.add_arguments(parser)
+    spec.add_arguments(parser)
     return parser
 
 
-def run_evaluation(evaluation: str, session: EvalSession, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+def run_evaluation(evaluation: str, session: EvalSession, params: Any) -> tuple[Path, Any]:
     """Run one registered evaluation on a session and write its results file."""
-    selection = session.selection
-    results, extra = EVALUATIONS[evaluation].run(session, args)
-    path = write_results(selection.layout, selection.spec.model_id, selection.recipe.results_run, evaluation, session.settings(**extra), results)
-    return path, results
+    spec = EVALUATIONS[evaluation]
+    if len(session.tasks) < spec.min_tasks:
+        raise UserError(f"evaluation {evaluation} needs at least {spec.min_tasks} tasks; pass more in --tasks")
+    result = spec.run(session, params)
+    path = write_results(session.selection.layout, session.selection.spec.model_id, session.selection.evaluated.name, spec, params, session.settings(), result)
+    return path, result
 
 
 def run_command(evaluation: str, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
@@ -111,8 +114,9 @@ def run_command(evaluation: str, args: argparse.Namespace) -> tuple[Path, dict[s
     if not torch.cuda.is_available() or args.device == "cpu":
         torch.set_num_threads(args.threads)
     # one writer per results file: a second process waits instead of racing on it
-    with results_lock(selection.layout.results(selection.spec.model_id, selection.recipe.results_run, evaluation)):
-        return run_evaluation(evaluation, EvalSession(selection, options_from_args(args)), args)
+    params = EVALUATIONS[evaluation].params_from(vars(args))
+    with results_lock(selection.layout.results(selection.spec.model_id, selection.evaluated.name, evaluation)):
+        return run_evaluation(evaluation, EvalSession(selection, options_from_args(args)), params)
 
 
 def main(evaluation: str, argv: Sequence[str] | None = None, description: str | None = None) -> Path:
@@ -124,6 +128,6 @@ def main(evaluation: str, argv: Sequence[str] | None = None, description: str | 
     return path
 
 
-def headline(evaluation: str, results: dict[str, Any]) -> str:
+def headline(evaluation: str, results: Any) -> str:
     """One line of the numbers a user looks at first."""
     return EVALUATIONS[evaluation].headline(results)

@@ -72,7 +72,14 @@ class DirectEvaluator:
     def embed_fn(self, edit: Edit) -> EmbedFn:
         if not edit.terms:
             return self.module
-        delta = self.direction(edit)
+        return self.embed_delta(self.direction(edit))
+
+    def embed_weights(self, weights: Mapping[str, torch.Tensor]) -> EmbedFn:
+        """Any weights theta of this encoder (a merge), read out as this evaluator's runs are."""
+        return self.embed_delta({k: weights[k].to(self.device) - v for k, v in self.state0.items() if k in weights and v.is_floating_point()})
+
+    def embed_delta(self, delta: dict[str, torch.Tensor]) -> EmbedFn:
+        """theta_0 + delta: f(x; theta_0 + delta), or f(x; theta_0) + J delta for linearised runs."""
         if self.linearized:
             delta = {k: v for k, v in delta.items() if k in self.params0}
 

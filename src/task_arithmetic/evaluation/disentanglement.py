@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
 
 import torch
 
@@ -20,20 +21,59 @@ from .data import EVAL_SPLITS
 from .edits import Edit
 from .selection import symmetric_grid
 from .session import EvalSession
-from .spec import Evaluation, finite_float, positive_int
+from .spec import Evaluation, finite_float, param
 
 GRID_LIMIT = 3.0
 GRID_POINTS = 21
 
 
-def evaluate_pair_disentanglement(session: EvalSession, pair: Sequence[str], alphas: Sequence[float], split: str) -> dict[str, Any]:
+def grid_points(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"a grid needs at least 2 points per axis (its ends -limit and limit), got {text}")
+    return value
+
+
+def grid_limit(text: str) -> float:
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive limit, got {text}")
+    return value
+
+
+@dataclass(frozen=True)
+class DisentanglementParams:
+    pairs: str | None = param(None, "pairs as A+B,C+D, or 'all' (default: the first two tasks)")
+    grid_limit: float = param(GRID_LIMIT, "coefficients span [-limit, limit]", grid_limit)
+    grid_points: int = param(GRID_POINTS, "grid points per axis", grid_points, study=True)
+    split: str = param("test", "which split's predictions", choices=EVAL_SPLITS)
+
+
+@dataclass(frozen=True)
+class PairGrid:
+    tasks: list[str]
+    xi: list[list[float]]  # [i][j]: alpha1 = alphas[i], alpha2 = alphas[j]
+    per_task: dict[str, list[list[float]]]  # each task's disagreement term
+
+
+@dataclass(frozen=True)
+class DisentanglementResult:
+    SCHEMA: ClassVar[int] = 2
+    split: str
+    alphas: list[float]
+    definition: str
+    pairs: dict[str, PairGrid]
+
+
+def evaluate_pair_disentanglement(session: EvalSession, pair: Sequence[str], alphas: Sequence[float], split: str) -> PairGrid:
     first, second = pair
     # the single-task edits are the grid's axes (same memo keys), so this is every point needed
     session.prefetch([(Edit.per_task_coefs({first: a1, second: a2}), d, split) for a1 in alphas for a2 in alphas for d in pair])
-    singles = {
-        task: [session.predictions(Edit.scaled([task], a), task, split) for a in alphas] for task in (first, second)
-    }
-    terms = {first: [], second: []}
+    singles = {task: [session.predictions(Edit.scaled([task], a), task, split) for a in alphas] for task in (first, second)}
+    terms: dict[str, list[list[float]]] = {first: [], second: []}
     xi = []
     for i, a1 in enumerate(alphas):
         row = []
@@ -47,7 +87,7 @@ def evaluate_pair_disentanglement(session: EvalSession, pair: Sequence[str], alp
             terms[second][-1].append(d2)
             row.append(d1 + d2)
         xi.append(row)
-    return {"tasks": [first, second], "xi": xi, "per_task": terms}
+    return PairGrid([first, second], xi, terms)
 
 
 def _disagreement(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -55,27 +95,15 @@ def _disagreement(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def evaluate_disentanglement(
-    session: EvalSession,
-    pairs: Sequence[Sequence[str]],
-    alphas: Sequence[float] = symmetric_grid(GRID_LIMIT, GRID_POINTS),
-    split: str = "test",
-) -> dict[str, Any]:
-    return {
-        "split": split,
-        "alphas": list(alphas),
-        "definition": "xi = sum over the two tasks of the prediction disagreement between the joint edit and the task's own edit",
-        "pairs": {f"{a}+{b}": evaluate_pair_disentanglement(session, (a, b), alphas, split) for a, b in pairs},
-    }
+    session: EvalSession, pairs: Sequence[Sequence[str]], alphas: Sequence[float] = symmetric_grid(GRID_LIMIT, GRID_POINTS), split: str = "test"
+) -> DisentanglementResult:
+    return DisentanglementResult(
+        split, list(alphas), "xi = sum over the two tasks of the prediction disagreement between the joint edit and the task's own edit",
+        {f"{a}+{b}": evaluate_pair_disentanglement(session, (a, b), alphas, split) for a, b in pairs},
+    )
 
 
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pairs", default=None, help="pairs as A+B,C+D, or 'all' (default: the first two tasks)")
-    p.add_argument("--grid-limit", type=finite_float, default=GRID_LIMIT, help="coefficients span [-limit, limit]")
-    p.add_argument("--grid-points", type=positive_int, default=GRID_POINTS)
-    p.add_argument("--split", choices=EVAL_SPLITS, default="test")
-
-
-def _pairs(text: str | None, tasks: Sequence[str]) -> list[tuple[str, str]]:
+def parse_pairs(text: str | None, tasks: Sequence[str]) -> list[tuple[str, str]]:
     if text is None:
         if len(tasks) < 2:
             raise UserError("disentanglement needs two tasks; pass at least two in --tasks")
@@ -85,28 +113,26 @@ def _pairs(text: str | None, tasks: Sequence[str]) -> list[tuple[str, str]]:
     pairs = []
     for item in text.split(","):
         names = [get_task(n.strip()).name for n in item.split("+")]
-        if len(names) != 2 or any(n not in tasks for n in names):
-            raise UserError(f"--pairs item '{item}' must be two of the evaluated tasks joined by '+' ({', '.join(tasks)})")
+        if len(names) != 2 or names[0] == names[1] or any(n not in tasks for n in names):
+            raise UserError(f"--pairs item '{item}' must be two different evaluated tasks joined by '+' ({', '.join(tasks)})")
         pairs.append((names[0], names[1]))
     return pairs
 
 
-def _run(session: EvalSession, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    alphas = symmetric_grid(args.grid_limit, args.grid_points)
-    pairs = _pairs(args.pairs, session.tasks)
-    results = evaluate_disentanglement(session, pairs, alphas, args.split)
-    return results, {"pairs": pairs, "alphas": list(alphas), "split": args.split}
+def _run(session: EvalSession, params: DisentanglementParams) -> DisentanglementResult:
+    alphas = symmetric_grid(params.grid_limit, params.grid_points)
+    return evaluate_disentanglement(session, parse_pairs(params.pairs, session.tasks), alphas, params.split)
 
 
-def _headline(results: dict[str, Any]) -> str:
+def _headline(r: DisentanglementResult) -> str:
     parts = []
-    for name, pair in results["pairs"].items():
-        flat = [v for row in pair["xi"] for v in row]
+    for name, pair in r.pairs.items():
+        flat = [v for row in pair.xi for v in row]
         parts.append(f"{name}: mean xi {sum(flat) / len(flat):.3f}")
     return "; ".join(parts)
 
 
-EVALUATION = Evaluation(
+EVALUATION: Evaluation[DisentanglementParams, DisentanglementResult] = Evaluation(
     "disentanglement", "prediction disagreement over an (alpha1, alpha2) grid for a task pair",
-    run=_run, headline=_headline, add_arguments=_add_arguments,
+    DisentanglementParams, DisentanglementResult, run=_run, headline=_headline, min_tasks=2,
 )

@@ -1,41 +1,62 @@
 """Merging method x fine-tuning recipe: every merging method on every recipe's task vectors.
 
-For each recipe (standard, post-hoc, linear, linear + tau-Jp) the fine-tuned runs form a
-RunModelPool (linear and post-hoc runs are evaluated linearised, as everywhere in the suite).
+For each recipe the fine-tuned runs form a RunModelPool read out as the recipe is (linear and
+post-hoc runs linearised, as everywhere in the suite), and every merged model is evaluated through
+the session's accuracy path (its data, heads, sample cap and readout), as addition's edits are.
 Methods with a coefficient (task arithmetic, TIES, DARE, TSV-M, Iso-C, Iso-CTS) are merged once at
 coefficient 1 - each is theta_0 + c * M, linear in c - and c is chosen on the Val parts exactly as
-task addition chooses alpha: the grid point with the best average normalised Val accuracy (ties keep
-the smaller c); the test sets are evaluated once at that c. Simple averaging and AdaMerging (which
-learns its own coefficients on the unlabeled test inputs) have no coefficient to choose.
-Normalised accuracy = accuracy / the task's own fine-tuned model's accuracy (same recipe, same split).
+task addition chooses alpha (addition.choose). Simple averaging and AdaMerging (which learns its
+own coefficients on the unlabeled test inputs) have no coefficient to choose. Normalised accuracy =
+accuracy / the task's own fine-tuned model's accuracy (same recipe, same split).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Mapping
 
-import torch
 from torch import nn
 
 from ..merging.adamerging import LayerWiseAdaMergingAlgorithm, TaskWiseAdaMergingAlgorithm
 from ..merging.base import MergeAlgorithm, write_back
 from ..merging.dare import DareAlgorithm
 from ..merging.isotropic import ISO_C_Merge, ISO_CTS_Merge
-from ..merging.modelpool.runs import RunModelPool
 from ..merging.simple_average import SimpleAverageAlgorithm
 from ..merging.task_arithmetic import TaskArithmeticAlgorithm
 from ..merging.task_singular_vector import TaskSingularVectorMerging
-from ..merging.taskpool.classification import ClassificationTaskPool
-from ..models.factory import ModelSpec
-from ..paths import Layout
-from ..reporting.table import RunResults, Table, describe, pct_cell, with_results
-from ..vectors.runs import RunRecipe
-from .addition import summarize
-from .selection import alpha_grid, best_index
-from .spec import Evaluation, add_alpha_step, pct, positive_int
+from ..reporting.table import RunResults, Table, pct_cell
+from .addition import CurvePoint, Scores, choose, summarize
+from .selection import alpha_grid
+from .session import EvalSession
+from .spec import Evaluation, alpha_step, param, pct, positive_int
+
+
+@dataclass(frozen=True)
+class MergingParams:
+    alpha_step: float = param(0.05, "coefficient grid 0, step, ..., 1", alpha_step, study=True)
+    adamerging_steps: int = param(100, "Adam steps of AdaMerging (FusionBench: 1000)", positive_int, study=True)
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    settings: dict[str, Any]
+    coefficient: float | None  # chosen on Val; None for methods without one
+    val_curve: list[CurvePoint] | None
+    val: Scores
+    test: Scores
+    merging_weights: Any = None  # AdaMerging's learned coefficients
+
+
+@dataclass(frozen=True)
+class MergingResult:
+    SCHEMA: ClassVar[int] = 2
+    tasks: list[str]
+    alphas: list[float]
+    finetuned: dict[str, dict[str, float]]  # split -> task -> the normaliser
+    adamerging_steps: int
+    methods: dict[str, MethodResult]
 
 
 @dataclass(frozen=True)
@@ -66,126 +87,76 @@ def _ties() -> MergeAlgorithm:
 
 def scaled(theta0: nn.Module, merged: nn.Module, coefficient: float) -> nn.Module:
     """theta_0 + c * (merged - theta_0) for the float entries; others are theta_0's."""
-    out = _copy(theta0)
+    out = copy.deepcopy(theta0)
     base = theta0.state_dict()
     write_back(out, {k: base[k] + coefficient * (v - base[k]) for k, v in merged.state_dict().items() if v.is_floating_point()})
     return out
 
 
-def _copy(module: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(module)
-
-
-def evaluate_merging(
-    spec: ModelSpec,
-    layout: Layout,
-    data_location: Path,
-    recipe: RunRecipe,
-    tasks: Sequence[str],
-    alphas: Sequence[float],
-    device: str = "cpu",
-    max_samples: int | None = None,
-    adamerging_steps: int = 100,
-    methods: Sequence[MergingMethod] = METHODS,
-) -> dict[str, Any]:
-    tasks = list(tasks)
-    pool = RunModelPool(spec.name, tasks, pretrained=spec.pretrained, mode=recipe.mode, reg=recipe.reg, variant=recipe.variant, tag=recipe.tag, cache_dir=spec.cache_dir, checkpoint_root=layout.checkpoint_root)
-    pool.check_available()
-    taskpools = {
-        split: ClassificationTaskPool(tasks, spec.name, spec.pretrained, spec.cache_dir, split=split, data_location=data_location, checkpoint_root=layout.checkpoint_root, device=device, max_samples=max_samples)
-        for split in ("val", "test")
-    }
+def evaluate_merging(session: EvalSession, alphas: Sequence[float], adamerging_steps: int = 100, methods: Sequence[MergingMethod] = METHODS) -> MergingResult:
+    tasks = list(session.tasks)
+    pool = session.model_pool()
 
     def accuracies(model: nn.Module, split: str) -> dict[str, float]:
-        results = taskpools[split].evaluate(pool.evaluation_model(model))
-        return {t: results[t]["accuracy"] for t in tasks}
+        return {t: session.model_accuracy(model, t, split) for t in tasks}
 
-    finetuned = {split: {t: _single(pool, taskpools[split], t) for t in tasks} for split in ("val", "test")}
+    finetuned = {split: {t: session.finetuned_accuracy(t, split) for t in tasks} for split in ("val", "test")}
     theta0 = pool.load_pretrained_model()
-    out: dict[str, Any] = {"tasks": tasks, "alphas": list(alphas), "finetuned": finetuned, "adamerging_steps": adamerging_steps, "methods": {}}
+    rows: dict[str, MethodResult] = {}
     for method in methods:
         algorithm = method.build(adamerging_steps)
-        algorithm.attach_taskpool(taskpools["test"])  # AdaMerging: unlabeled test inputs, as in the paper
+        algorithm.attach_taskpool(session)  # AdaMerging: the session's unlabeled test inputs, as in the paper
         merged = algorithm.run(pool)
-        row: dict[str, Any] = {"settings": {k: v for k, v in algorithm.settings().items() if not isinstance(v, (list, dict))}}
+        settings = {k: v for k, v in algorithm.settings().items() if not isinstance(v, (list, dict))}
+        weights = getattr(algorithm, "merging_weights", None)
         if method.scaled:
-            curve = [summarize(accuracies(scaled(theta0, merged, a), "val"), finetuned["val"]) for a in alphas]
-            chosen = best_index(list(alphas), [c["avg_normalized"] for c in curve], maximize=True)
+            curve = []
+            for a in alphas:
+                s = summarize(accuracies(scaled(theta0, merged, a), "val"), finetuned["val"])
+                curve.append(CurvePoint(s.per_task, s.per_task_normalized, s.avg_accuracy, s.avg_normalized, a))
+            chosen, _ = choose(alphas, curve)
             coefficient = alphas[chosen]
-            row.update(coefficient=coefficient, val_curve=[{"alpha": a, **c} for a, c in zip(alphas, curve)], val=curve[chosen])
-            model = scaled(theta0, merged, coefficient)
+            test = summarize(accuracies(scaled(theta0, merged, coefficient), "test"), finetuned["test"])
+            rows[method.name] = MethodResult(settings, coefficient, curve, curve[chosen], test, weights)
         else:
-            row.update(coefficient=None, val=summarize(accuracies(merged, "val"), finetuned["val"]))
-            model = merged
-        row["test"] = summarize(accuracies(model, "test"), finetuned["test"])
-        if getattr(algorithm, "merging_weights", None) is not None:
-            row["merging_weights"] = algorithm.merging_weights
-        out["methods"][method.name] = row
-    return out
+            val = summarize(accuracies(merged, "val"), finetuned["val"])
+            rows[method.name] = MethodResult(settings, None, None, val, summarize(accuracies(merged, "test"), finetuned["test"]), weights)
+    return MergingResult(tasks, list(alphas), finetuned, adamerging_steps, rows)
 
 
-def _single(pool: RunModelPool, taskpool: ClassificationTaskPool, task: str) -> float:
-    """The task's own fine-tuned model on its own data (the normaliser)."""
-    one = ClassificationTaskPool(
-        [task], taskpool.spec.name, taskpool.spec.pretrained, taskpool.spec.cache_dir, split=taskpool.split,
-        data_location=taskpool.data_location, checkpoint_root=taskpool.layout.checkpoint_root, device=taskpool.device,
-        max_samples=taskpool.max_samples,
-    )
-    with torch.no_grad():
-        return one.evaluate(pool.evaluation_model(pool.load_model(task)))[task]["accuracy"]
+def _run(session: EvalSession, params: MergingParams) -> MergingResult:
+    return evaluate_merging(session, alpha_grid(params.alpha_step), params.adamerging_steps)
 
 
-def session_merging(session: Any, alphas: Sequence[float], adamerging_steps: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The study's evaluation (pipeline/catalog.py): the session's runs, device and sample cap."""
-    selection, options = session.selection, session.options
-    results = evaluate_merging(
-        selection.spec, selection.layout, Path(selection.data_location), selection.recipe, selection.tasks, alphas,
-        str(session.device), options.max_eval_samples, adamerging_steps,
-    )
-    return results, {"alphas": list(alphas), "adamerging_steps": adamerging_steps}
+def _headline(r: MergingResult) -> str:
+    return "; ".join(f"{name} norm {pct(row.test.avg_normalized)}" for name, row in r.methods.items())
 
 
-def _run(session: Any, args: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    return session_merging(session, alpha_grid(args.alpha_step), args.adamerging_steps)
-
-
-def _add_arguments(parser: Any) -> None:
-    add_alpha_step(parser)
-    parser.add_argument("--adamerging-steps", type=positive_int, default=100, help="Adam steps of AdaMerging (default 100)")
-
-
-def _headline(results: dict[str, Any]) -> str:
-    rows = results["methods"]
-    return "; ".join(f"{name} norm {pct(row['test']['avg_normalized'])}" for name, row in rows.items())
-
-
-def report(runs: dict[str, RunResults]) -> list[Table]:
+def report(runs: Mapping[str, RunResults]) -> list[Table]:
     """Rows: merging methods; columns: recipes; cells: test accuracy %, absolute / normalised (c)."""
-    with_merging = with_results(runs, "merging")
-    if not with_merging:
+    found = {name: r for name, run in runs.items() if (r := run.get(EVALUATION)) is not None}
+    if not found:
         return []
     methods: list[str] = []
-    for run in with_merging.values():
-        methods += [m for m in run.results("merging")["methods"] if m not in methods]
-    table = Table("merging", "Merging method × recipe (test accuracy %, absolute / normalised; c = coefficient chosen on Val)", ["method", *[describe(n) for n in with_merging]])
+    for result in found.values():
+        methods += [m for m in result.methods if m not in methods]
+    table = Table("merging", "Merging method × recipe (test accuracy %, absolute / normalised; c = coefficient chosen on Val)",
+                  ["method", *[runs[n].label for n in found]])
     for method in methods:
         row: list[Any] = [method]
-        for run in with_merging.values():
-            result = run.results("merging")["methods"].get(method)
-            if result is None:
+        for result in found.values():
+            r = result.methods.get(method)
+            if r is None:
                 row.append(None)
                 continue
-            test = result["test"]
-            norm = pct_cell(test["avg_normalized"])
-            cell = f"{pct_cell(test['avg_accuracy']):.1f} / {'–' if norm is None else f'{norm:.1f}'}"
-            row.append(cell + (f" (c={result['coefficient']:g})" if result.get("coefficient") is not None else ""))
+            norm = pct_cell(r.test.avg_normalized)
+            cell = f"{pct_cell(r.test.avg_accuracy):.1f} / {'–' if norm is None else f'{norm:.1f}'}"
+            row.append(cell + (f" (c={r.coefficient:g})" if r.coefficient is not None else ""))
         table.rows.append(row)
     return [table]
 
 
-EVALUATION = Evaluation(
+EVALUATION: Evaluation[MergingParams, MergingResult] = Evaluation(
     "merging", "every merging method on this recipe's task vectors, coefficients chosen on Val; test at the chosen one",
-    run=_run, headline=_headline, add_arguments=_add_arguments, report=report,
+    MergingParams, MergingResult, run=_run, headline=_headline, report=report, min_tasks=2,
 )

@@ -7,61 +7,95 @@ measured at that alpha. When no alpha of the grid meets the constraint the resul
 
 from __future__ import annotations
 
-import argparse
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Mapping, Sequence
 
 from ..data.registry import get_task
 from ..errors import UserError
-from ..reporting.table import RunResults, Table, describe, pct_cell, with_results
+from ..reporting.table import RunResults, Table, pct_cell
 from .edits import Edit
 from .selection import ALPHA_GRID, alpha_grid, best_index, mean
 from .session import EvalSession, default_control
-from .spec import Evaluation, add_alpha_step, finite_float, pct
+from .spec import Evaluation, alpha_step, param, pct, positive_float
 
 CONTROL_RATIO = 0.95
 
 
-def negate_one(session: EvalSession, target: str, control: str, alphas: Sequence[float], floor: float) -> dict[str, Any]:
+@dataclass(frozen=True)
+class NegationParams:
+    alpha_step: float = param(0.05, "coefficient grid 0, step, ..., 1", alpha_step, study=True)
+    control: str | None = param(None, "control task (default: the benchmark's, e.g. ImageNet)", study=True)
+    control_ratio: float = param(CONTROL_RATIO, "control Val accuracy must stay >= ratio x zero-shot", positive_float)
+
+
+@dataclass(frozen=True)
+class NegationPoint:
+    alpha: float
+    target_val: float
+    control_val: float
+    admissible: bool
+
+
+@dataclass(frozen=True)
+class TargetControl:
+    target: float
+    control: float
+
+
+@dataclass(frozen=True)
+class Negated:
+    status: str  # "ok" | "no_admissible_alpha"
+    curve: list[NegationPoint]
+    chosen_alpha: float | None
+    val: TargetControl | None
+    test: TargetControl | None  # None: no admissible alpha, no test evaluation made
+    zeroshot_target: dict[str, float]  # split -> zero-shot accuracy on the target
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class NegationAverage:
+    target_test: float | None  # over the targets with an admissible alpha
+    control_test: float | None
+    zeroshot_target_test: float | None
+    zeroshot_control_test: float
+    targets_solved: list[str]
+    targets_without_admissible_alpha: list[str]
+
+
+@dataclass(frozen=True)
+class NegationResult:
+    SCHEMA: ClassVar[int] = 2
+    control: str
+    control_ratio: float
+    control_floor_val: float
+    alphas: list[float]
+    zeroshot_control: dict[str, float]
+    targets: dict[str, Negated]
+    average: NegationAverage
+
+
+def negate_one(session: EvalSession, target: str, control: str, alphas: Sequence[float], floor: float) -> Negated:
     curve = []
     for alpha in alphas:
         edit = Edit.scaled([target], -alpha)
         control_val = session.accuracy(edit, control, "val")
-        curve.append({
-            "alpha": alpha,
-            "target_val": session.accuracy(edit, target, "val"),
-            "control_val": control_val,
-            "admissible": control_val >= floor,
-        })
-    chosen = best_index(list(alphas), [p["target_val"] for p in curve], maximize=False, admissible=[p["admissible"] for p in curve])
+        curve.append(NegationPoint(alpha, session.accuracy(edit, target, "val"), control_val, control_val >= floor))
+    chosen = best_index(list(alphas), [p.target_val for p in curve], maximize=False, admissible=[p.admissible for p in curve])
     zeroshot = {split: session.accuracy(Edit.zeroshot(), target, split) for split in ("val", "test")}
     if chosen is None:
-        best_control = max(p["control_val"] for p in curve)
-        return {
-            "status": "no_admissible_alpha",
-            "message": (
-                f"no alpha in the grid keeps control Val accuracy >= {floor:.4f} "
-                f"(best reached {best_control:.4f}); no test evaluation was made"
-            ),
-            "curve": curve,
-            "chosen_alpha": None,
-            "test": None,
-            "zeroshot_target": zeroshot,
-        }
+        best_control = max(p.control_val for p in curve)
+        message = f"no alpha in the grid keeps control Val accuracy >= {floor:.4f} (best reached {best_control:.4f}); no test evaluation was made"
+        return Negated("no_admissible_alpha", curve, None, None, None, zeroshot, message)
     alpha = alphas[chosen]
     edit = Edit.scaled([target], -alpha)
-    return {
-        "status": "ok",
-        "curve": curve,
-        "chosen_alpha": alpha,
-        "val": {"target": curve[chosen]["target_val"], "control": curve[chosen]["control_val"]},
-        "test": {"target": session.accuracy(edit, target, "test"), "control": session.accuracy(edit, control, "test")},
-        "zeroshot_target": zeroshot,
-    }
+    test = TargetControl(session.accuracy(edit, target, "test"), session.accuracy(edit, control, "test"))
+    return Negated("ok", curve, alpha, TargetControl(curve[chosen].target_val, curve[chosen].control_val), test, zeroshot)
 
 
-def evaluate_negation(
-    session: EvalSession, control: str, alphas: Sequence[float] = ALPHA_GRID, ratio: float = CONTROL_RATIO
-) -> dict[str, Any]:
+def evaluate_negation(session: EvalSession, control: str, alphas: Sequence[float] = ALPHA_GRID, ratio: float = CONTROL_RATIO) -> NegationResult:
+    if control in session.tasks:
+        raise UserError(f"the control task {control} is one of the negated tasks; a task cannot be its own control: pass --control <another task>")
     session.prefetch(
         [(Edit.zeroshot(), d, split) for d in (*session.tasks, control) for split in ("val", "test")]
         + [(Edit.scaled([t], -alpha), d, "val") for t in session.tasks for alpha in alphas for d in (t, control)]
@@ -69,69 +103,53 @@ def evaluate_negation(
     zeroshot_control = {split: session.accuracy(Edit.zeroshot(), control, split) for split in ("val", "test")}
     floor = ratio * zeroshot_control["val"]
     targets = {t: negate_one(session, t, control, alphas, floor) for t in session.tasks}
-    solved = [t for t, r in targets.items() if r["status"] == "ok"]
-    return {
-        "control": control,
-        "control_ratio": ratio,
-        "control_floor_val": floor,
-        "alphas": list(alphas),
-        "zeroshot_control": zeroshot_control,
-        "targets": targets,
-        "average": {
-            "target_test": mean([targets[t]["test"]["target"] for t in solved]),
-            "control_test": mean([targets[t]["test"]["control"] for t in solved]),
-            "zeroshot_target_test": mean([targets[t]["zeroshot_target"]["test"] for t in session.tasks]),
-            "zeroshot_control_test": zeroshot_control["test"],
-            "targets_solved": solved,
-            "targets_without_admissible_alpha": [t for t in session.tasks if t not in solved],
-        },
-    }
+    solved = [t for t, r in targets.items() if r.test is not None]
+    average = NegationAverage(
+        target_test=mean([targets[t].test.target for t in solved]),  # type: ignore[union-attr]
+        control_test=mean([targets[t].test.control for t in solved]),  # type: ignore[union-attr]
+        zeroshot_target_test=mean([targets[t].zeroshot_target["test"] for t in session.tasks]),
+        zeroshot_control_test=zeroshot_control["test"],
+        targets_solved=solved,
+        targets_without_admissible_alpha=[t for t in session.tasks if t not in solved],
+    )
+    return NegationResult(control, ratio, floor, list(alphas), zeroshot_control, targets, average)
 
 
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    add_alpha_step(p)
-    p.add_argument("--control", default=None, help="control task (default: the benchmark's, e.g. ImageNet)")
-    p.add_argument("--control-ratio", type=finite_float, default=CONTROL_RATIO, help="control Val acc must stay >= ratio x zero-shot")
-
-
-def _run(session: EvalSession, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    control = args.control or default_control(session.tasks)
+def resolve_control(given: str | None, tasks: Sequence[str]) -> str:
+    control = given or default_control(tasks)
     if control is None:
         raise UserError("these tasks' benchmark has no control task; pass --control <task>")
-    control = get_task(control).name
-    alphas = alpha_grid(args.alpha_step)
-    results = evaluate_negation(session, control, alphas, ratio=args.control_ratio)
-    return results, {"control": control, "control_ratio": args.control_ratio, "alphas": list(alphas)}
+    return get_task(control).name
 
 
-def _headline(results: dict[str, Any]) -> str:
-    a = results["average"]
-    missing = a["targets_without_admissible_alpha"]
+def _run(session: EvalSession, params: NegationParams) -> NegationResult:
+    return evaluate_negation(session, resolve_control(params.control, session.tasks), alpha_grid(params.alpha_step), params.control_ratio)
+
+
+def _headline(r: NegationResult) -> str:
+    missing = r.average.targets_without_admissible_alpha
     note = f"; no admissible alpha for {', '.join(missing)}" if missing else ""
-    return f"target test {pct(a['target_test'])}, control test {pct(a['control_test'])}{note}"
+    return f"target test {pct(r.average.target_test)}, control test {pct(r.average.control_test)}{note}"
 
 
-def report(runs: dict[str, RunResults]) -> list[Table]:
-    with_negation = with_results(runs, "negation")
-    if not with_negation:
+def report(runs: Mapping[str, RunResults]) -> list[Table]:
+    found = {name: r for name, run in runs.items() if (r := run.get(EVALUATION)) is not None}
+    if not found:
         return []
-    first = next(iter(with_negation.values())).results("negation")
-    control = first["control"]
-    table = Table("negation", f"Task negation (test accuracy %, target ↓ / control {control} ↑, tuned alpha)",
+    first = next(iter(found.values()))
+    table = Table("negation", f"Task negation (test accuracy %, target ↓ / control {first.control} ↑, tuned alpha)",
                   ["method", "target avg", "control avg", "alphas", "note"])
-    avg = first["average"]
-    table.rows.append(["zero-shot", pct_cell(avg["zeroshot_target_test"]), pct_cell(avg["zeroshot_control_test"]), None, None])
-    for name, run in with_negation.items():
-        result = run.results("negation")
-        avg = result["average"]
-        alphas = ", ".join(f"{t}:{r['chosen_alpha']}" if r["chosen_alpha"] is not None else f"{t}:none" for t, r in result["targets"].items())
-        missing = avg["targets_without_admissible_alpha"]
+    table.rows.append(["zero-shot", pct_cell(first.average.zeroshot_target_test), pct_cell(first.average.zeroshot_control_test), None, None])
+    for name, result in found.items():
+        avg = result.average
+        alphas = ", ".join(f"{t}:{r.chosen_alpha}" if r.chosen_alpha is not None else f"{t}:none" for t, r in result.targets.items())
+        missing = avg.targets_without_admissible_alpha
         note = f"no admissible alpha for {', '.join(missing)} (averages over the rest)" if missing else None
-        table.rows.append([describe(name), pct_cell(avg["target_test"]), pct_cell(avg["control_test"]), alphas, note])
+        table.rows.append([runs[name].label, pct_cell(avg.target_test), pct_cell(avg.control_test), alphas, note])
     return [table]
 
 
-EVALUATION = Evaluation(
+EVALUATION: Evaluation[NegationParams, NegationResult] = Evaluation(
     "negation", "theta_0 - alpha * tau_t per task: lowest target Val accuracy with the control >= ratio x zero-shot",
-    run=_run, headline=_headline, add_arguments=_add_arguments, report=report,
+    NegationParams, NegationResult, run=_run, headline=_headline, report=report, needs_control=True,
 )

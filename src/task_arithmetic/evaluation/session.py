@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import torch
+from torch import nn
 
+from ..data.loaders import make_loader
 from ..data.registry import control_for
 from ..errors import UserError
 from ..io import metadata_path, read_json
@@ -24,16 +26,23 @@ from ..models.factory import ModelSpec
 from ..models.heads import ClassificationHead
 from ..models.pretrained import task_head, zeroshot_encoder
 from ..paths import Layout
+from ..recipes import EvaluatedRun, Readout
 from ..runtime import code_revision, pick_device
-from ..vectors.runs import RunRecipe, locate_runs
+from ..vectors.runs import locate_runs
 from ..vectors.task_vector import TaskVector, float_keys
-from .accuracy import accuracy_from_logits
+from .accuracy import Metrics, accuracy_from_logits, collect_logits
 from .batched import DEFAULT_MEMORY_MB, BatchedEvaluator, EditRequest
 from .cached import CachedEvaluator
 from .data import DataBank
 from .direct import DirectEvaluator
 from .edits import Edit
 from .tangent_cache import TangentCacheStore, TangentComputer, file_signature
+
+if TYPE_CHECKING:  # the merging package is only needed by the merging evaluation
+    from ..merging.adamerging import TestTimeData
+    from ..merging.modelpool.runs import RunModelPool
+
+__all__ = ["EvalOptions", "EvalSession", "Metrics", "RunSelection", "default_control"]
 
 
 @dataclass(frozen=True)
@@ -54,8 +63,12 @@ class RunSelection:
     spec: ModelSpec
     layout: Layout
     data_location: Path
-    recipe: RunRecipe
+    evaluated: EvaluatedRun  # which runs, read out how
     tasks: tuple[str, ...]
+
+    @property
+    def linearized(self) -> bool:
+        return self.evaluated.readout is Readout.LINEARIZED
 
 
 class HeadBank(dict):
@@ -78,28 +91,29 @@ class EvalSession:
             raise UserError("no tasks to evaluate; pass --tasks with a comma list or a benchmark name")
         self.selection = selection
         self.options = options
-        spec, layout, recipe = selection.spec, selection.layout, selection.recipe
+        spec, layout, run = selection.spec, selection.layout, selection.evaluated.run
+        linearized = selection.linearized
         self.tasks = list(selection.tasks)
         self.device = pick_device(options.device)
-        self.checkpoints = locate_runs(spec, self.tasks, recipe, layout, selection.data_location)
+        self.checkpoints = locate_runs(spec, self.tasks, run, layout, selection.data_location)
         self.theta0_path = layout.zeroshot(spec.model_id)
         self.theta0 = zeroshot_encoder(spec, layout, self.device).eval()
         for p in self.theta0.parameters():
             p.requires_grad_(False)
         self.heads = HeadBank(spec, layout, selection.data_location, self.device)
         self.bank = DataBank(selection.data_location, self.theta0.val_preprocess, options.batch_size, options.num_workers, options.max_eval_samples)
-        self.direct = DirectEvaluator(self.theta0.visual, self.theta0_path, self.checkpoints, self.heads, self.bank, recipe.linearized, self.device)
+        self.direct = DirectEvaluator(self.theta0.visual, self.theta0_path, self.checkpoints, self.heads, self.bank, linearized, self.device)
         self.cached: CachedEvaluator | None = None
         if options.use_cache:
             computer = TangentComputer(self.theta0.visual, self.theta0_path, self.device, options.vectors_per_pass)
-            folder = layout.results(spec.model_id, recipe.source_run, "tangent_cache").with_suffix("") if options.disk_cache else None
+            folder = layout.results(spec.model_id, run.name, "tangent_cache").with_suffix("") if options.disk_cache else None
             base_key = {"model_id": spec.model_id, "theta0": file_signature(self.theta0_path), "max_samples": options.max_eval_samples}
             self.cached = CachedEvaluator(TangentCacheStore(computer, self.checkpoints, folder, base_key), self.heads, self.bank)
-        self.evaluator = self.cached if (self.cached is not None and recipe.linearized) else self.direct
-        self.batched = BatchedEvaluator(self.direct, options.batch_memory_mb) if options.batched and not recipe.linearized else None
+        self.evaluator = self.cached if (self.cached is not None and linearized) else self.direct
+        self.batched = BatchedEvaluator(self.direct, options.batch_memory_mb) if options.batched and not linearized else None
         # tau-Jp entries are JVPs at theta_0 in every mode, so the cache serves standard runs too.
         self.tangent_source = self.cached if self.cached is not None else self.direct
-        self._metrics: dict[tuple, dict[str, float]] = {}
+        self._metrics: dict[tuple, Metrics] = {}
         self._predictions: dict[tuple, torch.Tensor] = {}
 
     # queries --------------------------------------------------------------------------------
@@ -130,7 +144,7 @@ class EvalSession:
         self.prefetch([(edit, dataset, split)])
         return self._predictions[key]
 
-    def metrics(self, edit: Edit, dataset: str, split: str) -> dict[str, float]:
+    def metrics(self, edit: Edit, dataset: str, split: str) -> Metrics:
         key = (edit.key(), dataset, split)
         if key not in self._metrics:
             if self.batched is not None:
@@ -140,7 +154,7 @@ class EvalSession:
         return self._metrics[key]
 
     def accuracy(self, edit: Edit, dataset: str, split: str) -> float:
-        return self.metrics(edit, dataset, split)["accuracy"]
+        return self.metrics(edit, dataset, split).accuracy
 
     def finetuned_accuracy(self, task: str, split: str) -> float:
         return self.accuracy(Edit.scaled([task], 1.0), task, split)
@@ -155,6 +169,33 @@ class EvalSession:
         base = {k: theta0[k].cpu() for k in float_keys(theta0)}
         size = TaskVector(base).norm()
         return {t: TaskVector.from_checkpoints(self.checkpoints[t], base).norm() / size for t in self.tasks}
+
+    # whole models (merges) --------------------------------------------------------------------
+    def model_accuracy(self, model: nn.Module, dataset: str, split: str) -> float:
+        """Accuracy of any weights of this encoder (a merged model), read out as this session's
+        runs are (linearised around theta_0 for linear and post-hoc runs), on the session's data."""
+        visual = getattr(model, "visual", model)
+        embed = self.direct.embed_weights(visual.state_dict())
+        return accuracy_from_logits(*collect_logits(embed, self.heads[dataset], self.bank.loader(dataset, split), self.device)).accuracy
+
+    def model_pool(self) -> "RunModelPool":
+        """This session's runs as a merging model pool, read out the session's way."""
+        from ..merging.modelpool.runs import RunModelPool
+
+        sel = self.selection
+        return RunModelPool.of(sel.spec, sel.layout, sel.evaluated, self.tasks)
+
+    def test_time_data(self, model: nn.Module, batch_size: int, num_workers: int = 0, seed: int = 0) -> "TestTimeData":
+        """AdaMerging's unlabeled inputs: shuffled batches of each task's test part (the session's
+        sample cap) and its frozen head."""
+        from ..merging.adamerging import TestTimeData, TestTimeTask
+        from ..merging.taskpool.base import endless_inputs
+
+        tasks = {}
+        for task in self.tasks:
+            loader = make_loader(self.bank.dataset(task, "test"), batch_size, shuffle=True, seed=seed, num_workers=num_workers)
+            tasks[task] = TestTimeTask(self.heads[task].float().requires_grad_(False), endless_inputs(loader))
+        return TestTimeData(features=lambda call, images: call(images).float(), tasks=tasks, device=self.device)
 
     # provenance -----------------------------------------------------------------------------
     def settings(self, **extra: Any) -> dict[str, Any]:
@@ -171,12 +212,13 @@ class EvalSession:
             "model": sel.spec.name,
             "pretrained": sel.spec.pretrained,
             "model_id": sel.spec.model_id,
-            "mode": sel.recipe.mode,
-            "reg": sel.recipe.reg,
-            "variant": sel.recipe.variant,
-            "tag": sel.recipe.tag,
-            "run": sel.recipe.results_run,
-            "source_run": sel.recipe.source_run,
+            "mode": sel.evaluated.run.mode.name,
+            "reg": sel.evaluated.run.reg.name,
+            "variant": sel.evaluated.run.variant,
+            "tag": sel.evaluated.run.tag,
+            "readout": sel.evaluated.readout.value,
+            "run": sel.evaluated.name,
+            "source_run": sel.evaluated.run.name,
             "tasks": self.tasks,
             "data_location": str(sel.data_location),
             "checkpoint_root": str(sel.layout.checkpoint_root),

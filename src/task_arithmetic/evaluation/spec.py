@@ -1,18 +1,40 @@
-"""What an evaluation declares to be run by src/evaluate.py, the study, the results layout and the report."""
+"""What an evaluation declares, to be run by src/evaluate.py, the study, the results layout and
+the report: its typed parameters (whose fields are its flags) and its typed result.
+
+An evaluation is one module ending with its `EVALUATION` and one entry in registry.py. Its
+parameters are a frozen dataclass whose fields, declared with `param(...)`, become its flags in
+src/evaluate.py; fields marked `study=True` are also study-level settings (one flag of
+src/run_study.py for every evaluation that has a field of that name, and a preset's value).
+Its result is a frozen dataclass with a `SCHEMA` version, written as JSON and read back typed by
+the report, the claims, the plots and the seeds summary; a file of another schema is stale.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Mapping, Protocol, TypeVar
 
-from ..reporting.table import RunResults, Table
+from .. import typed_json
+from ..errors import UserError
 
 if TYPE_CHECKING:
+    from ..reporting.table import RunResults, Table
     from .session import EvalSession
 
-Runner = Callable[["EvalSession", argparse.Namespace], "tuple[dict[str, Any], dict[str, Any]]"]
+
+class Result(Protocol):
+    SCHEMA: ClassVar[int]
+
+
+P = TypeVar("P")
+R = TypeVar("R")
+
+
+# ----------------------------------------------------------------------------------------------
+# flag types: argparse `type=` functions, one clear message each
 
 
 def finite_float(text: str) -> float:
@@ -26,34 +48,92 @@ def finite_float(text: str) -> float:
 
 
 def positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
 
 
 def alpha_step(text: str) -> float:
-    value = float(text)
+    value = finite_float(text)
     if not 0 < value <= 1 or abs(round(1 / value) * value - 1) > 1e-9:
         raise argparse.ArgumentTypeError(f"expected a step in (0, 1] that divides 1 (e.g. 0.05, 0.25), got {text}")
     return value
 
 
-def add_alpha_step(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--alpha-step", type=alpha_step, default=0.05, help="coefficient grid 0, step, ..., 1 (default 0.05: 21 points)")
+def positive_float(text: str) -> float:
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def param(default: Any, help: str, parse: Callable[[str], Any] | None = None, study: bool = False, choices: tuple[str, ...] | None = None) -> Any:
+    """A field of an evaluation's parameters: its default, its flag's help and parser; `study`:
+    also a study-level setting (src/run_study.py --<name>, a preset's eval_params)."""
+    return dataclasses.field(default=default, metadata={"help": help, "parse": parse, "study": study, "choices": choices})
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
-class Evaluation:
+class NoParams:
+    """Parameters of an evaluation that takes none."""
+
+
+@dataclass(frozen=True)
+class Evaluation(Generic[P, R]):
     name: str  # results/<model_id>/<run>/<name>.json
     summary: str  # one line: --help and the list of src/evaluate.py
-    run: Runner  # (results, settings it adds to the results file) from a session and the parsed flags
-    headline: Callable[[dict[str, Any]], str]  # the numbers a user looks at first
-    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None  # its own flags
-    # its report tables from every run's results ([] where no run has them); kept here, beside the
-    # runner that writes those results, so that an evaluation with its table is one module plus
-    # one registry entry, and the report (reporting/build.py) just iterates the registry
-    report: Callable[[dict[str, RunResults]], list[Table]] | None = None
+    params: type[P]  # its parameters (a frozen dataclass of `param` fields)
+    result: type[R]  # its result (a frozen dataclass with SCHEMA)
+    run: Callable[["EvalSession", P], R]
+    headline: Callable[[R], str]  # the numbers a user looks at first
+    # its report tables from every run's results ([] where no run has them), beside the runner
+    # that writes those results: the report (reporting/build.py) just iterates the registry
+    report: Callable[[Mapping[str, "RunResults"]], list["Table"]] | None = None
+    min_tasks: int = 1  # checked before any work
+    needs_control: bool = False  # reads the benchmark's control task
+
+    # -- parameters ---------------------------------------------------------------------------
+    def fields(self) -> tuple[dataclasses.Field[Any], ...]:
+        return dataclasses.fields(self.params)  # type: ignore[arg-type]
+
+    def study_fields(self) -> tuple[dataclasses.Field[Any], ...]:
+        return tuple(f for f in self.fields() if f.metadata.get("study"))
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        if not self.fields():
+            return
+        group = parser.add_argument_group(f"{self.name} settings")
+        for f in self.fields():
+            add_param_argument(group, f)
+
+    def params_from(self, values: Mapping[str, Any]) -> P:
+        """Its parameters from values by field name (others ignored; missing ones default)."""
+        return self.params(**{f.name: values[f.name] for f in self.fields() if f.name in values and values[f.name] is not None})
+
+    # -- results ------------------------------------------------------------------------------
+    @property
+    def schema(self) -> int:
+        return int(getattr(self.result, "SCHEMA"))
+
+    def load_result(self, data: Any) -> R:
+        try:
+            return typed_json.load(self.result, data, self.name)  # type: ignore[no-any-return]
+        except typed_json.SchemaError as err:
+            raise UserError(f"results of {self.name} do not match its schema ({err}); re-run the evaluation") from err
+
+
+def add_param_argument(parser: Any, f: dataclasses.Field[Any]) -> None:
+    parse = f.metadata.get("parse") or (str if f.default is None else type(f.default))
+    parser.add_argument(flag(f.name), dest=f.name, type=parse, default=None, choices=f.metadata.get("choices"),
+                        help=f"{f.metadata.get('help', '')} (default {f.default})")
 
 
 def pct(value: float | None) -> str:

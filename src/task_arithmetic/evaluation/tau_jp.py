@@ -6,62 +6,74 @@ vector i moves the features of task j's inputs, the seed paper's interference in
 
 from __future__ import annotations
 
-import argparse
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Mapping, Sequence
 
 from ..data.registry import get_task
-from ..reporting.table import RunResults, Table, describe
+from ..reporting.table import RunResults, Table
 from .data import EVAL_SPLITS
 from .session import EvalSession, default_control
-from .spec import Evaluation
+from .spec import Evaluation, param
 
 
-def evaluate_tau_jp(session: EvalSession, datasets: Sequence[str] | None = None, split: str = "test") -> dict[str, Any]:
+@dataclass(frozen=True)
+class TauJpParams:
+    split: str = param("test", "which split's inputs x_j", choices=EVAL_SPLITS)
+    control: str | None = param(None, "extra dataset column (default: the benchmark's control task, if any)", study=True)
+
+
+@dataclass(frozen=True)
+class TauJpResult:
+    SCHEMA: ClassVar[int] = 2
+    split: str
+    vectors: list[str]  # rows: task vectors tau_i
+    datasets: list[str]  # columns: datasets x_j (the tasks, then the control)
+    matrix: list[list[float]]
+    diagonal_mean: float | None
+    off_diagonal_mean: float | None  # over the tasks' own datasets (the control column aside)
+
+    def entry(self, vector: str, dataset: str) -> float:
+        return self.matrix[self.vectors.index(vector)][self.datasets.index(dataset)]
+
+
+def evaluate_tau_jp(session: EvalSession, datasets: Sequence[str] | None = None, split: str = "test") -> TauJpResult:
     datasets = list(datasets) if datasets is not None else list(session.tasks)
     matrix = [[session.tangent_norm_mean(vector, dataset, split) for dataset in datasets] for vector in session.tasks]
     off_diagonal = [matrix[i][j] for i, v in enumerate(session.tasks) for j, d in enumerate(datasets) if d != v and d in session.tasks]
     diagonal = [matrix[i][datasets.index(v)] for i, v in enumerate(session.tasks) if v in datasets]
-    return {
-        "split": split,
-        "vectors": list(session.tasks),
-        "datasets": datasets,
-        "matrix": matrix,
-        "diagonal_mean": sum(diagonal) / len(diagonal) if diagonal else None,
-        "off_diagonal_mean": sum(off_diagonal) / len(off_diagonal) if off_diagonal else None,
-    }
+    return TauJpResult(
+        split, list(session.tasks), datasets, matrix,
+        sum(diagonal) / len(diagonal) if diagonal else None,
+        sum(off_diagonal) / len(off_diagonal) if off_diagonal else None,
+    )
 
 
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--split", choices=EVAL_SPLITS, default="test")
-    p.add_argument("--control", default=None, help="extra dataset column (default: the benchmark's control task, if any)")
+def _run(session: EvalSession, params: TauJpParams) -> TauJpResult:
+    control = params.control or default_control(session.tasks)
+    extra = [get_task(control).name] if control else []
+    return evaluate_tau_jp(session, list(session.tasks) + [d for d in extra if d not in session.tasks], params.split)
 
 
-def _run(session: EvalSession, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    control = args.control or default_control(session.tasks)
-    datasets = list(session.tasks) + ([get_task(control).name] if control else [])
-    return evaluate_tau_jp(session, datasets, args.split), {"split": args.split, "datasets": datasets}
+def _headline(r: TauJpResult) -> str:
+    return f"diagonal mean {r.diagonal_mean or 0:.4g}, off-diagonal mean {r.off_diagonal_mean or 0:.4g}"
 
 
-def _headline(results: dict[str, Any]) -> str:
-    return f"diagonal mean {results['diagonal_mean']:.4g}, off-diagonal mean {results['off_diagonal_mean'] or 0:.4g}"
-
-
-def report(runs: dict[str, RunResults]) -> list[Table]:
+def report(runs: Mapping[str, RunResults]) -> list[Table]:
     """One matrix per run: the runs may have different vectors and datasets."""
     tables = []
     for name, run in runs.items():
-        result = run.results("tau_jp")
-        if not result:
+        result = run.get(EVALUATION)
+        if result is None:
             continue
-        table = Table(f"tau_jp_{name}", f"τJp matrix of {describe(name)}: mean ‖J f(x_j)·τ_i‖ on {result['split']} (rows τ_i, columns x_j)",
-                      ["vector", *result["datasets"]], float_format="{:.4g}")
-        for vector, values in zip(result["vectors"], result["matrix"]):
+        table = Table(f"tau_jp_{name}", f"τJp matrix of {run.label}: mean ‖J f(x_j)·τ_i‖ on {result.split} (rows τ_i, columns x_j)",
+                      ["vector", *result.datasets], float_format="{:.4g}")
+        for vector, values in zip(result.vectors, result.matrix):
             table.rows.append([vector, *[round(v, 6) for v in values]])
         tables.append(table)
     return tables
 
 
-EVALUATION = Evaluation(
+EVALUATION: Evaluation[TauJpParams, TauJpResult] = Evaluation(
     "tau_jp", "the tau-Jp matrix: mean ||J_theta0 f(x_j) . tau_i|| for every task vector i and dataset j",
-    run=_run, headline=_headline, add_arguments=_add_arguments, report=report,
+    TauJpParams, TauJpResult, run=_run, headline=_headline, report=report,
 )

@@ -1,32 +1,33 @@
-"""The study as a Slurm job graph (src/run_study.py --launcher slurm).
+"""The study's graph (graph.py) as Slurm jobs (src/run_study.py --launcher slurm).
 
-    prepare (theta_0, heads) -> one fine-tuning array per training recipe -> one evaluation job per
-    recipe, afterok on the arrays whose runs it reads -> the report, afterok on everything
+    prepare -> one fine-tuning array per trained run (after the arrays of the runs it reads)
+        -> one evaluation job per recipe (afterok on the arrays of its runs) -> the report
 
-Only what is missing is submitted: runs already finished and evaluations whose results are fresh
-(the same test as the local study, pipeline/plan.py) are left out, and so are their dependencies.
-Fine-tuning goes through scripts/slurm/finetune_array.sbatch (requeued on pre-emption, resumes);
-the other steps run `src/run_study.py <the same study flags> --stage <step>` through
-scripts/slurm/evaluate.sbatch. Nothing here reads weights or data.
+Only units not done are submitted (the local study's freshness tests), so submitting a
+half-finished study again completes it. Every job runs units of the same graph: each unit is
+written as JSON (the serialised study and the unit's id) and the job runs
+`src/run_study.py --unit FILE` through scripts/slurm/unit.sbatch (a fine-tuning array element is
+requeued on pre-emption and resumes). Paths travel inside the JSON and quoted, so spaces work.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
 from ..errors import UserError
+from ..io import atomic_write_text
 from ..paths import REPO_ROOT
-from ..training.config import resolve_config
-from .plan import Plan, Study, pending_evaluations
+from .definition import Study
+from .graph import Unit, UnitKind, is_done, unit_payload
 
-FINETUNE_BATCH = "scripts/slurm/finetune_array.sbatch"
-STEP_BATCH = "scripts/slurm/evaluate.sbatch"
-STUDY_SCRIPT = "src/run_study.py"
+UNIT_BATCH = "scripts/slurm/unit.sbatch"
 
 
 @dataclass(frozen=True)
@@ -42,121 +43,97 @@ class SlurmOptions:
 @dataclass(frozen=True)
 class Job:
     name: str  # Slurm job name, also how other jobs refer to it
-    batch: str  # the batch file, relative to the repository
-    args: tuple[str, ...] = ()
-    env: dict[str, str] = field(default_factory=dict)  # travels with sbatch's default --export=ALL
+    units: tuple[Unit, ...]  # one per array element (a single unit: no array)
     resources: tuple[str, ...] = ()
     after: tuple[str, ...] = ()  # names of the jobs that must succeed first
+    nproc: int = 1  # processes per element (torchrun when > 1)
     what: str = ""  # one line for the user
+    env: dict[str, str] = field(default_factory=dict)
 
 
-def finetune_flags(study: Study, reg: str, mode: str | None = None) -> list[str]:
-    """src/finetune.py flags that make the same runs as study.finetune_config (absolute paths:
-    the jobs run in the repository, not where the study was submitted from)."""
-    spec = study.spec
-    flags = ["--model", spec.name, "--pretrained", "none" if spec.pretrained is None else _absolute_if_file(spec.pretrained)]
-    if spec.cache_dir is not None:
-        flags += ["--cache-dir", str(Path(spec.cache_dir).resolve())]
-    flags += ["--device", study.device, "--data-location", str(Path(study.data_location).resolve()),
-              "--checkpoint-root", str(Path(study.layout.checkpoint_root).resolve()),
-              "--results-root", str(Path(study.layout.results_root).resolve())]
-    for key, value in study.finetune_settings(reg, mode).items():
-        flags += [f"--{key.replace('_', '-')}", str(value)]
-    for flag in flags:
-        if any(c.isspace() for c in flag):  # finetune_array.sbatch splits FINETUNE_ARGS on spaces
-            raise UserError(f"--launcher slurm cannot pass '{flag}' (it contains a space); use paths without spaces")
-    return flags
-
-
-def job_graph(study: Study, plan: Plan, study_argv: list[str], opts: SlurmOptions, python: str) -> list[Job]:
+def job_graph(study: Study, units: list[Unit], opts: SlurmOptions) -> list[Job]:
     """The jobs still needed, in submission order (every job after the ones it depends on)."""
     mid = study.spec.model_id
-    log_dir = Path(opts.log_dir).resolve()
     base = [f"--cpus-per-task={opts.cpus}"] + [f"--{k}={v}" for k, v in (("time", opts.time), ("partition", opts.partition), ("mem", opts.mem)) if v]
-    gpu = [f"--gres=gpu:{opts.gpus}"] if opts.gpus > 0 else []
     one_gpu = ["--gres=gpu:1"] if opts.gpus > 0 else []
-    step_env = {"TA_REPO": str(REPO_ROOT), "PYTHON": python, "EVAL_SCRIPT": STUDY_SCRIPT}
-
-    def step(name: str, stage: str, after: tuple[str, ...], resources: list[str], what: str) -> Job:
-        return Job(name, STEP_BATCH, (*study_argv, "--stage", stage), step_env,
-                   (*resources, f"--output={log_dir}/%x-%j.out"), after, what)
-
+    todo = [u for u in units if not is_done(study, u)]
+    job_of: dict[str, str] = {}  # unit id -> the job that runs it
     jobs: list[Job] = []
-    if not study.layout.zeroshot(mid).is_file():
-        jobs.append(step(f"ta-{mid}-prepare", "prepare", (), base + one_gpu, "theta_0 and the zero-shot heads"))
-    prepared = tuple(j.name for j in jobs)
 
-    arrays: dict[tuple[str, str], str] = {}
-    by_run: dict[str, str] = {}  # run name -> its array job
-    for mode, reg in study.trainings:
-        todo = [r for r in plan.runs if not r.done and r.run == study.finetune_config(r.task, mode, reg).run]
-        if not todo:
-            continue
-        name = f"ta-{mid}-ft-{todo[0].run}"
-        # a run that reads other runs (matched-strength L2-SP reads the tau-Jp runs) waits for their arrays
-        first = resolve_config(study.finetune_config(todo[0].task, mode, reg))
-        needs = tuple(by_run[r] for r in first.reg_plugin.references(first.reg_settings) if r in by_run)
-        env = {"TA_REPO": str(REPO_ROOT), "PYTHON": python, "TASKS": ",".join(r.task for r in todo), "MODE": mode,
-               "REG": reg, "NPROC": str(max(opts.gpus, 1)), "FINETUNE_ARGS": " ".join(finetune_flags(study, reg, mode))}
-        resources = (*base, *gpu, f"--array=0-{len(todo) - 1}", f"--output={log_dir}/%x-%A_%a.out")
-        jobs.append(Job(name, FINETUNE_BATCH, (), env, resources, prepared + needs, f"fine-tune {', '.join(r.task for r in todo)} ({todo[0].run})"))
-        arrays[(mode, reg)] = name
-        by_run[todo[0].run] = name
+    def add(name: str, group: list[Unit], resources: list[str], what: str, nproc: int = 1) -> None:
+        after = tuple(dict.fromkeys(job_of[d] for u in group for d in u.after if d in job_of and job_of[d] != name))
+        jobs.append(Job(name, tuple(group), tuple(resources), after, nproc, what))
+        for u in group:
+            job_of[u.id] = name
 
-    evaluations = []
-    for recipe in study.recipes:
-        pending = pending_evaluations(study, recipe)
-        if not pending:
-            continue
-        after = (arrays[recipe.training],) if recipe.training in arrays else prepared  # an array already waits for prepare
-        run = recipe.evaluated.results_run
-        evaluations.append(step(f"ta-{mid}-eval-{run}", f"evaluate:{recipe.name}", after, base + one_gpu, f"evaluate {run}: {', '.join(pending)}"))
-    jobs += evaluations
-
-    report = study.layout.report_dir(mid) / "report.md"
-    if evaluations or not report.is_file() or _stale(report, study.layout.results_root / mid):
-        after = tuple(j.name for j in evaluations) or tuple(j.name for j in jobs)
-        jobs.append(step(f"ta-{mid}-report", "report", after, base, "the report"))
+    for unit in todo:
+        if unit.kind is UnitKind.PREPARE:
+            add(f"ta-{mid}-prepare", [unit], base + one_gpu, "theta_0 and the zero-shot heads")
+    for run in study.trainings():
+        group = [u for u in todo if u.kind is UnitKind.FINETUNE and u.run == run]
+        if group:
+            gpus = [f"--gres=gpu:{opts.gpus}"] if opts.gpus > 0 else []
+            add(f"ta-{mid}-ft-{run.name}", group, base + gpus, f"fine-tune {', '.join(str(u.task) for u in group)} ({run.name})", max(opts.gpus, 1))
+    for unit in todo:
+        if unit.kind is UnitKind.EVALUATE:
+            assert unit.recipe is not None
+            add(f"ta-{mid}-eval-{study.recipe(unit.recipe).evaluated.name}", [unit], base + one_gpu, f"evaluate {unit.recipe}")
+    for unit in todo:
+        if unit.kind is UnitKind.REPORT:
+            add(f"ta-{mid}-report", [unit], base, "the report")
     return jobs
 
 
-def _stale(report: Path, results: Path) -> bool:
-    newest = max((p.stat().st_mtime for p in results.glob("*/*.json") if p.parent.name != "report"), default=0.0)
-    return report.stat().st_mtime < newest
+def unit_file(folder: Path, job: Job, index: int) -> Path:
+    return folder / f"{job.name}-{index}.json"
 
 
-def _absolute_if_file(pretrained: str) -> str:
-    return str(Path(pretrained).resolve()) if Path(pretrained).exists() else pretrained
-
-
-def sbatch_command(job: Job, ids: Mapping[str, str]) -> list[str]:
-    cmd = ["sbatch", "--parsable", f"--job-name={job.name}", *job.resources]
+def sbatch_command(job: Job, ids: Mapping[str, str], folder: Path, log_dir: Path) -> list[str]:
+    array = [f"--array=0-{len(job.units) - 1}", f"--output={log_dir}/%x-%A_%a.out"] if len(job.units) > 1 else [f"--output={log_dir}/%x-%j.out"]
+    cmd = ["sbatch", "--parsable", f"--job-name={job.name}", *job.resources, *array]
     if job.after:
         cmd.append("--dependency=afterok:" + ":".join(ids[name] for name in job.after))
-    return [*cmd, job.batch, *job.args]
+    return [*cmd, UNIT_BATCH]
 
 
-def format_commands(jobs: list[Job]) -> str:
+def job_env(job: Job, folder: Path, python: str) -> dict[str, str]:
+    return {"TA_REPO": str(REPO_ROOT), "PYTHON": python, "UNIT_DIR": str(folder), "UNIT_PREFIX": job.name, "NPROC": str(job.nproc)}
+
+
+def format_commands(jobs: list[Job], folder: Path, log_dir: Path, python: str) -> str:
     if not jobs:
         return "nothing to submit: every step of the study is done"
     lines = []
+    placeholder = {j.name: f"<{j.name}>" for j in jobs}  # ids are known once submitted
     for job in jobs:
-        env = [f"{k}={v}" for k, v in job.env.items()]
-        cmd = sbatch_command(job, {j.name: f"<{j.name}>" for j in jobs})  # ids are known once submitted
-        lines += [f"# {job.what}", shlex.join(["env", *env, *cmd])]
+        env = [f"{k}={v}" for k, v in job_env(job, folder, python).items()]
+        units = ", ".join(u.id for u in job.units)
+        lines += [f"# {job.what}  [{units}]", shlex.join(["env", *env, *sbatch_command(job, placeholder, folder, log_dir)])]
     return "\n".join(lines)
 
 
 Runner = Callable[..., subprocess.CompletedProcess]
 
 
-def submit(jobs: list[Job], opts: SlurmOptions, run: Runner = subprocess.run) -> dict[str, str]:
-    """Submit in order, each with afterok on the ids of the ones it needs; returns name -> job id."""
-    Path(opts.log_dir).mkdir(parents=True, exist_ok=True)
+def submission_folder(log_dir: Path) -> Path:
+    """Where this submission's unit files go (one folder per submission, beside the logs)."""
+    return Path(log_dir).resolve() / "units" / time.strftime("%Y%m%d-%H%M%S")
+
+
+def submit(study: Study, jobs: list[Job], opts: SlurmOptions, python: str, run: Runner = subprocess.run) -> dict[str, str]:
+    """Write every job's unit files, then submit in order, each with afterok on the ids of the
+    ones it needs; returns name -> job id."""
+    log_dir = Path(opts.log_dir).resolve()
+    folder = submission_folder(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for job in jobs:
+        for index, unit in enumerate(job.units):
+            atomic_write_text(unit_file(folder, job, index), json.dumps(unit_payload(study, unit), indent=1))
     ids: dict[str, str] = {}
     for job in jobs:
         try:
-            done = run(sbatch_command(job, ids), cwd=REPO_ROOT, env={**os.environ, **job.env}, capture_output=True, text=True)
+            done = run(sbatch_command(job, ids, folder, log_dir), cwd=REPO_ROOT, env={**os.environ, **job_env(job, folder, python)},
+                       capture_output=True, text=True)
         except FileNotFoundError:
             raise UserError("sbatch was not found; run --launcher slurm on a Slurm login node (or use --dry-run to see the commands)") from None
         if done.returncode != 0:

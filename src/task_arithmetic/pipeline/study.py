@@ -1,10 +1,9 @@
 """The study: fine-tune every task in every recipe, run every evaluation, write the report.
 
-Each step is skipped when its output exists and is newer than its inputs, so a re-run (or a run
-after a kill) only does what is missing. Every step can also be run by its own script
-(src/finetune.py, src/eval_*.py, src/report.py); this module only sequences them.
-`run_study` is the embedded preset (src/run_embedded.py); `execute` runs any Study
-(src/run_study.py).
+`execute` walks the study's unit graph (graph.py) in this process or in worker processes
+(parallel.py); every unit whose outputs exist and are fresh is skipped, so a re-run (or a run
+after a kill) only does what is missing. `run_study` is the embedded preset
+(src/run_embedded.py); `execute_seeds` runs replicates of any Study (src/run_study.py).
 """
 
 from __future__ import annotations
@@ -13,29 +12,25 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from ..data.registry import benchmark_tasks, control_task
-from ..embedded.presets import get_preset, preset_for_tag
+from ..embedded.presets import get_preset
 from ..errors import UserError
+from ..evaluation.registry import EVALUATIONS, study_param_values
 from ..io import atomic_write_json, atomic_write_text
 from ..models.factory import ModelSpec
-from ..models.pretrained import task_head, zeroshot_encoder
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout
-from ..reporting.build import build_report
+from ..recipes import Group, recipe, recipes_in
 from ..reporting.collect import collect
 from ..reporting.seeds import summarize_seeds
-from ..training.loop import run_finetune
-from .catalog import EMBEDDED_RECIPES, EVALUATIONS, EvalSettings, get_recipe
+from ..runtime import EXIT_PREEMPTED
+from .definition import Study
+from .graph import UnitKind, build_graph, is_done, run_unit
 from .parallel import run_units
-from .plan import Study
-from .units import evaluate_recipe, stop_for_signal
 
 MODEL = "TinyCLIP"
-# Every recipe the embedded study knows (the smoke preset runs them all; the default preset the
-# paper's four): what is evaluated, and the fine-tuning it needs.
-EVAL_RECIPES = tuple(get_recipe(name).evaluated for name in EMBEDDED_RECIPES)
-TRAINING_RECIPES: tuple[tuple[str, str], ...] = tuple(dict.fromkeys(get_recipe(n).training for n in EMBEDDED_RECIPES))  # type: ignore[misc]
+ALL_GROUPS = tuple(Group)
 
 
 @dataclass(frozen=True)
@@ -52,12 +47,12 @@ class StudyConfig:
     evaluations: tuple[str, ...] | None = None  # --evaluations; None: the preset's
     seeds: tuple[int, ...] = (0,)  # fine-tuning seeds, one replicate of the whole study each
     pretrain_seeds: bool = False  # replicate i also pretrains TinyCLIP from seed seeds[i]
-    jobs: int = 1  # worker processes for the runs and evaluations (pipeline/parallel.py); 1: this process
+    jobs: int = 1  # worker processes for the units (pipeline/parallel.py); 1: this process
 
 
 @dataclass
 class StudyLog:
-    """Wall time of each step, printed at the end and kept in the report folder."""
+    """Wall time of each step, printed at the end."""
 
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -77,14 +72,15 @@ def embedded_study(cfg: StudyConfig) -> Study:
     # The self-pretrained weights live under this study's checkpoint root, like everything it makes.
     spec = ModelSpec(MODEL, preset.weight_tag, cache_dir=str(Path(cfg.checkpoint_root) / "pretrained"))
     finetune = {k: v for k, v in (("max_steps", preset.max_steps), ("warmup", preset.warmup), ("max_train_samples", preset.max_train_samples)) if v is not None}
+    names = cfg.recipes or recipes_in(*(preset.recipe_groups or ALL_GROUPS))
     return Study(
         spec=spec,
         tasks=tuple(preset.tasks or benchmark_tasks("embedded")),
-        recipes=tuple(get_recipe(n) for n in cfg.recipes or preset.recipes or EMBEDDED_RECIPES),
-        evaluations=tuple(cfg.evaluations or preset.evaluations or EVALUATIONS),
+        recipes=tuple(recipe(n) for n in names),
+        evaluations=tuple(cfg.evaluations or (e for e in EVALUATIONS if e not in preset.skip_evaluations)),
         layout=Layout(Path(cfg.checkpoint_root), Path(cfg.results_root)),
         data_location=Path(cfg.data_location),
-        settings=EvalSettings(control_task("embedded"), preset.alpha_step, preset.disentanglement_points, preset.adamerging_steps),
+        eval_params=study_param_values({"control": control_task("embedded"), **preset.eval_params}),
         device=cfg.device,
         progress=cfg.progress,
         finetune=finetune,
@@ -165,75 +161,36 @@ def _seeds_report(replicates: list[Replicate]) -> list[Path]:
 
 
 def execute(study: Study, jobs: int = 1) -> list[Path]:
-    """The whole study; with jobs > 1 the runs and evaluations go to that many worker processes
-    (the log's per-step times are then summed over units that ran side by side)."""
+    """The whole study: every unit of its graph not yet done, in this process (jobs == 1) or in
+    `jobs` worker processes (the log's per-step times are then summed over units side by side)."""
     log = StudyLog()
     total = time.perf_counter()
-    spec = study.spec
-    _say(f"[1/4] pretrained {spec.model_id}")
-    log.timed("pretrain", lambda: prepare(study))
-
+    units = build_graph(study)
+    fine_tunings = sum(u.kind is UnitKind.FINETUNE for u in units)
+    _say(f"study of {study.spec.model_id}: {len(study.tasks)} tasks, {fine_tunings} fine-tuning runs, "
+         f"{len(study.recipes)} recipes x {len(study.evaluations)} evaluations")
     if jobs > 1:
-        _say(f"[2-3/4] fine-tuning {len(study.tasks)} tasks x {len(study.trainings)} recipes, and evaluations, side by side")
-        log.timed("runs and evaluations (wall)", lambda: run_units(study, jobs, log.add, _weight_tags(spec)))
+        log.timed("units (wall)", lambda: run_units(study, units, jobs, log.add))
     else:
-        _say(f"[2/4] fine-tuning {len(study.tasks)} tasks x {len(study.trainings)} recipes")
-        for mode, reg in study.trainings:
-            for task in study.tasks:
-                result = log.timed(f"finetune {mode}-{reg}", lambda: run_finetune(study.finetune_config(task, mode, reg)))
-                if result.status == "preempted":  # a stop signal: the run saved its state; the study stops too
-                    stop_for_signal()
-
-        _say("[3/4] evaluations")
-        for recipe in study.recipes:
-            log.timed(f"evaluate {recipe.evaluated.results_run}", lambda: evaluate_recipe(study, recipe))
-
-    _say("[4/4] report")
-    written = log.timed("report", lambda: build_report(study.layout, spec.model_id))
+        for unit in units:
+            if is_done(study, unit):
+                continue
+            _say(f"[{unit.id}]")
+            if log.timed(unit.group, lambda: run_unit(study, unit)) == "preempted":
+                stop_for_signal()  # a stop signal: the run saved its state; the study stops too
+    report = study.layout.report_dir(study.spec.model_id)
+    written = sorted(p for p in report.iterdir() if p.is_file()) if report.is_dir() else []
     log.seconds["total"] = time.perf_counter() - total
     for name, seconds in log.seconds.items():
-        _say(f"  {name:<32s} {seconds:7.1f} s")
+        _say(f"  {name:<40s} {seconds:7.1f} s")
     return written
 
 
-def _weight_tags(spec: ModelSpec) -> tuple[str, ...]:
-    """The embedded weight tag a worker process must register (a pretraining seed's is registered
-    only when the replicate is made, see `replicate`)."""
-    if spec.name != MODEL or spec.pretrained is None:
-        return ()
-    try:
-        preset_for_tag(spec.pretrained)
-    except UserError:  # a file or another source: the worker's plug-ins resolve it as here
-        return ()
-    return (spec.pretrained,)
-
-
-def prepare(study: Study) -> None:
-    """theta_0 and the heads of every task and the control, built once before the runs that read
-    them (on Slurm, before the fine-tuning arrays start side by side)."""
-    zeroshot_encoder(study.spec, study.layout, "cpu", study.progress)
-    for task in dict.fromkeys((*study.tasks, *((study.settings.control,) if study.settings.control else ()))):
-        task_head(study.spec, task, study.layout, study.data_location, "cpu")
-
-
-STAGES = ("prepare", "evaluate:<recipe>", "report")
-
-
-def run_stage(study: Study, stage: str) -> list[Path]:
-    """One step of the study (a Slurm job of src/run_study.py --launcher slurm)."""
-    kind, _, recipe_name = stage.partition(":")
-    if kind == "prepare" and not recipe_name:
-        prepare(study)
-        return [study.layout.zeroshot(study.spec.model_id)]
-    if kind == "evaluate":
-        recipe = next((r for r in study.recipes if r.name == recipe_name), None)
-        if recipe is None:
-            raise UserError(f"--stage {stage}: the study has no recipe '{recipe_name}'; valid: {', '.join(r.name for r in study.recipes)}")
-        evaluate_recipe(study, recipe)
-        return []
-    if kind == "report" and not recipe_name:
-        return build_report(study.layout, study.spec.model_id)
-    raise UserError(f"unknown --stage '{stage}'; valid: {', '.join(STAGES)}")
+def stop_for_signal(detail: str = "") -> NoReturn:
+    """A stop signal reached the study: a run under way saved its state and finished steps stay;
+    exit EXIT_PREEMPTED, so neither a scheduler nor a user takes the study for finished."""
+    print(f"stopped by a signal: finished steps are kept, a stopped run saved its state; run the same command again to resume{detail}", flush=True)
+    raise SystemExit(EXIT_PREEMPTED)
 
 
 def _say(text: str) -> None:

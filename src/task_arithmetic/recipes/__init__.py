@@ -1,21 +1,17 @@
-"""Fine-tuning recipes as plug-ins, and their one registry.
+"""Fine-tuning recipes as plug-ins, their registry, and the typed identities built from it.
 
-A recipe is a training mode (how theta trains) plus a regulariser (a term of the objective); see
-base.py for the interface. Adding one is one plug-in file in this folder and one entry below;
-training (src/finetune.py), the run names, evaluation, the model pools, the study and the report
-all read these tables.
+A recipe is a training mode (how theta trains and is read out) plus a regulariser (a term of the
+objective); see base.py for the interface, identity.py for run identities and study recipes,
+registry.py for the list of plug-in modules (adding a recipe: one module here, one line there).
 """
 
 from __future__ import annotations
 
-from .attn_only import AttnOnly
-from .base import Mode, Plugin, Regularizer
-from .basic import Linear, NoRegularizer, Standard
-from .l2_sp import L2SP
-from .talos import Talos
-from .tau_jp import TauJp
+from .base import Mode, Plugin, Readout, Regularizer
+from .identity import EvaluatedRun, Group, Recipe, RecipeContext, RunId
+from .registry import MODES, PLUGINS, RECIPES, REGULARIZERS, recipe, recipes_in
 
-MODES: dict[str, Mode] = {m.name: m for m in (Standard(), Linear(), AttnOnly(), Talos())}
-REGULARIZERS: dict[str, Regularizer] = {r.name: r for r in (NoRegularizer(), TauJp(), L2SP())}
-
-__all__ = ["MODES", "REGULARIZERS", "Mode", "Plugin", "Regularizer"]
+__all__ = [
+    "MODES", "PLUGINS", "RECIPES", "REGULARIZERS", "EvaluatedRun", "Group", "Mode", "Plugin", "Readout", "Recipe",
+    "RecipeContext", "Regularizer", "RunId", "recipe", "recipes_in",
+]

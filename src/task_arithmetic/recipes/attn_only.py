@@ -14,7 +14,9 @@ from typing import Any
 from torch import nn
 
 from ..errors import UserError
-from .base import CalibrationBatches, Mode, Settings, UpdateRule
+from .base import CalibrationBatches, NoOptionsMode, NoSettings, Readout, UpdateRule
+from .basic import NoRegularizer
+from .identity import Group, Recipe, RunId
 
 PROJECTION_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight", "out_proj.weight")
 
@@ -37,11 +39,14 @@ class _Counted(UpdateRule):
         return self.facts
 
 
-class AttnOnly(Mode):
+class AttnOnly(NoOptionsMode):
     name = "attn_only"
     summary = "attention-only FT"
 
-    def prepare(self, trainee: Any, settings: Settings, calibration: CalibrationBatches) -> UpdateRule:
+    def recipes(self) -> tuple[Recipe, ...]:
+        return (Recipe("attn_only", RunId(self, NoRegularizer()), Readout.NONLINEAR, Group.FIELD, "attention-only FT"),)
+
+    def prepare(self, trainee: Any, settings: NoSettings, calibration: CalibrationBatches) -> UpdateRule:
         chosen = set(attention_weight_names(trainee.visual))
         if not chosen:
             raise UserError(f"--mode attn_only found no nn.MultiheadAttention in the image encoder of {type(trainee.visual).__name__}; use another --mode")
@@ -51,3 +56,6 @@ class AttnOnly(Mode):
             total += p.numel()
             entries += p.numel() if name in chosen else 0
         return _Counted(len(chosen), entries, total)
+
+
+PLUGINS = (AttnOnly(),)

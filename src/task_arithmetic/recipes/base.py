@@ -3,31 +3,45 @@
 A plug-in declares its options as a dataclass whose fields are its command-line flags (field
 `penalty_coef` is `--penalty-coef`; every field defaults to None, "not given"), resolves them into
 fully typed settings before any work starts, and builds what it adds to a run:
-  - a mode decides how theta is trained: through the linearised model or not, and which
-    parameters (or entries) may change (`Mode.prepare` returns an `UpdateRule`);
-  - a regulariser adds a term to the objective and logs its metrics (`Regularizer.build`
-    returns a `Penalty`), reading theta_0 and, if it wants, inputs of other tasks.
-The registry in `recipes/__init__.py` lists them; `recipes/names.py` derives every run name.
+  - a mode decides how theta is trained and read out: through the linearised model or not
+    (`readout`), and which parameters (or entries) may change (`Mode.prepare` returns an
+    `UpdateRule`);
+  - a regulariser adds a term to the objective and logs its metrics (`Regularizer.build` returns a
+    `Penalty`), reading theta_0, the task vectors of the runs it references and, if it wants,
+    inputs of other tasks.
+A plug-in may also bring study recipes (`recipes()`, identity.py), which is how it reaches the
+study, its cost plan, the Slurm graph and the report. The registry (registry.py) lists the
+plug-in modules, one line each.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import enum
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Iterator, Mapping, Sequence, TypeVar
 
 import torch
 from torch.utils.data import Dataset
 
 from ..errors import UserError
 
-if TYPE_CHECKING:  # annotations only: the trainee module imports models, which is heavier
+if TYPE_CHECKING:  # annotations only: these import models (heavier) or this module
     from ..training.model import Trainee
+    from ..vectors.task_vector import TaskVector
+    from .identity import Recipe, RunId
 
 DEFAULT_VARIANT = "efficient"  # the only variant of a regulariser that has none of its own
+
+
+class Readout(enum.Enum):
+    """How a run's weights theta are read out, in training and in every evaluation."""
+
+    NONLINEAR = "nonlinear"  # f(x; theta)
+    LINEARIZED = "linearized"  # f(x; theta_0) + J_theta0 f(x) (theta - theta_0)
 
 
 @dataclass(frozen=True)
@@ -93,10 +107,40 @@ def finite(value: float, name: str, minimum: float = 0.0) -> None:
     need(math.isfinite(value) and value >= minimum, f"{flag(name)} must be a finite number >= {minimum:g}, got {value}")
 
 
-class Plugin(ABC):
+@dataclass(frozen=True)
+class StepCost:
+    """Image passes (forward + backward) of one optimiser step, by kind, for the dry-run plan."""
+
+    plain: int = 0
+    linearized: int = 0
+
+    def __add__(self, other: "StepCost") -> "StepCost":
+        return StepCost(self.plain + other.plain, self.linearized + other.linearized)
+
+    def __mul__(self, times: int) -> "StepCost":
+        return StepCost(self.plain * times, self.linearized * times)
+
+
+OptionsT = TypeVar("OptionsT")
+SettingsT = TypeVar("SettingsT", bound=Settings)
+
+
+class Plugin(ABC, Generic[OptionsT, SettingsT]):
+    """A mode or a regulariser. Plug-ins are compared by name, so a copy rebuilt in another
+    process (a worker, a Slurm job) is the same plug-in."""
+
     name: ClassVar[str]
     summary: ClassVar[str]  # one line, shown by --help and in the report's method column
-    options: ClassVar[type] = NoOptions
+    options: ClassVar[type[Any]] = NoOptions
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.name))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
@@ -113,7 +157,7 @@ class Plugin(ABC):
             group.add_argument(flag(f.name), dest=f.name, type=kind, default=None, help=f.metadata.get("help"))
 
     @classmethod
-    def request(cls, given: dict[str, Any]) -> Any:
+    def request(cls, given: Mapping[str, Any]) -> OptionsT:
         """Its options dataclass from flag values (comma lists become task tuples)."""
         values = {}
         for f in dataclasses.fields(cls.options):
@@ -122,11 +166,15 @@ class Plugin(ABC):
                 value = _task_list(value)
                 need(bool(value), f"{flag(f.name)} is empty; pass at least one task name, comma-separated")
             values[f.name] = value
-        return cls.options(**values)
+        return cls.options(**values)  # type: ignore[no-any-return]
 
     @abstractmethod
-    def resolve(self, options: Any, ctx: Context) -> Settings:
+    def resolve(self, options: OptionsT, ctx: Context) -> SettingsT:
         """Validate the options and fill their defaults; UserError (one line) before any work."""
+
+    def recipes(self) -> tuple["Recipe", ...]:
+        """The study recipes this plug-in brings (identity.py); none by default."""
+        return ()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -150,15 +198,27 @@ class UpdateRule:
 CalibrationBatches = Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]  # n -> (images, labels) batches
 
 
-class Mode(Plugin):
-    linearized: ClassVar[bool] = False  # trained (and evaluated) as f(x; theta_0) + J(x) (theta - theta_0)
+class Mode(Plugin[OptionsT, SettingsT]):
+    readout: ClassVar[Readout] = Readout.NONLINEAR  # how the run trains and is evaluated
 
-    def resolve(self, options: Any, ctx: Context) -> Settings:
-        return NoSettings()
+    @property
+    def linearized(self) -> bool:
+        return self.readout is Readout.LINEARIZED
 
-    def prepare(self, trainee: "Trainee", settings: Settings, calibration: CalibrationBatches) -> UpdateRule:
+    def prepare(self, trainee: "Trainee", settings: SettingsT, calibration: CalibrationBatches) -> UpdateRule:
         """Choose what trains, at theta_0, before the optimiser is built; every parameter by default."""
         return UpdateRule()
+
+    def step_cost(self, batch: int) -> StepCost:
+        """The training batch's passes: a linearised pass costs a JVP, a plain one does not."""
+        return StepCost(linearized=batch) if self.linearized else StepCost(plain=batch)
+
+
+class NoOptionsMode(Mode[NoOptions, NoSettings]):
+    """A mode without options of its own."""
+
+    def resolve(self, options: NoOptions, ctx: Context) -> NoSettings:
+        return NoSettings()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -171,12 +231,23 @@ class PenaltyInputs:
     global_count: int  # inputs over all processes
 
 
-class Penalty(ABC):
-    """One run's regulariser: its term of the objective and its logged metrics.
+@dataclass(frozen=True)
+class MetricSum:
+    """One logged metric of this process as (sum, count): summing over processes and dividing
+    gives the global mean."""
 
-    Each metric is carried as a (sum, count) pair so that summing over processes and dividing
-    gives the global mean.
-    """
+    total: torch.Tensor
+    count: torch.Tensor
+
+
+@dataclass(frozen=True)
+class PenaltyTerm:
+    value: torch.Tensor  # this process's share of the objective term
+    metrics: dict[str, MetricSum]  # the names of Penalty.metrics, each present
+
+
+class Penalty(ABC):
+    """One run's regulariser: its term of the objective and its logged metrics."""
 
     metrics: tuple[str, ...] = ()
 
@@ -185,8 +256,8 @@ class Penalty(ABC):
         return None
 
     @abstractmethod
-    def term(self, trainee: "Trainee", tangent: torch.Tensor | None, inputs: PenaltyInputs | None, world: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(this process's share of the objective term, metric (sum, count) pairs, flat)."""
+    def term(self, trainee: "Trainee", tangent: torch.Tensor | None, inputs: PenaltyInputs | None, world: int) -> PenaltyTerm:
+        """This process's share of the term, and its metrics."""
 
     @abstractmethod
     def record(self, means: dict[str, float]) -> dict[str, float]:
@@ -206,34 +277,50 @@ class Penalty(ABC):
         return self.state()
 
 
+def metric(total: torch.Tensor, count: float | torch.Tensor = 1.0) -> MetricSum:
+    """A MetricSum in float64 on the total's device, detached."""
+    count_t = torch.as_tensor(count, dtype=torch.float64, device=total.device)
+    return MetricSum(total.detach().double(), count_t)
+
+
 @dataclass(frozen=True)
 class PenaltySetup:
     """What a regulariser may use to build its penalty."""
 
     trainee: "Trainee"
     variant: str
+    theta0: Mapping[str, torch.Tensor]  # the encoder's parameters at theta_0 (visual keys), read-only; empty unless needs_theta0
     datasets: Sequence[Dataset]  # the train splits of `Regularizer.data_tasks(settings)`, in order
+    references: Mapping["RunId", "TaskVector"]  # the task vectors of `references(settings)`, same model and task
     seed: int
     start_step: int
     rank: int
     world: int
     num_workers: int
-    reference_norms: dict[str, float]  # ||tau|| of each run named by `references`, same model and task
 
 
-class Regularizer(Plugin):
+class Regularizer(Plugin[OptionsT, SettingsT]):
     variants: ClassVar[tuple[str, ...]] = (DEFAULT_VARIANT,)  # the first is the default (no name suffix)
-    default_mode: ClassVar[str] = "standard"  # the mode used when --mode is not given
-    needs_theta0: ClassVar[bool] = False  # keep a frozen theta_0 copy (with its JVP) in every mode
+    default_mode: ClassVar[str]  # the name of the mode used when --mode is not given
+    needs_tangent: ClassVar[bool] = False  # the term reads J_theta0 f(x) . (theta - theta_0): keep a frozen copy
+    needs_theta0: ClassVar[bool] = False  # the term reads theta_0's weights (PenaltySetup.theta0)
 
-    def data_tasks(self, settings: Settings) -> tuple[str, ...]:
+    def data_tasks(self, settings: SettingsT) -> tuple[str, ...]:
         """Tasks whose train inputs the penalty reads."""
         return ()
 
-    def references(self, settings: Settings) -> tuple[str, ...]:
-        """Run names (same model and task) whose finished weights the penalty needs to know."""
+    def references(self, settings: SettingsT) -> tuple["RunId", ...]:
+        """Runs (same model and task) whose finished weights the penalty reads, as task vectors."""
         return ()
 
+    def step_cost(self, settings: SettingsT) -> StepCost:
+        """Image passes the term adds to one step (its inputs through J_theta0 f)."""
+        return StepCost()
+
+    def setup_cost(self, settings: SettingsT) -> StepCost:
+        """Image passes spent once before training (e.g. estimating curvature at theta_0)."""
+        return StepCost()
+
     @abstractmethod
-    def build(self, settings: Settings, setup: PenaltySetup) -> Penalty | None:
+    def build(self, settings: SettingsT, setup: PenaltySetup) -> Penalty | None:
         """The run's penalty; None adds nothing to the objective."""

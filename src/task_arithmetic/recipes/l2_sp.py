@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
-from .base import Context, Penalty, PenaltyInputs, PenaltySetup, Regularizer, Settings, finite, need, option
+from .base import Context, Penalty, PenaltyInputs, PenaltySetup, PenaltyTerm, Readout, Regularizer, Settings, finite, metric, need, option
+from .basic import Linear, Standard
+from .identity import Group, Recipe, RecipeContext, RunId, try_parse
+from .tau_jp import TauJp
 
 DEFAULT_COEF = 0.1  # our choice (the same starting value as tau-Jp's coefficient); no CLIP default exists
 DEFAULT_GAIN = 0.05  # per optimiser step
@@ -47,13 +50,12 @@ class L2SPPenalty(Penalty):
         self.start, self.coef, self.params0, self.target, self.gain = coef, coef, params0, target, gain
         self.last_norm = 0.0
 
-    def term(self, trainee: Any, tangent: torch.Tensor | None, inputs: PenaltyInputs | None, world: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def term(self, trainee: Any, tangent: torch.Tensor | None, inputs: PenaltyInputs | None, world: int) -> PenaltyTerm:
         squares = [((p - self.params0[n]) ** 2).sum() for n, p in trainee.visual.named_parameters() if p.requires_grad]
         sq = torch.stack(squares).sum()
         # Every process holds the same theta and adds the whole term: averaging gradients over
         # processes then leaves it unscaled.
-        sums = torch.stack([sq.detach().double().sqrt(), torch.ones((), dtype=torch.float64, device=sq.device)])
-        return self.coef * sq, sums
+        return PenaltyTerm(self.coef * sq, {"tau_norm": metric(sq.detach().sqrt())})
 
     def record(self, means: dict[str, float]) -> dict[str, float]:
         norm = means["tau_norm"]
@@ -83,11 +85,17 @@ class L2SPPenalty(Penalty):
         return out
 
 
-class L2SP(Regularizer):
+class L2SP(Regularizer[L2SPOptions, L2SPSettings]):
     name = "l2_sp"
     summary = "L2 to θ0"
     options = L2SPOptions
+    default_mode = "standard"
     needs_theta0 = True
+
+    def recipes(self) -> tuple[Recipe, ...]:
+        # the control for "is tau-Jp more than keeping tau small": ||tau|| matched to tau-Jp's runs
+        return (Recipe("l2_sp", RunId(Standard(), self), Readout.NONLINEAR, Group.FIELD, "L2 to θ0, ‖τ‖ matched to τJp's",
+                       study_options=_match_tau_jp),)
 
     def resolve(self, options: L2SPOptions, ctx: Context) -> L2SPSettings:
         coef = options.l2_coef if options.l2_coef is not None else ctx.default("l2_coef", DEFAULT_COEF)
@@ -95,19 +103,27 @@ class L2SP(Regularizer):
         finite(coef, "l2_coef")
         finite(gain, "l2_match_gain")
         if options.l2_match is not None:
-            need(bool(options.l2_match) and all(c.isalnum() or c in "_.+-" for c in options.l2_match),
-                 f"--l2-match '{options.l2_match}' must be a run folder name such as linear-tau_jp")
+            matched = try_parse(options.l2_match)
+            need(matched is not None and not matched.posthoc, f"--l2-match '{options.l2_match}' must be a run folder name such as linear-tau_jp")
             need(coef > 0, "--l2-match adapts the coefficient multiplicatively, so --l2-coef must be > 0")
         elif options.l2_match_gain is not None:
             need(False, "--l2-match-gain only applies with --l2-match RUN; add --l2-match or drop --l2-match-gain")
         return L2SPSettings(l2_coef=float(coef), l2_match=options.l2_match, l2_match_gain=float(gain))
 
-    def references(self, settings: L2SPSettings) -> tuple[str, ...]:
-        return (settings.l2_match,) if settings.l2_match else ()
+    def references(self, settings: L2SPSettings) -> tuple[RunId, ...]:
+        return (RunId.parse(settings.l2_match),) if settings.l2_match else ()
 
     def build(self, settings: L2SPSettings, setup: PenaltySetup) -> Penalty:
-        linear = setup.trainee.linear
-        assert linear is not None  # needs_theta0: the trainee keeps theta_0
-        params0 = {n: p.detach() for n, p in linear.frozen.named_parameters()}
-        target = setup.reference_norms[settings.l2_match] if settings.l2_match else None
+        params0 = dict(setup.theta0)
+        target = None
+        if settings.l2_match:
+            target = setup.references[RunId.parse(settings.l2_match)].norm()
+            need(target > 0, f"the run {settings.l2_match} has a zero task vector; there is no norm to match")
         return L2SPPenalty(settings.l2_coef, params0, target, settings.l2_match_gain)
+
+
+def _match_tau_jp(ctx: RecipeContext) -> Mapping[str, Any]:
+    return {"l2_match": RunId(Linear(), TauJp()).name}
+
+
+PLUGINS = (L2SP(),)

@@ -25,7 +25,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .base import CalibrationBatches, Context, Mode, Settings, UpdateRule, need, option
+from .base import CalibrationBatches, Context, Mode, Readout, Settings, UpdateRule, need, option
+from .basic import NoRegularizer
+from .identity import Group, Recipe, RunId
 
 DEFAULT_KEEP = 0.1  # our choice: the paper trains a small fraction of the weights (check its table)
 DEFAULT_BATCHES = 8
@@ -97,10 +99,13 @@ class SparseUpdates(UpdateRule):
         return {"trainable_entries": self.kept, "total_entries": self.total}
 
 
-class Talos(Mode):
+class Talos(Mode[TalosOptions, TalosSettings]):
     name = "talos"
     summary = "TaLoS sparse FT"
     options = TalosOptions
+
+    def recipes(self) -> tuple[Recipe, ...]:
+        return (Recipe("talos", RunId(self, NoRegularizer()), Readout.NONLINEAR, Group.FIELD, "TaLoS sparse FT (10 % of the weights)"),)
 
     def resolve(self, options: TalosOptions, ctx: Context) -> TalosSettings:
         keep = options.talos_keep if options.talos_keep is not None else ctx.default("talos_keep", DEFAULT_KEEP)
@@ -115,3 +120,6 @@ class Talos(Mode):
         scores = sensitivity(trainee, calibration, settings.talos_batches)
         trainee.visual.train(was_training)
         return SparseUpdates(trainee, lowest_mask(scores, settings.talos_keep))
+
+
+PLUGINS = (Talos(),)

@@ -6,21 +6,26 @@ over inputs x of OTHER tasks (labels unused); f is the embedding before normalis
 norm is not squared. Which tasks feed a step depends on the variant:
   efficient  one penalty task per step, round-robin (the default);
   strict     every penalty task every step (one batch each, averaged);
-  continual  only tasks learned earlier in --task-order, round-robin like efficient.
+  continual  only tasks learned earlier in --task-order, plus the control task, round-robin like
+             efficient (incremental learning: future tasks are unknown). The first task of the order
+             has no earlier task: it is regularised on the control task alone (the one set every
+             recipe may read), and trains without a penalty when the benchmark has no control.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch.utils.data import Dataset
 
-from ..data.registry import benchmark_names, benchmark_tasks, control_task, parse_task_list
+from ..data.registry import benchmark_names, benchmark_tasks, control_task, get_task, parse_task_list
+from ..data.sampling import PenaltyStream, draws_before, stack_nonempty
 from ..errors import UserError
-from ..training.data import PenaltyStream, draws_before, stack_nonempty
-from .base import Context, Penalty, PenaltyInputs, PenaltySetup, Regularizer, Settings, finite, need, option
+from .base import Context, Penalty, PenaltyInputs, PenaltySetup, PenaltyTerm, Readout, Regularizer, Settings, StepCost, finite, metric, need, option
+from .basic import Linear
+from .identity import Group, Recipe, RecipeContext, RunId
 
 PAPER_COEF = 0.1
 PAPER_BATCH, LARGE_MODEL_BATCH = 16, 4  # ViT-L needs a smaller penalty batch to fit in memory (protocol.md)
@@ -40,6 +45,7 @@ class TauJpSettings(Settings):
     penalty_batch: int
     penalty_tasks: tuple[str, ...]
     task_order: tuple[str, ...] | None  # the learning order; only for variant continual
+    variant: str  # which penalty tasks feed each step (the module docstring)
 
 
 def tasks_for_step(variant: str, step: int, n_tasks: int) -> list[int]:
@@ -95,25 +101,33 @@ class TauJpPenalty(Penalty):
         inputs, count = self.source.inputs_for_step(step)
         return PenaltyInputs(inputs, count)
 
-    def term(self, trainee: Any, tangent: torch.Tensor | None, inputs: PenaltyInputs | None, world: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def term(self, trainee: Any, tangent: torch.Tensor | None, inputs: PenaltyInputs | None, world: int) -> PenaltyTerm:
         if tangent is None or inputs is None:  # this process drew no penalty inputs this step
             zero = torch.zeros((), device=trainee.device)
-            return zero, torch.zeros(2, dtype=torch.float64, device=trainee.device)
+            return PenaltyTerm(zero, {"tau_jp": metric(zero, 0.0)})
         norm_sum = tau_jp_sum(tangent)
-        sums = torch.stack([norm_sum.detach().double(), torch.tensor(float(tangent.shape[0]), dtype=torch.float64, device=tangent.device)])
-        return self.coef * norm_sum * (world / inputs.global_count), sums
+        return PenaltyTerm(self.coef * norm_sum * (world / inputs.global_count), {"tau_jp": metric(norm_sum, float(tangent.shape[0]))})
 
     def record(self, means: dict[str, float]) -> dict[str, float]:
         return {"tau_jp": means["tau_jp"], "penalty": self.coef * means["tau_jp"]}
 
 
-class TauJp(Regularizer):
+class TauJp(Regularizer[TauJpOptions, TauJpSettings]):
     name = "tau_jp"
     summary = "τJp reg."
     options = TauJpOptions
     variants = ("efficient", "strict", "continual")
     default_mode = "linear"  # as the paper does
-    needs_theta0 = True
+    needs_tangent = True
+
+    def recipes(self) -> tuple[Recipe, ...]:
+        run = RunId(Linear(), self)
+        return (
+            Recipe("tau_jp", run, Readout.LINEARIZED, Group.PAPER, "τJp (linear FT + τJp reg.)", study_options=_study_suite),
+            # incremental learning: tasks arrive in the study's order, future ones unknown
+            Recipe("tau_jp_continual", RunId(Linear(), self, "continual"), Readout.LINEARIZED, Group.EXPERIMENT,
+                   "τJp, incremental (earlier tasks + control only)", study_options=_study_order),
+        )
 
     def resolve(self, options: TauJpOptions, ctx: Context) -> TauJpSettings:
         coef = options.penalty_coef if options.penalty_coef is not None else ctx.default("penalty_coef", PAPER_COEF)
@@ -121,12 +135,18 @@ class TauJp(Regularizer):
         finite(coef, "penalty_coef")
         need(batch >= 1, f"--penalty-batch must be >= 1, got {batch}")
         tasks, order = _penalty_tasks(options, ctx)
-        return TauJpSettings(penalty_coef=float(coef), penalty_batch=int(batch), penalty_tasks=tasks, task_order=order)
+        return TauJpSettings(penalty_coef=float(coef), penalty_batch=int(batch), penalty_tasks=tasks, task_order=order, variant=ctx.variant)
 
     def data_tasks(self, settings: TauJpSettings) -> tuple[str, ...]:
         return settings.penalty_tasks
 
-    def build(self, settings: TauJpSettings, setup: PenaltySetup) -> Penalty:
+    def step_cost(self, settings: TauJpSettings) -> StepCost:
+        per_step = len(settings.penalty_tasks) if settings.variant == "strict" else min(1, len(settings.penalty_tasks))
+        return StepCost(linearized=settings.penalty_batch * per_step)
+
+    def build(self, settings: TauJpSettings, setup: PenaltySetup) -> Penalty | None:
+        if not setup.datasets:  # continual tau-Jp's first task without a control set: nothing to regularise on
+            return None
         # Penalty batches are small: one loader worker per penalty task keeps them ahead of the
         # step without starting num_workers processes for every task.
         source = PenaltySource.create(setup.variant, setup.datasets, settings.penalty_batch, setup.seed, setup.start_step,
@@ -145,9 +165,8 @@ def _penalty_tasks(options: TauJpOptions, ctx: Context) -> tuple[tuple[str, ...]
         order = tuple(parse_task_list(list(options.task_order)))
         if task not in order:
             raise UserError(f"--task-order {','.join(order)} does not contain the task {task}; add it at its place in the order")
-        earlier = order[: order.index(task)]
-        if not earlier:
-            raise UserError(f"{task} is the first task of --task-order, so continual tau-Jp has no earlier task to regularise on; train it without --reg or move it later")
+        control = control_task(ctx.benchmark)
+        earlier = order[: order.index(task)] + ((control,) if control is not None and control not in order else ())
         return earlier, order
 
     if options.task_order is not None:
@@ -168,3 +187,18 @@ def _penalty_tasks(options: TauJpOptions, ctx: Context) -> tuple[tuple[str, ...]
     if not chosen:
         raise UserError(f"--reg tau_jp needs inputs from other tasks but benchmark {benchmark} has no task besides {task}; pass --penalty-tasks or drop --reg")
     return chosen, None
+
+
+def _study_suite(ctx: RecipeContext) -> Mapping[str, Any]:
+    """A study spanning a larger suite than the task's own (a real8 task in a real20 study) draws
+    the penalty's inputs from that suite's other tasks and control, not from the task's suite."""
+    wider = ctx.suite is not None and ctx.suite != get_task(ctx.task).benchmark
+    return {"penalty_tasks": (ctx.suite,)} if wider else {}
+
+
+def _study_order(ctx: RecipeContext) -> Mapping[str, Any]:
+    """The incremental recipe learns the study's tasks in the study's order."""
+    return {"task_order": ctx.tasks}
+
+
+PLUGINS = (TauJp(),)

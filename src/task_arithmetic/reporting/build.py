@@ -14,7 +14,8 @@ from .plots import all_plots
 
 
 def build_report(layout: Layout, model_id: str) -> list[Path]:
-    runs = collect(layout.results_root, model_id)
+    stale: list[str] = []
+    runs = collect(layout.results_root, model_id, stale)
     folder = layout.report_dir(model_id)
     # each evaluation brings its own tables (evaluation/spec.py), in the registry's order
     tables = [t for e in EVALUATIONS.values() if e.report for t in e.report(runs)]
@@ -32,7 +33,9 @@ def build_report(layout: Layout, model_id: str) -> list[Path]:
 
     lines = [f"# Task-arithmetic report: {model_id}", "", f"Runs: {', '.join(runs)}. Evaluations found:", ""]
     for name, run in runs.items():
-        lines.append(f"- {name}: {', '.join(run.evaluations)}")
+        lines.append(f"- {name}: {', '.join(run.results)}")
+    if stale:
+        lines += ["", f"Left out, written by another version of the suite (re-run these evaluations): {'; '.join(stale)}."]
     lines += ["", "## Claims", ""]
     for c in claims:
         lines.append(f"- **{c.verdict}** — {c.claim} [{c.scope}]: {c.details}")

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from scipy.stats import spearmanr
 
+from ..evaluation import addition, negation, pairs, tau_jp
+from ..recipes import Recipe
+from ..recipes.paper import PAPER
 from .table import RunResults
 
 # |tuned - one-shot| absolute test accuracy within which "no alpha tuning is needed" (paper: 84.5 vs 84.2)
@@ -34,96 +37,101 @@ class Claim:
     numbers: dict[str, Any] = field(default_factory=dict)
 
 
-def _taujp_run(runs: dict[str, RunResults]) -> str | None:
-    if "linear-tau_jp" in runs:
-        return "linear-tau_jp"
-    for name, run in runs.items():
-        if run.mode == "linear" and run.reg == "tau_jp":
-            return name
-    return None
+def _find(runs: Mapping[str, RunResults], recipe: Recipe, tag: str) -> str | None:
+    """The results folder of `recipe` on runs tagged `tag` ("" for the study's own runs)."""
+    wanted = recipe.evaluated if not tag else recipe.tagged(tag).evaluated
+    return next((name for name, run in runs.items() if run.evaluated == wanted), None)
+
+
+def _in_scope(scope: str, tag: str) -> str:
+    return f"{scope}, runs tagged {tag}" if tag else scope
 
 
 def _pct(v: float) -> str:
     return f"{100 * v:.1f}%"
 
 
-def addition_ordering(runs: dict[str, RunResults]) -> list[Claim]:
-    taujp = _taujp_run(runs)
-    names = {"τJp": taujp, "linear": "linear" if "linear" in runs else None, "standard": "standard" if "standard" in runs else None}
+def addition_ordering(runs: Mapping[str, RunResults], tag: str = "") -> list[Claim]:
+    names = {"τJp": _find(runs, PAPER.tau_jp, tag), "linear": _find(runs, PAPER.linear, tag), "standard": _find(runs, PAPER.standard, tag)}
+    results = {k: runs[n].get(addition.EVALUATION) if n is not None else None for k, n in names.items()}
     claims = []
     for block, measure in itertools.product(("tuned", "one_shot"), ("avg_accuracy", "avg_normalized")):
-        scope = f"addition, {block.replace('_', '-')} alpha, {'absolute' if measure == 'avg_accuracy' else 'normalised'}"
+        scope = _in_scope(f"addition, {block.replace('_', '-')} alpha, {'absolute' if measure == 'avg_accuracy' else 'normalised'}", tag)
         text = "τJp ≥ linear ≥ standard on task addition"
-        missing = [k for k, run in names.items() if run is None or not runs[run].results("addition")]
+        missing = [k for k, r in results.items() if r is None]
         if missing:
             claims.append(Claim(text, scope, MISSING, f"missing addition results for: {', '.join(missing)}"))
             continue
-        values = {k: runs[run].results("addition")[block]["test"][measure] for k, run in names.items()}
+        values = {k: getattr(getattr(r, block).test, measure) for k, r in results.items()}
+        if any(v is None for v in values.values()):
+            claims.append(Claim(text, scope, MISSING, "normalised accuracy is undefined for some run (a fine-tuned accuracy of 0)"))
+            continue
         holds = values["τJp"] >= values["linear"] >= values["standard"]
         details = " vs ".join(f"{k} {_pct(v)}" for k, v in values.items())
         claims.append(Claim(text, scope, HOLDS if holds else FAILS, details, values))
     return claims
 
 
-def one_shot_is_enough(runs: dict[str, RunResults]) -> Claim:
+def one_shot_is_enough(runs: Mapping[str, RunResults], tag: str = "") -> Claim:
     text = f"with τJp, one-shot alpha = 1 is (near) optimal: |tuned − one-shot| absolute test accuracy ≤ {_pct(ONE_SHOT_TOLERANCE)}"
-    taujp = _taujp_run(runs)
-    if taujp is None or not runs[taujp].results("addition"):
-        return Claim(text, "addition, τJp run", MISSING, "missing addition results for the τJp run")
-    result = runs[taujp].results("addition")
-    tuned, one_shot = result["tuned"]["test"]["avg_accuracy"], result["one_shot"]["test"]["avg_accuracy"]
+    name = _find(runs, PAPER.tau_jp, tag)
+    result = runs[name].get(addition.EVALUATION) if name is not None else None
+    if name is None or result is None:
+        return Claim(text, _in_scope("addition, τJp run", tag), MISSING, "missing addition results for the τJp run")
+    tuned, one_shot = result.tuned.test.avg_accuracy, result.one_shot.test.avg_accuracy
     gap = tuned - one_shot
-    details = f"tuned (alpha={result['tuned']['alpha']:g}) {_pct(tuned)} vs one-shot {_pct(one_shot)}: gap {100 * gap:.1f} points"
+    details = f"tuned (alpha={result.tuned.alpha:g}) {_pct(tuned)} vs one-shot {_pct(one_shot)}: gap {100 * gap:.1f} points"
     verdict = HOLDS if abs(gap) <= ONE_SHOT_TOLERANCE else FAILS
-    return Claim(text, f"addition, {taujp}", verdict, details, {"tuned": tuned, "one_shot": one_shot, "chosen_alpha": result["tuned"]["alpha"]})
+    return Claim(text, f"addition, {name}", verdict, details, {"tuned": tuned, "one_shot": one_shot, "chosen_alpha": result.tuned.alpha})
 
 
-def negation_lower_target(runs: dict[str, RunResults]) -> Claim:
+def negation_lower_target(runs: Mapping[str, RunResults], tag: str = "") -> Claim:
     text = (
         "τJp lowers negation target accuracy at equal control accuracy "
         f"(lowest target, control within {_pct(CONTROL_TOLERANCE)} of the others or higher)"
     )
-    taujp = _taujp_run(runs)
-    others = [name for name in ("linear", "standard") if name in runs and runs[name].results("negation")]
-    if taujp is None or not runs[taujp].results("negation") or not others:
-        return Claim(text, "negation", MISSING, "needs negation results of the τJp run and of linear and/or standard")
+    found = {name: runs[name].get(negation.EVALUATION) for r in (PAPER.tau_jp, PAPER.linear, PAPER.standard) if (name := _find(runs, r, tag)) is not None}
+    results = {name: r for name, r in found.items() if r is not None}
+    taujp = _find(runs, PAPER.tau_jp, tag)
+    others = [n for n in results if n != taujp]
+    if taujp is None or taujp not in results or not others:
+        return Claim(text, _in_scope("negation", tag), MISSING, "needs negation results of the τJp run and of linear and/or standard")
     compared = [taujp, *others]
-    solved = set.intersection(*(set(runs[n].results("negation")["average"]["targets_solved"]) for n in compared))
+    solved = set.intersection(*(set(results[n].average.targets_solved) for n in compared))
     if not solved:
-        return Claim(text, "negation", MISSING, "no target has an admissible alpha in every compared run")
+        return Claim(text, _in_scope("negation", tag), MISSING, "no target has an admissible alpha in every compared run")
     numbers = {}
     for name in compared:
-        targets = runs[name].results("negation")["targets"]
+        targets = results[name].targets
         numbers[name] = {
-            "target": sum(targets[t]["test"]["target"] for t in solved) / len(solved),
-            "control": sum(targets[t]["test"]["control"] for t in solved) / len(solved),
+            "target": sum(targets[t].test.target for t in solved) / len(solved),  # type: ignore[union-attr]
+            "control": sum(targets[t].test.control for t in solved) / len(solved),  # type: ignore[union-attr]
         }
     lowest = all(numbers[taujp]["target"] < numbers[o]["target"] for o in others)
     control_ok = all(numbers[taujp]["control"] >= numbers[o]["control"] - CONTROL_TOLERANCE for o in others)
     details = "; ".join(f"{n}: target {_pct(v['target'])}, control {_pct(v['control'])}" for n, v in numbers.items())
     details += f" (over the {len(solved)} targets with an admissible alpha in every run)"
-    return Claim(text, "negation", HOLDS if lowest and control_ok else FAILS, details, numbers)
+    return Claim(text, _in_scope("negation", tag), HOLDS if lowest and control_ok else FAILS, details, numbers)
 
 
 def _pair_points(run: RunResults) -> list[tuple[str, float, float]] | None:
-    tau = run.results("tau_jp")
-    pairs = run.results("pairs")
-    if not tau or not pairs:
+    """(pair, off-diagonal tau-Jp, interference) of every pair both evaluations cover."""
+    matrix, added = run.get(tau_jp.EVALUATION), run.get(pairs.EVALUATION)
+    if matrix is None or added is None:
         return None
-    vectors, datasets, matrix = tau["vectors"], tau["datasets"], tau["matrix"]
     points = []
-    for name, pair in pairs["pairs"].items():
-        a, b = pair["tasks"]
-        if a not in vectors or b not in vectors or a not in datasets or b not in datasets:
+    for name, pair in added.pairs.items():
+        a, b = pair.tasks
+        if a not in matrix.vectors or b not in matrix.vectors or a not in matrix.datasets or b not in matrix.datasets:
             continue
-        cross = 0.5 * (matrix[vectors.index(a)][datasets.index(b)] + matrix[vectors.index(b)][datasets.index(a)])
-        normalized = pair["one_shot"]["test"]["avg_normalized"]
+        cross = 0.5 * (matrix.entry(a, b) + matrix.entry(b, a))
+        normalized = pair.one_shot.test.avg_normalized
         if normalized is not None:
             points.append((name, cross, 1.0 - normalized))
     return points
 
 
-def tau_jp_tracks_interference(runs: dict[str, RunResults]) -> list[Claim]:
+def tau_jp_tracks_interference(runs: Mapping[str, RunResults]) -> list[Claim]:
     text = (
         "low off-diagonal τJp goes with low interference: Spearman rank correlation > 0 (p < 0.05) between a pair's "
         "off-diagonal τJp ((M[a][b] + M[b][a]) / 2) and its interference (1 − normalised test accuracy of the pair at alpha = 1)"
@@ -154,5 +162,14 @@ def _correlation_claim(text: str, scope: str, points: list[tuple[str, float, flo
     return Claim(text, scope, verdict, f"Spearman rho = {rho:.3f}, p = {p_value:.3g}, {len(points)} pairs", {"rho": rho, "p": p_value, "pairs": len(points)})
 
 
-def all_claims(runs: dict[str, RunResults]) -> list[Claim]:
-    return [*addition_ordering(runs), one_shot_is_enough(runs), negation_lower_target(runs), *tau_jp_tracks_interference(runs)]
+def tags(runs: Mapping[str, RunResults]) -> list[str]:
+    """The run tags present ("" first: the study's own runs), for the claims checked per tag."""
+    found = {r.evaluated.run.tag for r in runs.values() if r.evaluated is not None}
+    return sorted(found, key=lambda t: (t != "", t))
+
+
+def all_claims(runs: Mapping[str, RunResults]) -> list[Claim]:
+    out: list[Claim] = []
+    for tag in tags(runs) or [""]:
+        out += [*addition_ordering(runs, tag), one_shot_is_enough(runs, tag), negation_lower_target(runs, tag)]
+    return out + tau_jp_tracks_interference(runs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Mapping
 
 import matplotlib
 
@@ -11,8 +12,9 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..evaluation import addition, disentanglement, tau_jp  # noqa: E402
 from ..io import atomic_write_bytes  # noqa: E402
-from .table import RunResults, describe  # noqa: E402
+from .table import RunResults  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -24,15 +26,15 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def accuracy_vs_alpha(runs: dict[str, RunResults], path: Path) -> Path | None:
-    curves = {name: r.results("addition")["val_curve"] for name, r in runs.items() if r.results("addition")}
+def accuracy_vs_alpha(runs: Mapping[str, RunResults], path: Path) -> Path | None:
+    curves = {run.label: r.val_curve for run in runs.values() if (r := run.get(addition.EVALUATION)) is not None}
     if not curves:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for name, curve in curves.items():
-        alphas = [p["alpha"] for p in curve]
-        axes[0].plot(alphas, [100 * p["avg_accuracy"] for p in curve], marker=".", label=describe(name))
-        axes[1].plot(alphas, [100 * (p["avg_normalized"] or 0) for p in curve], marker=".", label=describe(name))
+    for label, curve in curves.items():
+        alphas = [p.alpha for p in curve]
+        axes[0].plot(alphas, [100 * p.avg_accuracy for p in curve], marker=".", label=label)
+        axes[1].plot(alphas, [100 * (p.avg_normalized or 0) for p in curve], marker=".", label=label)
     for ax, title in zip(axes, ("absolute", "normalised")):
         ax.set_xlabel("alpha")
         ax.set_ylabel(f"{title} Val accuracy (%)")
@@ -42,13 +44,14 @@ def accuracy_vs_alpha(runs: dict[str, RunResults], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def per_task_bars(runs: dict[str, RunResults], path: Path) -> Path | None:
-    with_addition = {name: r.results("addition") for name, r in runs.items() if r.results("addition")}
-    if not with_addition:
+def per_task_bars(runs: Mapping[str, RunResults], path: Path) -> Path | None:
+    found = {name: r for name, run in runs.items() if (r := run.get(addition.EVALUATION)) is not None}
+    if not found:
         return None
-    tasks = next(iter(with_addition.values()))["tasks"]
-    series = {"zero-shot": next(iter(with_addition.values()))["zeroshot"]["test"]["per_task"]}
-    series.update({f"{name} tuned": result["tuned"]["test"]["per_task"] for name, result in with_addition.items()})
+    first = next(iter(found.values()))
+    tasks = first.tasks
+    series = {"zero-shot": first.zeroshot.test.per_task}
+    series.update({f"{name} tuned": result.tuned.test.per_task for name, result in found.items()})
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(tasks) + 2), 4))
     x = np.arange(len(tasks))
@@ -79,25 +82,25 @@ def _heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], title: str, p
     return _save(fig, path)
 
 
-def tau_jp_heatmap(name: str, result: dict, path: Path) -> Path:
-    matrix = np.array(result["matrix"], dtype=float)
-    return _heatmap(matrix, result["vectors"], result["datasets"], f"τJp: {describe(name)}", path, "dataset x_j", "task vector τ_i", annotate=True)
+def tau_jp_heatmap(run: RunResults, result: tau_jp.TauJpResult, path: Path) -> Path:
+    matrix = np.array(result.matrix, dtype=float)
+    return _heatmap(matrix, result.vectors, result.datasets, f"τJp: {run.label}", path, "dataset x_j", "task vector τ_i", annotate=True)
 
 
-def disentanglement_heatmap(name: str, pair: str, result: dict, alphas: list[float], path: Path) -> Path:
-    a, b = result["tasks"]
+def disentanglement_heatmap(run: RunResults, pair: str, grid: disentanglement.PairGrid, alphas: list[float], path: Path) -> Path:
+    a, b = grid.tasks
     labels = [f"{v:g}" for v in alphas]
-    matrix = np.array(result["xi"], dtype=float)
-    return _heatmap(matrix, labels, labels, f"Disentanglement error ξ, {describe(name)}: {pair}", path, f"alpha {b}", f"alpha {a}", annotate=False)
+    return _heatmap(np.array(grid.xi, dtype=float), labels, labels, f"Disentanglement error ξ, {run.label}: {pair}", path, f"alpha {b}", f"alpha {a}", annotate=False)
 
 
-def all_plots(runs: dict[str, RunResults], folder: Path) -> list[Path]:
+def all_plots(runs: Mapping[str, RunResults], folder: Path) -> list[Path]:
     written = [accuracy_vs_alpha(runs, folder / "addition_alpha.png"), per_task_bars(runs, folder / "addition_per_task.png")]
     for name, run in runs.items():
-        if run.results("tau_jp"):
-            written.append(tau_jp_heatmap(name, run.results("tau_jp"), folder / f"tau_jp_{name}.png"))
-        dis = run.results("disentanglement")
-        if dis:
-            for pair, result in dis["pairs"].items():
-                written.append(disentanglement_heatmap(name, pair, result, dis["alphas"], folder / f"disentanglement_{name}_{pair.replace('+', '_')}.png"))
+        matrix = run.get(tau_jp.EVALUATION)
+        if matrix is not None:
+            written.append(tau_jp_heatmap(run, matrix, folder / f"tau_jp_{name}.png"))
+        grids = run.get(disentanglement.EVALUATION)
+        if grids is not None:
+            for pair, grid in grids.pairs.items():
+                written.append(disentanglement_heatmap(run, pair, grid, grids.alphas, folder / f"disentanglement_{name}_{pair.replace('+', '_')}.png"))
     return [p for p in written if p is not None]

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from scipy.stats import t as student_t
 
+from ..evaluation import addition, negation, single_task
 from .claims import FAILS, HOLDS, Claim, all_claims
-from .table import RunResults, describe
+from .table import RunResults
 
 CONFIDENCE = 0.95
 
@@ -43,30 +44,27 @@ def spread(values: Sequence[float], confidence: float = CONFIDENCE) -> Spread:
     return Spread(n, mean, sd, mean - half, mean + half)
 
 
-def headline_numbers(runs: dict[str, RunResults]) -> dict[str, float]:
+def headline_numbers(runs: Mapping[str, RunResults]) -> dict[str, float]:
     """The report's headline figures of one seed (fractions), keyed by a readable name."""
     out: dict[str, float] = {}
-    for name, run in runs.items():
-        label = describe(name)
-        single = run.results("single_task")
-        if single:
-            summary = single["summary"]
-            out.setdefault("zero-shot, single-task avg", summary["zeroshot_test_avg"])
-            out[f"{label}, single-task avg"] = summary["finetuned_test_avg"]
-        addition = run.results("addition")
-        if addition:
-            for block, title in (("tuned", "tuned α"), ("one_shot", "α = 1")):
-                test = addition[block]["test"]
-                out[f"{label}, addition {title}, absolute"] = test["avg_accuracy"]
-                if test["avg_normalized"] is not None:
-                    out[f"{label}, addition {title}, normalised"] = test["avg_normalized"]
-            out[f"{label}, addition chosen α"] = addition["tuned"]["alpha"]
-        negation = run.results("negation")
-        if negation:
-            average = negation["average"]
-            for key, title in (("target_test", "target"), ("control_test", "control")):
-                if average.get(key) is not None:
-                    out[f"{label}, negation {title}"] = average[key]
+    for run in runs.values():
+        label = run.label
+        single = run.get(single_task.EVALUATION)
+        if single is not None:
+            out.setdefault("zero-shot, single-task avg", single.summary.zeroshot_test_avg)
+            out[f"{label}, single-task avg"] = single.summary.finetuned_test_avg
+        added = run.get(addition.EVALUATION)
+        if added is not None:
+            for block, title in ((added.tuned, "tuned α"), (added.one_shot, "α = 1")):
+                out[f"{label}, addition {title}, absolute"] = block.test.avg_accuracy
+                if block.test.avg_normalized is not None:
+                    out[f"{label}, addition {title}, normalised"] = block.test.avg_normalized
+            out[f"{label}, addition chosen α"] = added.tuned.alpha
+        negated = run.get(negation.EVALUATION)
+        if negated is not None:
+            for value, title in ((negated.average.target_test, "target"), (negated.average.control_test, "control")):
+                if value is not None:
+                    out[f"{label}, negation {title}"] = value
     return out
 
 
@@ -133,7 +131,7 @@ class SeedsSummary:
         return "\n".join(lines) + "\n"
 
 
-def summarize_seeds(labels: Sequence[str], per_seed_runs: Sequence[dict[str, RunResults]]) -> SeedsSummary:
+def summarize_seeds(labels: Sequence[str], per_seed_runs: Sequence[Mapping[str, RunResults]]) -> SeedsSummary:
     if len(labels) != len(per_seed_runs) or not labels:
         raise ValueError("one label per replicate, at least one replicate")
     numbers = [headline_numbers(runs) for runs in per_seed_runs]

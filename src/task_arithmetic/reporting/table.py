@@ -1,8 +1,7 @@
-"""What an evaluation's report tables are made of: one run's results, a table, its cell helpers.
+"""What an evaluation's report tables are made of: one run's typed results, a table, cell helpers.
 
 A leaf module: the evaluation modules build their report tables from these, and collect.py
-imports the evaluation registry, so nothing here may import an evaluation module (only leaf
-helpers such as evaluation/selection.py).
+imports the evaluation registry, so nothing here may import an evaluation module at run time.
 """
 
 from __future__ import annotations
@@ -10,40 +9,46 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterable, TypeVar
 
-from ..recipes.names import describe as describe_recipe
-from ..recipes.names import parse_run_name
+from ..recipes import EvaluatedRun
+from ..recipes.registry import recipe_of
+
+if TYPE_CHECKING:
+    from ..evaluation.spec import Evaluation
+
+R = TypeVar("R")
 
 
 @dataclass
 class RunResults:
-    run: str
-    evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)  # evaluation -> payload
-    settings: dict[str, Any] = field(default_factory=dict)
+    """Every evaluation result of one results folder (a run as evaluated), typed."""
 
-    def results(self, evaluation: str) -> dict[str, Any] | None:
-        payload = self.evaluations.get(evaluation)
-        return payload["results"] if payload else None
+    name: str  # the results folder: results/<model_id>/<name>/
+    evaluated: EvaluatedRun | None  # None: a folder name this version cannot parse
+    results: dict[str, Any] = field(default_factory=dict)  # evaluation name -> its typed result
+    payloads: dict[str, dict[str, Any]] = field(default_factory=dict)  # evaluation name -> the file's other fields (settings, params, ...)
 
-    @property
-    def mode(self) -> str | None:
-        return self.settings.get("mode")
+    def get(self, evaluation: "Evaluation[Any, R]") -> R | None:
+        return self.results.get(evaluation.name)  # type: ignore[no-any-return]
 
     @property
-    def reg(self) -> str | None:
-        return self.settings.get("reg")
+    def settings(self) -> dict[str, Any]:
+        """The run-level settings the first result records (model, tasks, vectors, ...)."""
+        return next((p.get("settings", {}) for p in self.payloads.values()), {})
+
+    @property
+    def label(self) -> str:
+        return describe(self.name, self.evaluated)
 
 
-# The paper's name for its own method; every other run is described from its plug-ins.
-SPECIAL = {"linear-tau_jp": "τJp (linear FT + τJp reg.)"}
-
-
-def describe(run: str) -> str:
-    if run in SPECIAL:
-        return f"{run} ({SPECIAL[run]})"
-    parsed = parse_run_name(run)
-    return f"{run} ({describe_recipe(parsed[0], parsed[1])})" if parsed else run
+def describe(name: str, evaluated: EvaluatedRun | None = None) -> str:
+    """`<name> (<what it is>)`: the registered recipe's summary, else the plug-ins'."""
+    if evaluated is None:
+        return name
+    recipe = recipe_of(evaluated)
+    what = recipe.summary if recipe is not None else evaluated.describe()
+    return f"{name} ({what})"
 
 
 def pct_cell(value: float | None) -> float | None:
@@ -80,16 +85,11 @@ class Table:
         return buffer.getvalue()
 
 
-def with_results(runs: dict[str, RunResults], evaluation: str) -> dict[str, RunResults]:
-    """The runs that have this evaluation's results, in the report's run order."""
-    return {name: r for name, r in runs.items() if r.results(evaluation)}
-
-
-def task_columns(runs: dict[str, RunResults], evaluation: str) -> list[str]:
+def task_columns(task_lists: Iterable[Iterable[str]]) -> list[str]:
     """Every task any run evaluated, first-seen order: runs may cover different task lists."""
     tasks: list[str] = []
-    for run in runs.values():
-        for t in (run.results(evaluation) or {}).get("tasks", run.settings.get("tasks", [])):
+    for listed in task_lists:
+        for t in listed:
             if t not in tasks:
                 tasks.append(t)
     return tasks

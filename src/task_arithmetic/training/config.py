@@ -22,9 +22,9 @@ from typing import Any, Mapping
 from ..data.registry import get_task
 from ..errors import UserError
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, check_folder_flag
-from ..recipes import MODES, REGULARIZERS, Mode, Regularizer
-from ..recipes.base import DEFAULT_VARIANT, Context, Plugin, Settings, flag
-from ..recipes.names import check_choice, check_recipe, default_mode, run_name
+from ..recipes import MODES, REGULARIZERS, Mode, Regularizer, RunId
+from ..recipes.base import Context, Plugin, Settings, StepCost, flag
+from ..recipes.identity import from_flags
 
 WANDB_MODES = ("off", "offline", "online")
 
@@ -47,8 +47,8 @@ class FinetuneConfig:
     pretrained: str | None = "openai"
     cache_dir: str | None = None
     mode: str | None = None  # None: the regulariser's default mode (linear for tau_jp, as the paper does)
-    reg: str = "none"
-    variant: str = DEFAULT_VARIANT
+    reg: str | None = None  # None: no regulariser
+    variant: str | None = None  # None: the regulariser's default variant
     options: Mapping[str, Any] = field(default_factory=dict)  # the plug-ins' own options, by field name
     init_from: str | None = None  # start theta from this fine-tuned checkpoint
     lr: float | None = None
@@ -66,15 +66,19 @@ class FinetuneConfig:
     results_root: str = str(DEFAULT_RESULTS_ROOT)
     save_every: int = 250  # optimiser steps between resumable checkpoints
     wandb: str = "off"
-    num_workers: int | None = None  # data-loading processes; None: training.data.loader_workers decides
+    num_workers: int | None = None  # data-loading processes; None: data.sampling.loader_workers decides
     max_train_samples: int | None = None  # a fixed random subset of the train split, for quick runs
     tag: str = ""
+    run: str | None = None  # --run NAME: the whole run name instead of mode/reg/variant/tag
     force: bool = False
     progress: bool = True
 
-    @property
-    def run(self) -> str:
-        return run_name(self.mode or default_mode(self.reg), self.reg, self.variant, self.tag)
+    def run_id(self) -> RunId:
+        """The run these flags name (the same in every script)."""
+        evaluated = from_flags(self.mode, self.reg, self.variant, self.tag, self.run)
+        if evaluated.posthoc:
+            raise UserError(f"'{evaluated.name}' is evaluation-only (a non-linear run read out linearised); fine-tune {evaluated.run.name} and evaluate it post hoc")
+        return evaluated.run
 
 
 @dataclass(frozen=True)
@@ -85,9 +89,7 @@ class TrainingPlan:
     model: str
     pretrained: str | None  # None: random weights (a real choice, not a missing value)
     cache_dir: str | None
-    mode: str
-    reg: str
-    variant: str
+    run: RunId  # which plug-ins train it, their variant and the tag: the run's folder name
     mode_settings: Settings
     reg_settings: Settings
     init_from: str | None  # None: start from theta_0
@@ -108,25 +110,32 @@ class TrainingPlan:
     wandb: str
     num_workers: int | None  # None: chosen per device when the run starts
     max_train_samples: int | None  # None: the whole train split
-    tag: str
     force: bool
     progress: bool
 
     @property
-    def run(self) -> str:
-        return run_name(self.mode, self.reg, self.variant, self.tag)
+    def mode_plugin(self) -> Mode[Any, Any]:
+        return self.run.mode
 
     @property
-    def mode_plugin(self) -> Mode:
-        return MODES[self.mode]
+    def reg_plugin(self) -> Regularizer[Any, Any]:
+        return self.run.reg
 
-    @property
-    def reg_plugin(self) -> Regularizer:
-        return REGULARIZERS[self.reg]
+    def references(self) -> tuple[RunId, ...]:
+        """Runs of the same model and task whose finished weights this run reads."""
+        return self.run.reg.references(self.reg_settings)
+
+    def step_cost(self) -> StepCost:
+        """Image passes of one optimiser step: the batch through the mode, plus the penalty's inputs."""
+        return self.run.mode.step_cost(self.batch_size) + self.run.reg.step_cost(self.reg_settings)
+
+    def setup_cost(self) -> StepCost:
+        return self.run.reg.setup_cost(self.reg_settings)
 
     def to_json(self) -> dict[str, Any]:
         """Flat, as runs have always recorded it: the plug-ins' settings sit beside the rest."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("mode_settings", "reg_settings")}
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("run", "mode_settings", "reg_settings")}
+        out.update(mode=self.run.mode.name, reg=self.run.reg.name, variant=self.run.variant, tag=self.run.tag)
         out.update(self.mode_settings.to_json())
         out.update(self.reg_settings.to_json())
         return out
@@ -140,13 +149,11 @@ def resolve_config(cfg: FinetuneConfig | TrainingPlan) -> TrainingPlan:
     """Validate every setting and fill the defaults; raises UserError before any work is done."""
     if isinstance(cfg, TrainingPlan):
         return cfg
-    check_choice("--reg", cfg.reg, tuple(REGULARIZERS))
-    mode = cfg.mode if cfg.mode is not None else default_mode(cfg.reg)
-    check_recipe(mode, cfg.reg, cfg.variant, evaluation=False)
-    check_choice("--wandb", cfg.wandb, WANDB_MODES)
+    run = cfg.run_id()
+    mode = run.mode.name
+    if cfg.wandb not in WANDB_MODES:
+        raise UserError(f"unknown --wandb '{cfg.wandb}'; choose one of {', '.join(WANDB_MODES)}")
     task = get_task(cfg.task)
-    if cfg.tag and not all(c.isalnum() or c in "_.+" for c in cfg.tag):
-        raise UserError(f"--tag '{cfg.tag}' may only contain letters, digits, '_', '.' and '+' (it becomes part of a folder name)")
 
     def default(key: str) -> Any:
         value = getattr(cfg, key)
@@ -166,16 +173,16 @@ def resolve_config(cfg: FinetuneConfig | TrainingPlan) -> TrainingPlan:
     for flag_name, root in (("--checkpoint-root", cfg.checkpoint_root), ("--results-root", cfg.results_root), ("--data-location", cfg.data_location)):
         check_folder_flag(flag_name, root)
 
-    mode_plugin, reg_plugin = MODES[mode], REGULARIZERS[cfg.reg]
-    _refuse_foreign_options(cfg.options, mode_plugin, reg_plugin)
-    ctx = Context(task.name, task.benchmark, cfg.model, mode, cfg.variant, values["batch_size"], dict(task.defaults))
-    mode_settings = mode_plugin.resolve(mode_plugin.request(dict(cfg.options)), ctx)
-    reg_settings = reg_plugin.resolve(reg_plugin.request(dict(cfg.options)), ctx)
-    common = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in ("options", "mode", "task", "epochs", "micro_batch")}
+    _refuse_foreign_options(cfg.options, run.mode, run.reg)
+    ctx = Context(task.name, task.benchmark, cfg.model, mode, run.variant, values["batch_size"], dict(task.defaults))
+    mode_settings = run.mode.resolve(run.mode.request(dict(cfg.options)), ctx)
+    reg_settings = run.reg.resolve(run.reg.request(dict(cfg.options)), ctx)
+    request_only = ("options", "mode", "reg", "variant", "tag", "run", "task", "epochs", "micro_batch")
+    common = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in request_only}
     return TrainingPlan(
         **{**common, **values},
         task=task.name,
-        mode=mode,
+        run=run,
         mode_settings=mode_settings,
         reg_settings=reg_settings,
         epochs=epochs,
@@ -183,9 +190,9 @@ def resolve_config(cfg: FinetuneConfig | TrainingPlan) -> TrainingPlan:
     )
 
 
-def _refuse_foreign_options(options: Mapping[str, Any], mode: Mode, reg: Regularizer) -> None:
+def _refuse_foreign_options(options: Mapping[str, Any], mode: Mode[Any, Any], reg: Regularizer[Any, Any]) -> None:
     """An option given for a plug-in that this run does not use is a mistake, not a no-op."""
-    owners: dict[str, tuple[str, Plugin]] = {}
+    owners: dict[str, tuple[str, Plugin[Any, Any]]] = {}
     for kind, table in (("--mode", MODES), ("--reg", REGULARIZERS)):
         for plugin in table.values():
             for name in plugin.option_names():
@@ -196,7 +203,7 @@ def _refuse_foreign_options(options: Mapping[str, Any], mode: Mode, reg: Regular
         if name not in owners:
             raise UserError(f"unknown option {flag(name)}; see src/finetune.py --help")
         kind, owner = owners[name]
-        if owner is not mode and owner is not reg:
+        if owner != mode and owner != reg:
             raise UserError(f"{flag(name)} only applies to {kind} {owner.name}; add {kind} {owner.name} or drop {flag(name)}")
 
 

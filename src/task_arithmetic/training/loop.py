@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import shutil
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,30 +23,29 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.registry import get_task
+from ..data.sampling import EpochPlan, epoch_loader, loader_workers, size, subsample
 from ..data.splits import load_dataset
 from ..errors import UserError
-from ..io import load_weights, metadata_path, read_json
+from ..io import metadata_path, read_json
 from ..models.encoder import ImageEncoder, load_encoder
 from ..models.factory import ModelSpec
 from ..models.heads import ClassificationHead
 from ..models.pretrained import task_head, zeroshot_encoder
 from ..paths import Layout
+from ..recipes import RunId
 from ..recipes.base import Penalty, PenaltySetup, UpdateRule
 from ..runtime import code_revision, limit_threads, seed_everything
+from ..vectors.task_vector import TaskVector
 from .config import FinetuneConfig, TrainingPlan, resolve_config
-from .data import EpochPlan, epoch_loader, loader_workers, size, subsample
-from .distributed import DistContext, average_gradients, barrier, init_distributed, shutdown, sum_over_processes
+from .distributed import DistContext, barrier, init_distributed, shutdown, sum_over_processes
 from .model import Trainee, build_trainee
 from .ownership import owned_run_folder
 from .preemption import StopFlag
-from .schedule import learning_rate
 from .state import load_train_state, save_train_state, saved_step
-from .step import StepStats, accumulate_gradients
+from .step import NonFiniteStep, StepSchedule, TrainingDiverged, train_step
 from .tracking import Progress, StepLog, WandbRun
 
-
-class TrainingDiverged(UserError):
-    """The loss or gradient became NaN/inf; the last saved state is left untouched."""
+__all__ = ["FinetuneResult", "RunPaths", "TrainingDiverged", "run_finetune"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +66,8 @@ class RunPaths:
     pending_log: Path  # a forced re-run's log until its model replaces the finished one
 
     @classmethod
-    def of(cls, layout: Layout, model_id: str, task: str, run: str) -> "RunPaths":
+    def of(cls, layout: Layout, model_id: str, task: str, run_id: RunId) -> "RunPaths":
+        run = run_id.name
         return cls(
             weights=layout.finetuned(model_id, task, run),
             state=layout.train_state(model_id, task, run),
@@ -123,7 +121,7 @@ def _train(
     seed_everything(0)
     encoder, head = _theta0_and_head(spec, plan, layout, ctx)
     seed_everything(plan.seed)
-    reference_norms = _reference_norms(plan, spec, layout, encoder)
+    references = _references(plan, spec, layout, encoder)
     init_weights = _init_weights(plan, spec)
     data = Path(plan.data_location)
     train_set = subsample(load_dataset(plan.task, "train", data, encoder.train_preprocess), plan.max_train_samples)
@@ -134,7 +132,8 @@ def _train(
 
     # -- the trainee: the mode chooses what trains (at theta_0, before the optimiser) ------------
     encoder, head = encoder.to(device), head.to(device)
-    trainee = build_trainee(encoder, head, plan.mode, needs_theta0=reg.needs_theta0, init_weights=None)
+    trainee = build_trainee(encoder, head, plan.mode_plugin, needs_tangent=reg.needs_tangent, init_weights=None)
+    theta0 = trainee.theta0() if reg.needs_theta0 else {}  # taken before anything moves theta
     update_rule = plan.mode_plugin.prepare(trainee, plan.mode_settings, _calibration_batches(train_set, plan))
     if init_weights is not None:  # --init-from replaces theta after theta_0 was kept and scored
         trainee.visual.load_state_dict(init_weights)
@@ -150,7 +149,7 @@ def _train(
         print(f"{plan.task} {plan.run}: resuming at step {start}/{total_steps} from {paths.state}", file=sys.stderr)
 
     # -- the regulariser's penalty ----------------------------------------------------------------
-    setup = PenaltySetup(trainee, plan.variant, penalty_sets, plan.seed, start, ctx.rank, ctx.world, workers, reference_norms)
+    setup = PenaltySetup(trainee, plan.run.variant, theta0, penalty_sets, references, plan.seed, start, ctx.rank, ctx.world, workers)
     penalty = reg.build(plan.reg_settings, setup)
     if penalty is not None and resumed and resumed.extra:
         penalty.load_state(resumed.extra)
@@ -197,20 +196,16 @@ def _init_weights(plan: TrainingPlan, spec: ModelSpec) -> dict[str, torch.Tensor
     return start.weights()
 
 
-def _reference_norms(plan: TrainingPlan, spec: ModelSpec, layout: Layout, theta0: ImageEncoder) -> dict[str, float]:
-    """||tau|| of the finished runs the regulariser refers to (same model and task)."""
-    norms = {}
+def _references(plan: TrainingPlan, spec: ModelSpec, layout: Layout, theta0: ImageEncoder) -> dict[RunId, TaskVector]:
+    """The task vectors of the finished runs the regulariser reads (same model and task)."""
+    out = {}
     base = theta0.weights()
-    for run in plan.reg_plugin.references(plan.reg_settings):
-        path = layout.finetuned(spec.model_id, plan.task, run)
+    for run in plan.references():
+        path = layout.finetuned(spec.model_id, plan.task, run.name)
         if not metadata_path(path).is_file():
-            raise UserError(f"this run matches ||tau|| of the run {run}, but {path} is not a finished run; fine-tune {plan.task} as {run} first")
-        weights, _ = load_weights(path)
-        squares = [((weights[k].double() - v.double()) ** 2).sum() for k, v in base.items() if k in weights and v.is_floating_point()]
-        norms[run] = float(torch.stack(squares).sum().sqrt())
-        if norms[run] <= 0:
-            raise UserError(f"the run {run} of {plan.task} has a zero task vector; there is no norm to match")
-    return norms
+            raise UserError(f"the {plan.reg_plugin.name} regulariser reads the run {run.name}, but {path} is not a finished run; fine-tune {plan.task} as {run.name} first")
+        out[run] = TaskVector.from_checkpoints(path, base)
+    return out
 
 
 def _calibration_batches(dataset: Dataset, plan: TrainingPlan):
@@ -236,11 +231,11 @@ def _check_nonempty(task: str, train_set: Dataset, penalty_tasks: tuple[str, ...
 
 def _final_metadata(plan: TrainingPlan, steps: int, world: int, rule: UpdateRule, penalty: Penalty | None) -> dict[str, Any]:
     return {
-        "mode": plan.mode,
-        "reg": plan.reg,
-        "variant": plan.variant,
+        "mode": plan.run.mode.name,
+        "reg": plan.run.reg.name,
+        "variant": plan.run.variant,
         "task": plan.task,
-        "run": plan.run,
+        "run": plan.run.name,
         "config": plan.to_json(),
         "seed": plan.seed,
         "code_revision": code_revision(),
@@ -259,9 +254,9 @@ class _Loop:
         self.plan, self.trainee, self.optimizer, self.params, self.epochs = plan, trainee, optimizer, params, epochs
         self.train_set, self.penalty, self.rule, self.total, self.paths = train_set, penalty, rule, total_steps, paths
         self.ctx, self.device, self.workers = ctx, device, workers
-        self.metrics = penalty.metrics if penalty is not None else ()
         self.step = 0
-        self.micro_batch = min(plan.micro_batch or epochs.local_batch, epochs.local_batch)
+        micro_batch = min(plan.micro_batch or epochs.local_batch, epochs.local_batch)
+        self.schedule = StepSchedule(plan.lr, plan.warmup, total_steps, plan.clip, micro_batch, plan.reg_plugin.name)
 
     def run(self, start: int, stop: StopFlag) -> str:
         self.step = start
@@ -307,75 +302,21 @@ class _Loop:
         return "finished"
 
     def _one_step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int, batch_index: int, stop_requested: bool) -> tuple[dict[str, Any], bool]:
-        plan, ctx = self.plan, self.ctx
-        # inputs of the task and, if the penalty wants them, of its other tasks
-        images = images.to(self.device, non_blocking=True)
-        labels = torch.as_tensor(labels).to(self.device, non_blocking=True)
-        pen_inputs = self.penalty.inputs_for_step(self.step) if self.penalty is not None else None
-        if pen_inputs is not None and pen_inputs.inputs is not None:
-            pen_inputs.inputs = pen_inputs.inputs.to(self.device, non_blocking=True)
-
-        # the gradient of the objective, averaged over processes, shaped by the mode
-        self.optimizer.zero_grad(set_to_none=True)
-        local = accumulate_gradients(
-            self.trainee, images, labels, self.micro_batch, global_count=images.shape[0] * ctx.world, world=ctx.world,
-            penalty=self.penalty, penalty_inputs=pen_inputs,
-        )
-        average_gradients(self.params, ctx)
-        self.rule.after_backward()
-        # One small reduction carries the metrics and the stop request, so every process stops
-        # after the same step.
-        reduced = sum_over_processes(torch.cat([local.as_tensor(), torch.tensor([float(stop_requested)], dtype=torch.float64)]), ctx, self.device)
-        stats, stop_now = StepStats.from_tensor(reduced[:-1]), bool(reduced[-1] > 0)
-        grad_norm = self._clip()
-        means = stats.metric_means(self.metrics)
-        penalty_record = self.penalty.record(means) if self.penalty is not None else {}
-        self._check_finite(stats, penalty_record.get("penalty", 0.0), grad_norm, epoch, batch_index)
-
-        # the update
-        lr = learning_rate(self.step, plan.lr, plan.warmup, self.total)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
         try:
-            self.optimizer.step()
-        except RuntimeError as err:
-            if "overflow" not in str(err):
-                raise
-            raise TrainingDiverged(
-                f"training diverged: the optimiser update overflowed at step {self.step + 1} (--lr {plan.lr:g}); "
-                "lower --lr (the paper uses 1e-5)"
-            ) from err
-        self.rule.after_step()
-        if self.penalty is not None:
-            self.penalty.after_step(means)
+            record, stop_now = train_step(
+                self.trainee, self.optimizer, self.params, self.rule, self.penalty, images, labels, self.step, self.schedule,
+                self.ctx, self.device, stop_requested,
+            )
+        except NonFiniteStep as err:
+            last = saved_step(self.paths.state)
+            kept = f"the last good state (step {last}) is kept in {self.paths.state}" if last is not None else "no state had been saved yet"
+            raise TrainingDiverged(f"{err} (epoch {epoch}, batch {batch_index}); {kept}; lower --lr or check the inputs of {self.plan.task}") from None
         self.step += 1
-
-        record: dict[str, Any] = {
-            "step": self.step, "epoch": epoch, "batch": batch_index, "lr": lr, "loss": stats.loss,
-            "acc": stats.accuracy, "grad_norm": grad_norm, "time": time.time(), **penalty_record,
-        }
-        return record, stop_now
+        return {**record, "epoch": epoch, "batch": batch_index}, stop_now
 
     def _agreed(self, flag: bool) -> bool:
         """True on every process when any process has the flag set."""
         return bool(sum_over_processes(torch.tensor([float(flag)], dtype=torch.float64), self.ctx, self.device)[0] > 0)
-
-    def _clip(self) -> float:
-        max_norm = self.plan.clip if self.plan.clip > 0 else math.inf
-        return float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
-
-    def _check_finite(self, stats: StepStats, penalty: float, grad_norm: float, epoch: int, batch_index: int) -> None:
-        checked = (("loss", stats.loss), (f"{self.plan.reg} penalty", penalty), ("gradient norm", grad_norm))
-        bad = [(name, value) for name, value in checked if not math.isfinite(value)]
-        if not bad:
-            return
-        name, value = bad[0]
-        last = saved_step(self.paths.state)
-        kept = f"the last good state (step {last}) is kept in {self.paths.state}" if last is not None else "no state had been saved yet"
-        raise TrainingDiverged(
-            f"training diverged: the {name} is {value} at step {self.step + 1} (epoch {epoch}, batch {batch_index}); "
-            f"{kept}; lower --lr or check the inputs of {self.plan.task}"
-        )
 
     def _save(self) -> None:
         if self.ctx.is_main:

@@ -14,7 +14,7 @@ from torch import nn
 from ..models.encoder import ImageEncoder
 from ..models.heads import ClassificationHead
 from ..models.linearize import LinearizedModel
-from ..recipes import MODES
+from ..recipes.base import Mode
 
 
 @dataclass
@@ -35,6 +35,13 @@ class Trainee:
 
     def parameters(self) -> list[nn.Parameter]:
         return [p for p in self.visual.parameters() if p.requires_grad]
+
+    def theta0(self) -> dict[str, torch.Tensor]:
+        """The encoder's parameters at theta_0 (visual keys, detached): the frozen copy's where
+        there is one, else a copy taken now (call before the first update)."""
+        if self.linear is not None:
+            return {n: p.detach() for n, p in self.linear.frozen.named_parameters()}
+        return {n: p.detach().clone() for n, p in self.visual.named_parameters()}
 
     def train(self) -> None:
         self.encoder.train()
@@ -60,14 +67,14 @@ class Trainee:
 
 
 def build_trainee(
-    encoder: ImageEncoder, head: ClassificationHead, mode: str, needs_theta0: bool, init_weights: dict[str, torch.Tensor] | None
+    encoder: ImageEncoder, head: ClassificationHead, mode: Mode, needs_tangent: bool, init_weights: dict[str, torch.Tensor] | None
 ) -> Trainee:
     """Wrap `encoder` (holding theta_0) for training; `init_weights` (e.g. --init-from) become theta."""
-    linearized = MODES[mode].linearized
+    linearized = mode.linearized
     for p in head.parameters():
         p.requires_grad_(False)
     # The frozen copy must be taken before init_weights replace theta.
-    linear = LinearizedModel(encoder.visual) if (linearized or needs_theta0) else None
+    linear = LinearizedModel(encoder.visual) if (linearized or needs_tangent) else None
     if init_weights is not None:
         encoder.visual.load_state_dict(init_weights)
     return Trainee(encoder=encoder, head=head, linearized=linearized, linear=linear)

@@ -17,8 +17,9 @@ import signal
 import threading
 from types import FrameType
 
-EXIT_PREEMPTED = 75
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+from ..runtime import EXIT_PREEMPTED, STOP_SIGNALS
+
+__all__ = ["EXIT_PREEMPTED", "STOP_SIGNALS", "StopFlag"]
 
 
 class StopFlag:

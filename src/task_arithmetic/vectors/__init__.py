@@ -9,7 +9,6 @@ _EXPORTS = {
     "combine": "task_vector",
     "stack_checkpoints": "streaming",
     "sum_checkpoints": "streaming",
-    "RunRecipe": "runs",
     "finetune_command": "runs",
     "finetuned_checkpoint": "runs",
     "locate_runs": "runs",

@@ -1,9 +1,11 @@
 """A pool over this suite's own fine-tuning runs, located by the shared path scheme.
 
 models: '_pretrained_' = layout.zeroshot(model_id) (created on first use), and one fine-tuned
-encoder per task at layout.finetuned(model_id, task, run). Linear runs hold the trainable copy
-theta; their merge is evaluated as the linearised model around theta_0, as is mode 'posthoc'
-(standard runs' task vectors evaluated in the linearised model).
+encoder per task at layout.finetuned(model_id, task, run). The pool reads its runs out as the
+suite's evaluations do (recipes.Readout): linear runs hold the trainable copy theta and their
+merge is the linearised model around theta_0, as is a post-hoc readout of a non-linear run
+(`mode: posthoc`, or `run: posthoc...`). One predicate decides it for both the evaluation model
+and the forward AdaMerging differentiates, so the two cannot disagree.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from ...models.factory import ModelSpec, check_model_name
 from ...models.linearize import LinearizedModel
 from ...models.pretrained import zeroshot_encoder
 from ...paths import DEFAULT_CHECKPOINT_ROOT, Layout
-from ...recipes.names import check_recipe, evaluated_linearized, run_name, source_mode
+from ...recipes import EvaluatedRun, Readout
+from ...recipes.identity import from_flags
 from ..streaming import KeyView, SafetensorsReader, encoder_metadata, load_encoder_streaming
 from .base import PRETRAINED, BaseModelPool
 
@@ -34,22 +37,30 @@ class RunModelPool(BaseModelPool):
         model: str,
         tasks: str | Sequence[str],
         pretrained: str | None = None,
-        mode: str = "standard",
-        reg: str = "none",
-        variant: str = "efficient",
+        mode: str | None = None,
+        reg: str | None = None,
+        variant: str | None = None,
         tag: str = "",
         run: str | None = None,
         cache_dir: str | None = None,
         checkpoint_root: str | Path | None = None,
     ):
         check_model_name(model, pretrained)  # an imported architecture is declared by its weights file
-        check_recipe(mode, reg, variant)
+        # the same flags name the same runs as in every script (recipes/identity.py)
+        self.evaluated: EvaluatedRun = from_flags(mode, reg, variant, tag or "", run)
         self.spec = ModelSpec(model, pretrained, cache_dir)
         self.tasks = parse_task_list(tasks)
-        self.mode = mode
-        # posthoc evaluates standard runs' task vectors in the linearised model.
-        self.run = run or run_name(source_mode(mode), reg, variant, tag or "")
+        self.run = self.evaluated.run.name
         self.layout = Layout(Path(checkpoint_root) if checkpoint_root else DEFAULT_CHECKPOINT_ROOT)
+
+    @classmethod
+    def of(cls, spec: ModelSpec, layout: Layout, evaluated: EvaluatedRun, tasks: Sequence[str]) -> "RunModelPool":
+        return cls(spec.name, list(tasks), spec.pretrained, run=evaluated.name, cache_dir=spec.cache_dir, checkpoint_root=layout.checkpoint_root)
+
+    @property
+    def linearized(self) -> bool:
+        """The one predicate: merges of these runs are read out linearised around theta_0."""
+        return self.evaluated.readout is Readout.LINEARIZED
 
     @property
     def all_model_names(self) -> list[str]:
@@ -89,7 +100,7 @@ class RunModelPool(BaseModelPool):
         return KeyView(SafetensorsReader(path), add="visual.")  # ImageEncoder's key names
 
     def evaluation_model(self, merged: nn.Module) -> nn.Module:
-        if not evaluated_linearized(self.mode):
+        if not self.linearized:
             return merged
         if not isinstance(merged, ImageEncoder):
             raise UserError("linearised evaluation needs the merged ImageEncoder from this pool")
@@ -104,7 +115,7 @@ class RunModelPool(BaseModelPool):
 
     def functional_model(self, model: nn.Module, tie_weights: bool = True, strict: bool = False):
         """Linear and post-hoc runs: f(x; theta_0) + J f(x) (theta - theta_0), as evaluation_model runs them."""
-        if self.mode == "standard":
+        if not self.linearized:
             return super().functional_model(model, tie_weights, strict)
         if not isinstance(model, ImageEncoder):
             raise UserError("linearised AdaMerging needs the ImageEncoder from this pool")
@@ -123,4 +134,5 @@ class RunModelPool(BaseModelPool):
         return bind
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "model_id": self.spec.model_id, "run": self.run, "mode": self.mode, "checkpoint_root": str(self.layout.checkpoint_root)}
+        return {**super().describe(), "model_id": self.spec.model_id, "run": self.evaluated.name, "readout": self.evaluated.readout.value,
+                "checkpoint_root": str(self.layout.checkpoint_root)}

@@ -17,8 +17,7 @@ from typing import Iterator, Sequence, Sized, cast
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from ..runtime import usable_cores
-from .preemption import STOP_SIGNALS
+from ..runtime import STOP_SIGNALS, usable_cores
 
 _MIX = 0x9E3779B97F4A7C15  # odd 64-bit constant: spreads nearby integers far apart
 

@@ -1,0 +1,263 @@
+"""Typed identities built from the plug-in registry: a run, a run as evaluated, a study recipe.
+
+    RunId           one fine-tuning run: its mode and regulariser plug-ins, variant and tag;
+                    its folder name is <mode>[-<reg>[_<variant>]][-<tag>] (parse and format here)
+    EvaluatedRun    a run read out in a given way (Readout): linear runs linearised, the others
+                    non-linearly, and any non-linear run also linearised "post hoc"
+    Recipe          what the study's --recipes names: the runs it trains (or reads), how they are
+                    evaluated, the options the study sets for them, its group (paper / field / ...)
+
+Every script, the study, the Slurm graph, the pools, the report and the claims carry these values;
+names are parsed and formatted here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from ..errors import UserError
+from .base import DEFAULT_VARIANT, Mode, Readout, Regularizer
+
+POSTHOC = "posthoc"  # the evaluation-only spelling: a non-linear run read out linearised
+TAG_CHARACTERS = "_.+"  # besides letters and digits; never '-', which separates the name's parts
+
+
+def _registry() -> Any:
+    from . import registry  # the registry imports the plug-in modules, which import this one
+
+    return registry
+
+
+def check_tag(tag: str, what: str = "--tag") -> None:
+    if tag and not all(c.isalnum() or c in TAG_CHARACTERS for c in tag):
+        raise UserError(f"{what} '{tag}' may only contain letters, digits, '_', '.' and '+' (it becomes part of a folder name)")
+    if tag and tag in _registry().reserved_words():
+        raise UserError(f"{what} '{tag}' is the name of a recipe plug-in or variant, which would make run names ambiguous; choose another tag")
+
+
+@dataclass(frozen=True)
+class RunId:
+    """One fine-tuning run of a model and task, identified by the plug-ins that train it."""
+
+    mode: Mode
+    reg: Regularizer
+    variant: str = DEFAULT_VARIANT
+    tag: str = ""
+
+    def __post_init__(self) -> None:
+        if self.variant not in self.reg.variants:
+            owners = [r.name for r in _registry().REGULARIZERS.values() if self.variant in r.variants]
+            if not owners:
+                raise UserError(f"unknown --variant '{self.variant}'; --reg {self.reg.name} has {', '.join(self.reg.variants)}")
+            raise UserError(f"--variant {self.variant} only applies to --reg {owners[0]}; add --reg {owners[0]} or drop --variant")
+        check_tag(self.tag)
+
+    # -- names ----------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The run's folder name under checkpoints/<model_id>/<task>/."""
+        return _format(self.mode.name, self)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # Rebuilt from its name in another process, so plug-ins stay registry singletons there too.
+        return (RunId.parse, (self.name,))
+
+    @classmethod
+    def parse(cls, name: str) -> "RunId":
+        evaluated = EvaluatedRun.parse(name)
+        if evaluated.readout is not evaluated.run.readout:
+            raise UserError(f"'{name}' names a post-hoc evaluation of the run {evaluated.run.name}, not a fine-tuning run; use {evaluated.run.name}")
+        return evaluated.run
+
+    @classmethod
+    def of(cls, mode: str | None = None, reg: str | None = None, variant: str | None = None, tag: str = "") -> "RunId":
+        """From flag values; a missing mode is the regulariser's default mode (linear for tau_jp),
+        so the same flags name the same run in training and evaluation."""
+        registry = _registry()
+        reg_plugin = registry.regularizer(reg or registry.NO_REGULARIZER)
+        mode_plugin = registry.mode(mode or reg_plugin.default_mode)
+        return cls(mode_plugin, reg_plugin, variant or reg_plugin.variants[0], tag)
+
+    # -- what it is -----------------------------------------------------------------------------
+    @property
+    def readout(self) -> Readout:
+        return self.mode.readout
+
+    def tagged(self, tag: str) -> "RunId":
+        return dataclasses.replace(self, tag=tag)
+
+    def untagged(self) -> "RunId":
+        return dataclasses.replace(self, tag="")
+
+    def describe(self) -> str:
+        """For reports: the plug-ins' summaries."""
+        base = self.mode.summary
+        text = base if self.reg.name == _registry().NO_REGULARIZER else f"{base} + {self.reg.summary}"
+        if self.variant != self.reg.variants[0]:
+            text += f" ({self.variant})"
+        return text
+
+
+def _format(first: str, run: RunId) -> str:
+    name = first
+    if run.reg.name != _registry().NO_REGULARIZER:
+        name += f"-{run.reg.name}"
+        if run.variant != run.reg.variants[0]:
+            name += f"_{run.variant}"
+    if run.tag:
+        name += f"-{run.tag}"
+    return name
+
+
+@dataclass(frozen=True)
+class EvaluatedRun:
+    """A run as an evaluation reads it out. Its name is the results folder under
+    results/<model_id>/: the run's own name, or `posthoc[_<mode>]...` for a non-linear run read
+    out linearised (`posthoc` alone: the standard run)."""
+
+    run: RunId
+    readout: Readout
+
+    def __post_init__(self) -> None:
+        if self.run.readout is Readout.LINEARIZED and self.readout is Readout.NONLINEAR:
+            raise UserError(f"the linear run {self.run.name} is only evaluated linearised")
+
+    @classmethod
+    def natural(cls, run: RunId) -> "EvaluatedRun":
+        return cls(run, run.readout)
+
+    @property
+    def posthoc(self) -> bool:
+        return self.readout is not self.run.readout
+
+    @property
+    def name(self) -> str:
+        if not self.posthoc:
+            return self.run.name
+        default = _registry().default_mode_name()
+        return _format(POSTHOC if self.run.mode.name == default else f"{POSTHOC}_{self.run.mode.name}", self.run)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (EvaluatedRun.parse, (self.name,))
+
+    def describe(self) -> str:
+        return f"{self.run.describe()}, post-hoc linearised" if self.posthoc else self.run.describe()
+
+    @classmethod
+    def parse(cls, name: str) -> "EvaluatedRun":
+        """From a run or results folder name; one UserError naming the valid forms otherwise."""
+        found = try_parse(name)
+        if found is None:
+            raise UserError(
+                f"'{name}' is not a run name; run names are <mode>[-<reg>[_<variant>]][-<tag>] with a mode of "
+                f"{', '.join(_registry().MODES)} (or {POSTHOC}) and a regulariser of {', '.join(_registry().REGULARIZERS)}"
+            )
+        return found
+
+
+def try_parse(name: str) -> EvaluatedRun | None:
+    """The EvaluatedRun a folder name made by this module stands for; None if it is not one."""
+    registry = _registry()
+    first, _, rest = name.partition("-")
+    readout = None
+    if first == POSTHOC:
+        first, readout = registry.default_mode_name(), Readout.LINEARIZED
+    elif first.startswith(f"{POSTHOC}_"):
+        first, readout = first[len(POSTHOC) + 1 :], Readout.LINEARIZED
+    if first not in registry.MODES:
+        return None
+    mode = registry.MODES[first]
+    head, _, tail = rest.partition("-")
+    reg, variant, tag = registry.REGULARIZERS[registry.NO_REGULARIZER], DEFAULT_VARIANT, rest
+    for candidate in registry.REGULARIZERS.values():
+        for v in candidate.variants:
+            suffix = candidate.name if v == candidate.variants[0] else f"{candidate.name}_{v}"
+            if head == suffix:
+                reg, variant, tag = candidate, v, tail
+    try:
+        run = RunId(mode, reg, variant if variant in reg.variants else reg.variants[0], tag)
+        return EvaluatedRun(run, readout or run.readout)
+    except UserError:
+        return None
+
+
+def from_flags(mode: str | None, reg: str | None, variant: str | None, tag: str, run: str | None) -> EvaluatedRun:
+    """What a script's run-locating flags name. `--run NAME` names it whole (a run or results
+    folder name); `--mode/--reg/--variant/--tag` name it by parts, a missing mode being the
+    regulariser's default mode (so `--reg tau_jp` is linear-tau_jp in every script), and
+    `--mode posthoc` the standard run read out linearised. Both at once must agree."""
+    by_parts: EvaluatedRun | None = None
+    if mode is not None or reg is not None or variant is not None or tag:
+        linearized = mode == POSTHOC
+        base = RunId.of(_registry().default_mode_name() if linearized else mode, reg, variant, tag)
+        by_parts = EvaluatedRun(base, Readout.LINEARIZED if linearized else base.readout)
+    if run is None:
+        return by_parts if by_parts is not None else EvaluatedRun.natural(RunId.of())
+    named = EvaluatedRun.parse(run)
+    if by_parts is not None and by_parts != named:
+        raise UserError(f"--run {run} and --mode/--reg/--variant/--tag (which name {by_parts.name}) disagree; give one of them")
+    return named
+
+
+# ----------------------------------------------------------------------------------------------
+# study recipes
+
+
+class Group(enum.Enum):
+    """Which study sets include a recipe (`--recipes all` includes every group)."""
+
+    PAPER = "paper"  # the default study: the tau-Jp paper's recipes
+    FIELD = "field"  # the field's recipes the paper is compared with
+    EXPERIMENT = "experiment"  # the paper's further experiments
+
+
+@dataclass(frozen=True)
+class RecipeContext:
+    """What a recipe's study options may depend on."""
+
+    tasks: tuple[str, ...]  # the study's tasks, in its order
+    task: str  # the run's task
+    control: str | None  # the study's control task
+    suite: str | None  # the smallest benchmark holding every study task (None: no benchmark does)
+
+
+StudyOptions = Callable[[RecipeContext], Mapping[str, Any]]
+
+
+def no_options(ctx: RecipeContext) -> Mapping[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A study recipe: the runs it trains (or, tagged, only reads) and how it is evaluated."""
+
+    name: str
+    run: RunId
+    readout: Readout
+    group: Group
+    summary: str  # the report's description
+    study_options: StudyOptions = field(default=no_options, compare=False)  # plug-in options the study sets per run
+    trains: bool = True  # False: it reads runs made elsewhere (tagged, e.g. imported ones)
+
+    @property
+    def evaluated(self) -> EvaluatedRun:
+        return EvaluatedRun(self.run, self.readout)
+
+    def options(self, ctx: RecipeContext) -> dict[str, Any]:
+        return dict(self.study_options(ctx))
+
+    def tagged(self, tag: str) -> "Recipe":
+        """`name@tag`: the same recipe on the runs tagged `tag` (e.g. imported), which the study
+        reads but never trains."""
+        check_tag(tag, f"the tag of '{self.name}@{tag}'")
+        return dataclasses.replace(self, name=f"{self.name}@{tag}", run=self.run.tagged(tag), trains=False)
