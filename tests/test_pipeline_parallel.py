@@ -13,7 +13,8 @@ import time
 import pytest
 
 from task_arithmetic.errors import UserError
-from task_arithmetic.pipeline.parallel import auto_jobs, parse_jobs, study_units
+from task_arithmetic.pipeline.graph import build_graph
+from task_arithmetic.pipeline.parallel import auto_jobs, parse_jobs
 from task_arithmetic.pipeline.study import embedded_study, run_study
 
 MODEL_ID = "TinyCLIP-embedded-smoke"
@@ -21,14 +22,18 @@ MODEL_ID = "TinyCLIP-embedded-smoke"
 
 def test_units_wait_for_the_runs_they_read(smoke_study):
     cfg, _ = smoke_study
-    units = {u.name: u for u in study_units(embedded_study(cfg))}
-    assert len(units) == 6 * 3 + 7  # every run of the six training recipes, every recipe's evaluations
+    study = embedded_study(cfg)
+    units = {u.id: u for u in build_graph(study)}
+    # prepare, every run of every trained recipe, every recipe's evaluations, the report
+    assert len(units) == 1 + 3 * len(study.trainings()) + len(study.recipes) + 1
     # matched-strength L2-SP reads the same task's tau-Jp run
-    assert units["finetune Digits standard-l2_sp"].after == ("finetune Digits linear-tau_jp",)
-    assert units["finetune Digits standard"].after == ()
+    assert units["finetune/Digits/standard-l2_sp"].after == ("prepare", "finetune/Digits/linear-tau_jp")
+    assert units["finetune/Digits/standard"].after == ("prepare",)
     # post-hoc reads the standard runs; every evaluation waits for all the runs of its recipe
-    assert set(units["evaluate posthoc"].after) == {f"finetune {t} standard" for t in ("Digits", "LandUse", "Landscapes")}
-    assert all(name in units for u in units.values() for name in u.after)
+    assert set(units["evaluate/posthoc"].after) == {f"finetune/{t}/standard" for t in ("Digits", "LandUse", "Landscapes")}
+    assert set(units["report"].after) == {f"evaluate/{r.name}" for r in study.recipes}
+    order = list(units)
+    assert all(order.index(d) < order.index(u.id) for u in units.values() for d in u.after)  # a topological order
 
 
 def test_parallel_study_equals_the_sequential_one(smoke_study, tmp_path):
@@ -98,20 +103,22 @@ def test_a_stop_signal_stops_the_parallel_study_with_every_finished_unit_kept(sm
 
 
 def test_the_sequential_study_stops_when_a_run_was_stopped(smoke_study, tmp_path, monkeypatch):
-    from task_arithmetic.pipeline import study as study_module
+    from task_arithmetic.pipeline import graph as graph_module
     from task_arithmetic.training.loop import FinetuneResult
 
     shared, _ = smoke_study
     for folder in ("checkpoints", "results"):
         shutil.copytree(shared.checkpoint_root.parent / folder, tmp_path / folder)
     cfg = dataclasses.replace(shared, checkpoint_root=tmp_path / "checkpoints", results_root=tmp_path / "results")
+    for task in ("Digits", "LandUse"):  # two runs to redo: the study must stop after the first stopped one
+        (cfg.checkpoint_root / MODEL_ID / task / "standard" / "finetuned.json").unlink()
     calls = []
 
     def stopped_run(config):
         calls.append(config.task)
         return FinetuneResult("preempted", tmp_path / "none", 3, None)
 
-    monkeypatch.setattr(study_module, "run_finetune", stopped_run)
+    monkeypatch.setattr(graph_module, "run_finetune", stopped_run)
     with pytest.raises(SystemExit) as exit_info:
         run_study(cfg)
     assert exit_info.value.code == 75 and len(calls) == 1  # no later run or evaluation started

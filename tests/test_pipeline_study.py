@@ -5,12 +5,13 @@ import json
 import shutil
 
 import pytest
-from task_arithmetic.pipeline.catalog import EVALUATIONS as EVALUATION_STEPS
 
-from task_arithmetic.evaluation.registry import EVALUATIONS  # noqa: E402
+from task_arithmetic.evaluation.registry import EVALUATIONS
 from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection
-from task_arithmetic.pipeline.study import EVAL_RECIPES, TRAINING_RECIPES, embedded_study, run_study
-from task_arithmetic.recipes import EvaluatedRun
+from task_arithmetic.pipeline.graph import build_graph
+from task_arithmetic.pipeline.study import embedded_study, run_study
+from task_arithmetic.recipes import RECIPES, EvaluatedRun
+from task_arithmetic.typed_json import dump
 
 
 @pytest.fixture
@@ -23,10 +24,12 @@ def test_every_step_writes_its_outputs(study):
     model_dir = cfg.checkpoint_root / "TinyCLIP-embedded-smoke"
     assert (cfg.checkpoint_root / "pretrained" / "TinyCLIP-embedded-smoke.safetensors").is_file()
     runs = {run.name for run in model_dir.glob("*/*") if (run / "finetuned.json").is_file()}
-    assert runs == {"standard", "linear", "linear-tau_jp", "standard-l2_sp", "attn_only", "talos"} and len(TRAINING_RECIPES) == 6
-    for recipe in EVAL_RECIPES:
+    plan = embedded_study(cfg)
+    assert runs == {run.name for run in plan.trainings()} >= {"standard", "linear", "linear-tau_jp", "standard-l2_sp", "attn_only", "talos"}
+    assert [r.name for r in plan.recipes] == list(RECIPES)  # the smoke preset runs every registered recipe
+    for recipe in plan.recipes:
         for evaluation in EVALUATIONS:
-            path = cfg.results_root / "TinyCLIP-embedded-smoke" / recipe.results_run / f"{evaluation}.json"
+            path = cfg.results_root / "TinyCLIP-embedded-smoke" / recipe.evaluated.name / f"{evaluation}.json"
             assert path.is_file(), path
     report = cfg.results_root / "TinyCLIP-embedded-smoke" / "report" / "report.md"
     # the field's recipes have their rows beside tau-Jp's
@@ -42,8 +45,8 @@ def test_every_merging_method_on_every_recipe(study):
 
     cfg, _ = study
     folder = cfg.results_root / "TinyCLIP-embedded-smoke"
-    for recipe in EVAL_RECIPES:
-        results = json.loads((folder / recipe.results_run / "merging.json").read_text())["results"]
+    for recipe in embedded_study(cfg).recipes:
+        results = json.loads((folder / recipe.evaluated.name / "merging.json").read_text())["results"]
         assert set(results["methods"]) == {m.name for m in METHODS}
         ta = results["methods"]["task_arithmetic"]
         assert ta["coefficient"] in results["alphas"] and len(ta["val_curve"]) == len(results["alphas"])
@@ -92,7 +95,7 @@ def test_rerun_skips_finished_steps(study, capsys):
     run_study(cfg)
     out = capsys.readouterr()
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())
-    assert out.out.count("up to date") == len(EVAL_RECIPES)
+    assert out.out.count("up to date") == len(build_graph(embedded_study(cfg)))  # every unit, skipped
 
 
 def test_batched_standard_results_equal_the_per_edit_path(study):
@@ -108,7 +111,7 @@ def test_batched_standard_results_equal_the_per_edit_path(study):
             continue  # tangents: the same tangent cache in both paths
         written = json.loads((folder / f"{name}.json").read_text())
         assert written["settings"]["evaluator"] == "batched"
-        expected = json.loads(json.dumps(EVALUATION_STEPS[name](list(plan.tasks), plan.settings)(session)[0]))
+        expected = json.loads(json.dumps(dump(EVALUATIONS[name].run(session, plan.params(name)))))
         assert _differences(expected, written["results"]) == [], name
 
 

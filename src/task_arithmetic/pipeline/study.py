@@ -174,6 +174,7 @@ def execute(study: Study, jobs: int = 1) -> list[Path]:
     else:
         for unit in units:
             if is_done(study, unit):
+                _say(f"[{unit.id}] up to date")
                 continue
             _say(f"[{unit.id}]")
             if log.timed(unit.group, lambda: run_unit(study, unit)) == "preempted":
