@@ -38,6 +38,7 @@ from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSele
 from task_arithmetic.evaluation.single_task import evaluate_single_task  # noqa: E402
 from task_arithmetic.evaluation.tau_jp import evaluate_tau_jp  # noqa: E402
 from task_arithmetic.recipes import EvaluatedRun  # noqa: E402
+from task_arithmetic.typed_json import dump  # noqa: E402
 
 
 def suite(session: EvalSession, world, grid_points: int) -> tuple[dict, dict]:
@@ -107,7 +108,7 @@ def main() -> None:
     print(f"{'whole suite':<18}{direct['total']:>10.2f}{cached['total']:>10.2f}{direct['total'] / cached['total']:>9.1f}x")
     # CPU time is less sensitive than wall time to other jobs on a shared machine
     print(f"{'suite CPU time':<18}{direct['cpu']:>10.2f}{cached['cpu']:>10.2f}{direct['cpu'] / cached['cpu']:>9.1f}x")
-    differences = compare(json.loads(json.dumps(direct["results"])), json.loads(json.dumps(cached["results"])))
+    differences = compare(json.loads(json.dumps(dump(direct["results"]))), json.loads(json.dumps(dump(cached["results"]))))
     print(f"result differences (accuracies exact, tau-Jp/loss within 1e-4): {len(differences)}")
     for line in differences[:10]:
         print("  ", line)

@@ -46,6 +46,7 @@ from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSele
 from task_arithmetic.evaluation.single_task import evaluate_single_task  # noqa: E402
 from task_arithmetic.evaluation.tau_jp import evaluate_tau_jp  # noqa: E402
 from task_arithmetic.recipes import EvaluatedRun  # noqa: E402
+from task_arithmetic.typed_json import dump  # noqa: E402
 
 # per model: tasks, examples per Val part and test set, alpha points, disentanglement grid points,
 # batch size. ViT-B-32 costs ~240x TinyCLIP per image, so its suite is smaller to fit minutes.
@@ -149,7 +150,7 @@ def run(model: str, world, threads: int, sizes: tuple[int, int, int, int, int]) 
     print(f"{'whole suite':<18}{per_edit['total']:>12.2f}{batched['total']:>12.2f}{per_edit['total'] / batched['total']:>9.1f}x")
     # CPU time is less sensitive than wall time to other jobs on a shared machine
     print(f"{'suite CPU time':<18}{per_edit['cpu']:>12.2f}{batched['cpu']:>12.2f}{per_edit['cpu'] / batched['cpu']:>9.1f}x")
-    differences = compare(json.loads(json.dumps(per_edit["results"])), json.loads(json.dumps(batched["results"])))
+    differences = compare(json.loads(json.dumps(dump(per_edit["results"]))), json.loads(json.dumps(dump(batched["results"]))))
     print(f"result differences (accuracies exact, losses within 1e-4): {len(differences)}")
     for line in differences[:10]:
         print("  ", line)

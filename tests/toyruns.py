@@ -85,7 +85,7 @@ def build_toy_world(
     n_test: int = 24,
     num_classes: int = 5,
     scale: float = 0.3,
-    recipes: Sequence[tuple[str, str]] = (("standard", "none"), ("linear", "none")),
+    recipes: Sequence[tuple[str, str] | str] = (("standard", "none"), ("linear", "none")),
     seed: int = 0,
     prefix: str = "Toy",
     model: str = "TinyCLIP",
@@ -94,7 +94,7 @@ def build_toy_world(
     """Register toy tasks and save theta_0, heads and fake fine-tuned runs under `root`.
 
     n_val is the size of each task's Val held-out part (the train split gets 10x as many).
-    recipes: (mode, reg) pairs of fine-tuning runs to fake; each recipe's tau_t is a direction
+    recipes: (mode, reg) pairs or run names of fine-tuning runs to fake; each recipe's tau_t is a direction
     shared by task t plus a smaller part of its own. model: any open_clip architecture (random
     weights, images at its input size); device: where the labels are computed (a GPU for large models).
     """
@@ -128,9 +128,10 @@ def build_toy_world(
     # plus its own smaller part; labels come from the shared direction.
     shared = {t: _perturbation(base, scale, generator) for t in tasks}
     vectors = {}
-    for mode, reg in recipes:
+    for recipe in recipes:
         own = {t: _perturbation(base, 0.3 * scale, generator) for t in tasks}
-        vectors[(mode, reg)] = {t: {k: shared[t][k] + own[t][k] for k in shared[t]} for t in tasks}
+        run_id = RunId.parse(recipe) if isinstance(recipe, str) else RunId.of(*recipe)
+        vectors[run_id] = {t: {k: shared[t][k] + own[t][k] for k in shared[t]} for t in tasks}
     labelling = shared
     for name in [*tasks, control]:
         head = heads[name].to(device)
@@ -141,8 +142,7 @@ def build_toy_world(
         splits = {split: TensorDataset(x, _labels(labeller, head, x)) for split, x in images[name].items()}
         _register(name, classnames[name], splits, is_control=name == control)
 
-    for (mode, reg), per_task in vectors.items():
-        run_id = RunId.of(mode, reg)
+    for run_id, per_task in vectors.items():
         run = run_id.name
         for task, tau in per_task.items():
             finetuned = copy.deepcopy(theta0)

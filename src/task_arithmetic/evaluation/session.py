@@ -191,10 +191,13 @@ class EvalSession:
         from ..merging.adamerging import TestTimeData, TestTimeTask
         from ..merging.taskpool.base import endless_inputs
 
+        sel = self.selection
         tasks = {}
         for task in self.tasks:
             loader = make_loader(self.bank.dataset(task, "test"), batch_size, shuffle=True, seed=seed, num_workers=num_workers)
-            tasks[task] = TestTimeTask(self.heads[task].float().requires_grad_(False), endless_inputs(loader))
+            # a head of its own: the session's were made under inference mode, which autograd refuses
+            head = task_head(sel.spec, task, sel.layout, sel.data_location, self.device).float().requires_grad_(False)
+            tasks[task] = TestTimeTask(head, endless_inputs(loader))
         return TestTimeData(features=lambda call, images: call(images).float(), tasks=tasks, device=self.device)
 
     # provenance -----------------------------------------------------------------------------

@@ -52,7 +52,9 @@ def _pct(v: float) -> str:
 
 
 def addition_ordering(runs: Mapping[str, RunResults], tag: str = "") -> list[Claim]:
-    names = {"τJp": _find(runs, PAPER.tau_jp, tag), "linear": _find(runs, PAPER.linear, tag), "standard": _find(runs, PAPER.standard, tag)}
+    # the paper's order, best first; numbers keyed "τJp", then the baselines' recipe names
+    ordered = (("τJp", PAPER.tau_jp), (PAPER.linear.name, PAPER.linear), (PAPER.standard.name, PAPER.standard))
+    names = {label: _find(runs, recipe, tag) for label, recipe in ordered}
     results = {k: runs[n].get(addition.EVALUATION) if n is not None else None for k, n in names.items()}
     claims = []
     for block, measure in itertools.product(("tuned", "one_shot"), ("avg_accuracy", "avg_normalized")):
@@ -66,7 +68,8 @@ def addition_ordering(runs: Mapping[str, RunResults], tag: str = "") -> list[Cla
         if any(v is None for v in values.values()):
             claims.append(Claim(text, scope, MISSING, "normalised accuracy is undefined for some run (a fine-tuned accuracy of 0)"))
             continue
-        holds = values["τJp"] >= values["linear"] >= values["standard"]
+        best, middle, last = (values[label] for label, _ in ordered)
+        holds = best >= middle >= last
         details = " vs ".join(f"{k} {_pct(v)}" for k, v in values.items())
         claims.append(Claim(text, scope, HOLDS if holds else FAILS, details, values))
     return claims
