@@ -29,9 +29,9 @@ from task_arithmetic.models.factory import ModelSpec
 from task_arithmetic.models.pretrained import zeroshot_encoder
 from task_arithmetic.paths import DEFAULT_DATA_LOCATION, Layout
 from task_arithmetic.plugins import register_builtin_plugins
+from task_arithmetic.recipes import EvaluatedRun
 from task_arithmetic.training.config import FinetuneConfig
 from task_arithmetic.training.loop import run_finetune
-from task_arithmetic.recipes import EvaluatedRun
 from task_arithmetic.typed_json import dump
 from task_arithmetic.vectors.task_vector import TaskVector
 

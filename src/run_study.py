@@ -40,6 +40,8 @@ from task_arithmetic.pipeline.plan import CALIBRATION, PASS_KINDS, format_plan, 
 from task_arithmetic.pipeline.slurm import SlurmOptions, format_commands, job_graph, submission_folder, submit
 from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute_seeds, replicates, stop_for_signal
 from task_arithmetic.recipes import MODES, REGULARIZERS, Group, recipe, recipes_in
+from task_arithmetic.recipes.identity import POSTHOC, from_flags
+from task_arithmetic.recipes.registry import all_variants
 
 # Fine-tuning flags passed through to every run (src/finetune.py has the same), with their types;
 # the plug-ins' own options (every recipe's flags) are added from the registry.
@@ -78,6 +80,11 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--results-root", type=Path, default=DEFAULT_RESULTS_ROOT)
     g.add_argument("--data-location", type=Path, default=DEFAULT_DATA_LOCATION)
     g.add_argument("--tasks", default="real8", help="comma list of tasks or a benchmark name (default real8)")
+    g.add_argument("--run", default=None, help="one run as the study's only recipe, by its folder name (e.g. linear-tau_jp)")
+    g.add_argument("--mode", choices=(*MODES, POSTHOC), default=None, help="... or by its parts, as in src/finetune.py (instead of --recipes)")
+    g.add_argument("--reg", choices=tuple(REGULARIZERS), default=None)
+    g.add_argument("--variant", choices=all_variants(), default=None)
+    g.add_argument("--tag", default="")
     s = p.add_argument_group("study")
     s.add_argument("--recipes", default=None, help=f"comma list of {', '.join(recipe(n).name for n in recipes_in(*Group))}, a group "
                    f"({', '.join(GROUPS)}) or all (default: paper; with --preset, the preset's); <recipe>@<tag> reads tagged runs")
@@ -162,11 +169,21 @@ def study_params(args: argparse.Namespace) -> dict[str, object]:
     return {k: getattr(args, k) for k in study_param_values({}) if getattr(args, k, None) is not None}
 
 
+def chosen_recipes(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """--recipes, or the one run the run flags name (the same flags as src/finetune.py's)."""
+    by_run = args.run is not None or args.mode is not None or args.reg is not None or args.variant is not None or bool(args.tag)
+    if not by_run:
+        return None if args.recipes is None else recipe_names(args.recipes)
+    if args.recipes is not None:
+        raise UserError("--recipes and --run/--mode/--reg/--variant/--tag both choose what the study runs; give one of them")
+    return (from_flags(args.mode, args.reg, args.variant, args.tag, args.run).name,)
+
+
 def build_study(args: argparse.Namespace) -> Study:
     finetune = {k: getattr(args, k) for k in (*FINETUNE_FLAGS, *_plugin_options()) if getattr(args, k) is not None}
+    names = chosen_recipes(args)
     given = study_params(args)
     if args.preset is not None:
-        names = None if args.recipes is None else recipe_names(args.recipes)
         chosen = None if args.evaluations is None else evaluation_names(args.evaluations)
         study = embedded_study(StudyConfig(args.preset, args.data_location, args.checkpoint_root, args.results_root, args.device,
                                            not args.no_progress, names, chosen))
@@ -176,7 +193,7 @@ def build_study(args: argparse.Namespace) -> Study:
         study = Study(
             spec=ModelSpec(args.model, parse_pretrained(args.pretrained), args.cache_dir),
             tasks=tasks,
-            recipes=tuple(recipe(r) for r in recipe_names(args.recipes or Group.PAPER.value)),
+            recipes=tuple(recipe(r) for r in (names or recipe_names(Group.PAPER.value))),
             evaluations=evaluation_names(args.evaluations or "all"),
             layout=Layout(args.checkpoint_root, args.results_root),
             data_location=args.data_location,

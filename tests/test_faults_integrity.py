@@ -28,12 +28,12 @@ from task_arithmetic.io import load_weights, metadata_path, save_weights
 from task_arithmetic.models.encoder import ImageEncoder, load_encoder
 from task_arithmetic.models.factory import ModelSpec
 from task_arithmetic.paths import Layout
+from task_arithmetic.recipes import RunId
 from task_arithmetic.storage.checksums import DamagedFile
 from task_arithmetic.storage.locks import FileLock, LockHeld
 from task_arithmetic.storage.write_errors import WriteFailed
 from task_arithmetic.training import FinetuneConfig, run_finetune
 from task_arithmetic.training.preemption import EXIT_PREEMPTED
-from task_arithmetic.recipes import RunId
 from task_arithmetic.vectors.runs import finetuned_checkpoint
 
 register_tasks()

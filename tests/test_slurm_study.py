@@ -17,11 +17,10 @@ from slurm_cluster import job_finished, wait_until
 from test_training_support import REPO
 
 from run_study import main as run_study_main
+from task_arithmetic.pipeline.study import embedded_study
 
 pytestmark = pytest.mark.slurm
 MODEL_ID = "TinyCLIP-embedded-smoke"
-RUNS = ("standard", "linear", "linear-tau_jp", "standard-l2_sp", "attn_only", "talos")
-EVALUATED = ("standard", "posthoc", "linear", "linear-tau_jp", "standard-l2_sp", "attn_only", "talos")
 
 
 def study_flags(root: Path, data: Path, logs: Path) -> list[str]:
@@ -29,15 +28,19 @@ def study_flags(root: Path, data: Path, logs: Path) -> list[str]:
             "--results-root", str(root / "res"), "--device", "cpu", "--launcher", "slurm", "--cpus", "1", "--log-dir", str(logs)]
 
 
-def planned_jobs(flags: list[str], capsys) -> list[tuple[str, str]]:
-    """(job name, sbatch command) of each job a submission would make now (--dry-run)."""
+def planned_jobs(flags: list[str], capsys) -> list[tuple[str, str, str]]:
+    """(job name, sbatch command, its units) of each job a submission would make now (--dry-run)."""
     run_study_main([*flags, "--dry-run"])
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("env ")]
-    return [(re.search(r"--job-name=(\S+)", line).group(1), line) for line in lines]
+    out = capsys.readouterr().out.splitlines()
+    units = [re.search(r"  \[(.*)\]$", line).group(1) for line in out if line.startswith("# ")]
+    lines = [line for line in out if line.startswith("env ")]
+    return [(re.search(r"--job-name=(\S+)", line).group(1), line, u) for line, u in zip(lines, units)]
 
 
 def test_the_study_graph_runs_to_the_report_and_resubmits_only_what_is_missing(slurm_cluster, smoke_study, tmp_path, capsys):
     local, _ = smoke_study
+    study = embedded_study(local)
+    runs, evaluated = [r.name for r in study.trainings()], [r.evaluated.name for r in study.recipes]
     root, logs = tmp_path / "slurm", tmp_path / "logs"
     # The pretrained TinyCLIP is the study's input, shared with the local run (which tests its pretraining).
     shutil.copytree(local.checkpoint_root / "pretrained", root / "ck" / "pretrained")
@@ -49,7 +52,7 @@ def test_the_study_graph_runs_to_the_report_and_resubmits_only_what_is_missing(s
     assert submitted.returncode == 0, submitted.stderr
     jobs = dict(re.findall(r"^(\S+): job (\d+)", submitted.stdout, re.M))
     prefix = f"ta-{MODEL_ID}-"
-    assert list(jobs) == [prefix + "prepare", *(prefix + "ft-" + r for r in RUNS), *(prefix + "eval-" + r for r in EVALUATED), prefix + "report"]
+    assert list(jobs) == [prefix + "prepare", *(prefix + "ft-" + r for r in runs), *(prefix + "eval-" + r for r in evaluated), prefix + "report"]
     # The graph's order is Slurm's: each job waits (afterok) for the jobs it reads.
     assert job_dependency(jobs[prefix + "eval-posthoc"], env) == {jobs[prefix + "ft-standard"]}
     assert job_dependency(jobs[prefix + "ft-linear"], env) == {jobs[prefix + "prepare"]}
@@ -69,8 +72,8 @@ def test_the_study_graph_runs_to_the_report_and_resubmits_only_what_is_missing(s
     shutil.rmtree(root / "ck" / MODEL_ID / "LandUse" / "linear")
     shutil.rmtree(root / "res" / MODEL_ID / "linear-tau_jp")
     plan = planned_jobs(flags, capsys)
-    assert [name for name, _ in plan] == [prefix + "ft-linear", prefix + "eval-linear", prefix + "eval-linear-tau_jp", prefix + "report"]
-    assert "TASKS=LandUse " in plan[0][1] and "--array=0-0" in plan[0][1]
+    assert [name for name, _, _ in plan] == [prefix + "ft-linear", prefix + "eval-linear", prefix + "eval-linear-tau_jp", prefix + "report"]
+    assert plan[0][2] == "finetune/LandUse/linear" and "--array" not in plan[0][1]  # one unit: a plain job
     assert f"--dependency=afterok:<{prefix}ft-linear>" in plan[1][1] and "--dependency" not in plan[2][1]
     assert f"afterok:<{prefix}eval-linear>:<{prefix}eval-linear-tau_jp>" in plan[3][1]
 

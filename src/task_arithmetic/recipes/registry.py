@@ -75,8 +75,9 @@ def recipe(text: str) -> Recipe:
     name, at, tag = text.partition("@")
     if name not in RECIPES and not at:
         evaluated = try_parse(name)
-        if evaluated is not None:
-            return Recipe(name, evaluated.run, evaluated.readout, Group.EXPERIMENT, evaluated.describe())
+        if evaluated is not None:  # the registered recipe of that run if there is one (its study options too)
+            known = next((r for r in RECIPES.values() if r.evaluated == evaluated), None)
+            return known or Recipe(name, evaluated.run, evaluated.readout, Group.EXPERIMENT, evaluated.describe())
     if name not in RECIPES:
         raise UserError(f"unknown recipe '{text}'; valid: {', '.join(RECIPES)} (each optionally @<tag> for tagged, e.g. imported, runs), "
                         "or a run name such as linear-tau_jp_strict")
