@@ -22,6 +22,7 @@ import enum
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Iterator, Mapping, Sequence, TypeVar
 
 import torch
@@ -292,6 +293,7 @@ class PenaltySetup:
     theta0: Mapping[str, torch.Tensor]  # the encoder's parameters at theta_0 (visual keys), read-only; empty unless needs_theta0
     datasets: Sequence[Dataset]  # the train splits of `Regularizer.data_tasks(settings)`, in order
     references: Mapping["RunId", "TaskVector"]  # the task vectors of `references(settings)`, same model and task
+    cache: Path  # a folder for what the regulariser derives from theta_0 and data (shared by the model's runs; write atomically)
     seed: int
     start_step: int
     rank: int

@@ -149,7 +149,8 @@ def _train(
         print(f"{plan.task} {plan.run}: resuming at step {start}/{total_steps} from {paths.state}", file=sys.stderr)
 
     # -- the regulariser's penalty ----------------------------------------------------------------
-    setup = PenaltySetup(trainee, plan.run.variant, theta0, penalty_sets, references, plan.seed, start, ctx.rank, ctx.world, workers)
+    cache = layout.model_dir(spec.model_id) / "derived"
+    setup = PenaltySetup(trainee, plan.run.variant, theta0, penalty_sets, references, cache, plan.seed, start, ctx.rank, ctx.world, workers)
     penalty = reg.build(plan.reg_settings, setup)
     if penalty is not None and resumed and resumed.extra:
         penalty.load_state(resumed.extra)
