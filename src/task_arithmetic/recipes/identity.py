@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from ..errors import UserError
-from .base import DEFAULT_VARIANT, Mode, Readout, Regularizer
+from .base import Mode, Readout, Regularizer
 
 POSTHOC = "posthoc"  # the evaluation-only spelling: a non-linear run read out linearised
 TAG_CHARACTERS = "_.+"  # besides letters and digits; never '-', which separates the name's parts
@@ -44,10 +44,12 @@ class RunId:
 
     mode: Mode
     reg: Regularizer
-    variant: str = DEFAULT_VARIANT
+    variant: str = ""  # "": the regulariser's default (first) variant
     tag: str = ""
 
     def __post_init__(self) -> None:
+        if not self.variant:
+            object.__setattr__(self, "variant", self.reg.variants[0])
         if self.variant not in self.reg.variants:
             owners = [r.name for r in _registry().REGULARIZERS.values() if self.variant in r.variants]
             if not owners:
@@ -177,14 +179,14 @@ def try_parse(name: str) -> EvaluatedRun | None:
         return None
     mode = registry.MODES[first]
     head, _, tail = rest.partition("-")
-    reg, variant, tag = registry.REGULARIZERS[registry.NO_REGULARIZER], DEFAULT_VARIANT, rest
+    reg, variant, tag = registry.REGULARIZERS[registry.NO_REGULARIZER], "", rest
     for candidate in registry.REGULARIZERS.values():
         for v in candidate.variants:
             suffix = candidate.name if v == candidate.variants[0] else f"{candidate.name}_{v}"
             if head == suffix:
                 reg, variant, tag = candidate, v, tail
     try:
-        run = RunId(mode, reg, variant if variant in reg.variants else reg.variants[0], tag)
+        run = RunId(mode, reg, variant, tag)
         return EvaluatedRun(run, readout or run.readout)
     except UserError:
         return None
