@@ -22,6 +22,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "l2_sp",
     "attn_only",
     "talos",
+    "tak",
 )
 
 NO_REGULARIZER = "none"  # the regulariser that adds nothing (`--reg none`)
