@@ -23,6 +23,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "attn_only",
     "talos",
     "tak",
+    "diag_ggn",
 )
 
 NO_REGULARIZER = "none"  # the regulariser that adds nothing (`--reg none`)
