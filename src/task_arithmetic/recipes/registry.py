@@ -24,6 +24,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "talos",
     "tak",
     "diag_ggn",
+    "orthoreg",
 )
 
 NO_REGULARIZER = "none"  # the regulariser that adds nothing (`--reg none`)
