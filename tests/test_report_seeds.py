@@ -40,14 +40,21 @@ def test_claims_are_counted_per_claim_and_scope_over_the_seeds_that_checked_them
 
 
 def _runs(single: float, tuned: float) -> dict[str, RunResults]:
-    def test_block(avg: float, alpha: float) -> dict:
-        return {"alpha": alpha, "test": {"avg_accuracy": avg, "avg_normalized": avg / single}}
+    from task_arithmetic.evaluation.addition import AdditionResult, Chosen, Scores, ZeroShot
+    from task_arithmetic.evaluation.single_task import Averages, SingleTaskResult
+    from task_arithmetic.recipes import EvaluatedRun
+
+    def scores(avg: float) -> Scores:
+        return Scores({}, {}, avg, avg / single)
+
+    def block(avg: float, alpha: float) -> Chosen:
+        return Chosen(alpha, scores(avg), scores(avg))
 
     results = {
-        "single_task": {"results": {"summary": {"finetuned_test_avg": single, "zeroshot_test_avg": 0.4}}},
-        "addition": {"results": {"tuned": test_block(tuned, 0.3), "one_shot": test_block(tuned - 0.2, 1.0)}},
+        "single_task": SingleTaskResult({}, {}, Averages(0.4, 0.4, single, single), {}),
+        "addition": AdditionResult([], [], [], 0.3, "avg_normalized", block(tuned, 0.3), block(tuned - 0.2, 1.0), ZeroShot(scores(0.4)), {}),
     }
-    return {"standard": RunResults("standard", results, {"mode": "standard", "reg": "none"})}
+    return {"standard": RunResults("standard", EvaluatedRun.parse("standard"), results)}
 
 
 def test_headline_numbers_and_the_summary_over_seeds():

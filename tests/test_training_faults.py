@@ -163,7 +163,7 @@ def test_init_from_starts_theta_at_the_checkpoint(tmp_path):
     fresh_log = log_records(Path(fresh.path).parent / "log.jsonl")
     # From theta_0 the penalty is exactly 0 at the first step; from the checkpoint it is not.
     assert fresh_log[0]["tau_jp"] == 0.0 and cont_log[0]["tau_jp"] > 0.0
-    assert cont.config.run == "linear-tau_jp-cont"
+    assert cont.config.run.name == "linear-tau_jp-cont"
 
 
 def test_cli_bad_combination_is_one_line_exit_2(tmp_path):
