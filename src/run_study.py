@@ -38,7 +38,8 @@ from task_arithmetic.pipeline.graph import build_graph, read_unit_file, run_unit
 from task_arithmetic.pipeline.parallel import auto_jobs, parse_jobs
 from task_arithmetic.pipeline.plan import CALIBRATION, PASS_KINDS, format_plan, make_plan
 from task_arithmetic.pipeline.slurm import SlurmOptions, format_commands, job_graph, submission_folder, submit
-from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute_seeds, replicates, stop_for_signal
+from task_arithmetic.pipeline.stop import stop_for_signal
+from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute_seeds, replicates
 from task_arithmetic.recipes import MODES, REGULARIZERS, Group, recipe, recipes_in
 from task_arithmetic.recipes.identity import POSTHOC, from_flags
 from task_arithmetic.recipes.registry import all_variants

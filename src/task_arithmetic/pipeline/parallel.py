@@ -33,6 +33,7 @@ from ..plugins import register_builtin_plugins
 from ..runtime import STOP_SIGNALS, usable_cores
 from .definition import Study
 from .graph import Unit, UnitKind, is_done, run_unit, unit_from_payload, unit_payload
+from .stop import stop_for_signal
 
 MAX_AUTO_JOBS = 8  # beyond this, the study's few dozen units gain little and memory grows
 
@@ -88,8 +89,6 @@ def run_units(study: Study, units: list[Unit], jobs: int, record: Callable[[str,
     longest), then runs in graph order. A unit's failure stops new starts; the running ones
     finish, then the error is raised. A stop signal is forwarded to the workers (a fine-tuning run
     saves its state) and the study exits EXIT_PREEMPTED, to be re-run."""
-    from .study import stop_for_signal
-
     study = dataclasses.replace(study, progress=False)  # progress bars from several processes garble
     done = {u.id for u in units if is_done(study, u)}
     # stable: evaluations first, each list in graph order

@@ -12,7 +12,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable
 
 from ..data.registry import benchmark_tasks, control_task
 from ..embedded.presets import get_preset
@@ -24,10 +24,10 @@ from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESU
 from ..recipes import Group, recipe, recipes_in
 from ..reporting.collect import collect
 from ..reporting.seeds import summarize_seeds
-from ..runtime import EXIT_PREEMPTED
 from .definition import Study
 from .graph import UnitKind, build_graph, is_done, run_unit
 from .parallel import run_units
+from .stop import stop_for_signal
 
 MODEL = "TinyCLIP"
 ALL_GROUPS = tuple(Group)
@@ -185,13 +185,6 @@ def execute(study: Study, jobs: int = 1) -> list[Path]:
     for name, seconds in log.seconds.items():
         _say(f"  {name:<40s} {seconds:7.1f} s")
     return written
-
-
-def stop_for_signal(detail: str = "") -> NoReturn:
-    """A stop signal reached the study: a run under way saved its state and finished steps stay;
-    exit EXIT_PREEMPTED, so neither a scheduler nor a user takes the study for finished."""
-    print(f"stopped by a signal: finished steps are kept, a stopped run saved its state; run the same command again to resume{detail}", flush=True)
-    raise SystemExit(EXIT_PREEMPTED)
 
 
 def _say(text: str) -> None:

@@ -25,10 +25,47 @@ POSTHOC = "posthoc"  # the evaluation-only spelling: a non-linear run read out l
 TAG_CHARACTERS = "_.+"  # besides letters and digits; never '-', which separates the name's parts
 
 
-def _registry() -> Any:
-    from . import registry  # the registry imports the plug-in modules, which import this one
+@dataclass(frozen=True)
+class Names:
+    """What names exist: handed over by the registry once it has loaded the plug-ins (registry.py
+    imports the plug-in modules, which import this module, so this module cannot import it)."""
 
-    return registry
+    MODES: Mapping[str, Mode[Any, Any]]
+    REGULARIZERS: Mapping[str, Regularizer[Any, Any]]
+    NO_REGULARIZER: str
+
+    def default_mode_name(self) -> str:
+        return next(iter(self.MODES))  # plain fine-tuning, which post-hoc linearisation reads by default
+
+    def mode(self, name: str) -> Mode[Any, Any]:
+        if name not in self.MODES:
+            extra = f" (evaluation scripts also take {POSTHOC})" if name != POSTHOC else "; --mode posthoc only applies to evaluation"
+            raise UserError(f"unknown --mode '{name}'; choose one of {', '.join(self.MODES)}{extra}")
+        return self.MODES[name]
+
+    def regularizer(self, name: str) -> Regularizer[Any, Any]:
+        if name not in self.REGULARIZERS:
+            raise UserError(f"unknown --reg '{name}'; choose one of {', '.join(self.REGULARIZERS)}")
+        return self.REGULARIZERS[name]
+
+    def reserved_words(self) -> frozenset[str]:
+        """Names a tag may not take: they would read as part of a run name."""
+        variants = {v for r in self.REGULARIZERS.values() for v in r.variants}
+        return frozenset({*self.MODES, *self.REGULARIZERS, *variants, POSTHOC})
+
+
+_names: Names | None = None
+
+
+def bind(names: Names) -> None:
+    global _names
+    _names = names
+
+
+def _registry() -> Names:
+    if _names is None:  # cannot happen through the package: recipes/__init__ loads the registry first
+        raise RuntimeError("the recipe registry is not loaded; import task_arithmetic.recipes")
+    return _names
 
 
 def check_tag(tag: str, what: str = "--tag") -> None:
@@ -65,10 +102,6 @@ class RunId:
 
     def __str__(self) -> str:
         return self.name
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        # Rebuilt from its name in another process, so plug-ins stay registry singletons there too.
-        return (RunId.parse, (self.name,))
 
     @classmethod
     def parse(cls, name: str) -> "RunId":
@@ -147,9 +180,6 @@ class EvaluatedRun:
 
     def __str__(self) -> str:
         return self.name
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return (EvaluatedRun.parse, (self.name,))
 
     def describe(self) -> str:
         return f"{self.run.describe()}, post-hoc linearised" if self.posthoc else self.run.describe()

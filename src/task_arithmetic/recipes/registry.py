@@ -13,8 +13,9 @@ import importlib
 from typing import Any
 
 from ..errors import UserError
+from . import identity
 from .base import Mode, Plugin, Regularizer
-from .identity import POSTHOC, Group, Recipe, try_parse
+from .identity import Group, Recipe, try_parse
 
 PLUGIN_MODULES: tuple[str, ...] = (
     "basic",
@@ -40,6 +41,7 @@ def _load() -> tuple[Plugin[Any, Any], ...]:
 PLUGINS: tuple[Plugin[Any, Any], ...] = _load()
 MODES: dict[str, Mode[Any, Any]] = {p.name: p for p in PLUGINS if isinstance(p, Mode)}
 REGULARIZERS: dict[str, Regularizer[Any, Any]] = {p.name: p for p in PLUGINS if isinstance(p, Regularizer)}
+identity.bind(identity.Names(MODES, REGULARIZERS, NO_REGULARIZER))  # before any recipe builds a RunId
 RECIPES: dict[str, Recipe] = {r.name: r for p in PLUGINS for r in p.recipes()}
 
 
@@ -48,27 +50,8 @@ def default_mode_name() -> str:
     return next(iter(MODES))
 
 
-def mode(name: str) -> Mode[Any, Any]:
-    if name not in MODES:
-        valid = ", ".join(MODES)
-        extra = f" (evaluation scripts also take {POSTHOC})" if name != POSTHOC else "; --mode posthoc only applies to evaluation"
-        raise UserError(f"unknown --mode '{name}'; choose one of {valid}{extra}")
-    return MODES[name]
-
-
-def regularizer(name: str) -> Regularizer[Any, Any]:
-    if name not in REGULARIZERS:
-        raise UserError(f"unknown --reg '{name}'; choose one of {', '.join(REGULARIZERS)}")
-    return REGULARIZERS[name]
-
-
 def all_variants() -> tuple[str, ...]:
     return tuple(dict.fromkeys(v for r in REGULARIZERS.values() for v in r.variants))
-
-
-def reserved_words() -> frozenset[str]:
-    """Names a tag may not take: they would read as part of a run name."""
-    return frozenset({*MODES, *REGULARIZERS, *all_variants(), POSTHOC})
 
 
 def recipe(text: str) -> Recipe:

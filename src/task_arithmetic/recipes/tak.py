@@ -47,7 +47,19 @@ from ..data.registry import benchmark_tasks, control_task, parse_task_list
 from ..data.sampling import size
 from ..io import load_cached_weights, save_weights
 from .base import (
-    Context, Penalty, PenaltyInputs, PenaltySetup, PenaltyTerm, Readout, Regularizer, Settings, StepCost, finite, metric, need, option,
+    Context,
+    Penalty,
+    PenaltyInputs,
+    PenaltySetup,
+    PenaltyTerm,
+    Readout,
+    Regularizer,
+    Settings,
+    StepCost,
+    finite,
+    metric,
+    need,
+    option,
 )
 from .basic import Linear
 from .identity import Group, Recipe, RunId
