@@ -3,40 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from ..flags import alpha_step, finite_float, positive_int
 from ..reporting.table import RunResults, Table
 
 if TYPE_CHECKING:
     from .session import EvalSession
 
+__all__ = ["Evaluation", "Runner", "add_alpha_step", "alpha_step", "finite_float", "pct", "positive_int"]  # the flag types live in flags.py
+
 Runner = Callable[["EvalSession", argparse.Namespace], "tuple[dict[str, Any], dict[str, Any]]"]
-
-
-def finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def alpha_step(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1 or abs(round(1 / value) * value - 1) > 1e-9:
-        raise argparse.ArgumentTypeError(f"expected a step in (0, 1] that divides 1 (e.g. 0.05, 0.25), got {text}")
-    return value
 
 
 def add_alpha_step(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +32,10 @@ class Evaluation:
     # runner that writes those results, so that an evaluation with its table is one module plus
     # one registry entry, and the report (reporting/build.py) just iterates the registry
     report: Callable[[dict[str, RunResults]], list[Table]] | None = None
+    # what determines its numbers, from its parsed flags and the task list: defaults resolved (a
+    # control left to the benchmark becomes its name) and nonsense refused (UserError) before any
+    # work; the results file is keyed by it (results.py). None: its own flags as given.
+    settings: Callable[[argparse.Namespace, Sequence[str]], dict[str, Any]] | None = None
 
 
 def pct(value: float | None) -> str:

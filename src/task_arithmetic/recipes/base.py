@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import UserError
+from ..flags import finite_float
 
 if TYPE_CHECKING:  # annotations only: the trainee module imports models, which is heavier
     from ..training.model import Trainee
@@ -110,6 +111,7 @@ class Plugin(ABC):
         group = parser.add_argument_group(f"{cls.name} options ({cls.summary})")
         for f in fields:
             kind = str if f.metadata.get("tasks") else f.metadata.get("kind", float)
+            kind = finite_float if kind is float else kind  # NaN would pass every range check the plug-in makes
             group.add_argument(flag(f.name), dest=f.name, type=kind, default=None, help=f.metadata.get("help"))
 
     @classmethod
