@@ -17,26 +17,35 @@ the steps still missing; with --dry-run it prints the sbatch commands instead.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: the imports below take seconds, and a stop signal meanwhile must exit 75
+    from task_arithmetic.training.preemption import exit_preempted_on_stop_signals
+
+    exit_preempted_on_stop_signals()
+
 import argparse
 import sys
 from pathlib import Path
 
+from task_arithmetic import flags
 from task_arithmetic.data.registry import parse_task_list
 from task_arithmetic.embedded.presets import PRESETS
 from task_arithmetic.errors import UserError, cli_entry
+from task_arithmetic.evaluation.results import evaluation_settings
 from task_arithmetic.evaluation.session import default_control
 from task_arithmetic.models.factory import ModelSpec, parse_pretrained
 from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout
-from task_arithmetic.pipeline.catalog import DEFAULT_RECIPES, EMBEDDED_RECIPES, EVALUATIONS, EvalSettings, check_evaluations, get_recipe
+from task_arithmetic.pipeline.catalog import DEFAULT_RECIPES, EMBEDDED_RECIPES, EVALUATIONS, EvalSettings, check_evaluations, get_recipe, study_arguments
 from task_arithmetic.pipeline.parallel import auto_jobs, parse_jobs
 from task_arithmetic.pipeline.plan import CALIBRATION, PASS_KINDS, Study, format_plan, make_plan
 from task_arithmetic.pipeline.slurm import SlurmOptions, format_commands, job_graph, submit
 from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute_seeds, replicates, run_stage
 
 # Fine-tuning flags passed through to every run (src/finetune.py has the same), with their types.
-FINETUNE_FLAGS: dict[str, type] = {
-    "lr": float, "wd": float, "warmup": int, "batch_size": int, "micro_batch": int, "epochs": int, "max_steps": int,
-    "clip": float, "penalty_coef": float, "penalty_batch": int, "max_train_samples": int, "num_workers": int, "save_every": int,
+FINETUNE_FLAGS: dict[str, object] = {
+    "lr": flags.positive_float, "wd": flags.nonnegative_float, "warmup": flags.nonnegative_int, "batch_size": flags.positive_int,
+    "micro_batch": flags.positive_int, "epochs": flags.positive_int, "max_steps": flags.positive_int, "clip": flags.nonnegative_float,
+    "penalty_coef": flags.nonnegative_float, "penalty_batch": flags.positive_int, "max_train_samples": flags.positive_int,
+    "num_workers": flags.nonnegative_int, "save_every": flags.positive_int,
 }
 
 
@@ -46,15 +55,15 @@ def seconds_per_image(text: str) -> dict[str, float]:
         kind, _, value = part.partition("=")
         if kind not in PASS_KINDS:
             raise argparse.ArgumentTypeError(f"expected {'=S,'.join(PASS_KINDS)}=S (seconds per image pass), got '{text}'")
-        out[kind] = float(value)
+        out[kind] = flags.positive_float(value)
     return out
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
-    parts = [p.strip() for p in text.split(",")]
-    if not all(p.isdigit() for p in parts):
-        raise UserError(f"--seeds takes comma-separated integers >= 0 (e.g. 0,1,2), got '{text}'")
-    return tuple(int(p) for p in parts)
+    try:
+        return flags.seed_list(text)
+    except argparse.ArgumentTypeError as err:
+        raise UserError(f"--seeds takes comma-separated integers from 0 to {flags.MAX_SEED}, each once (e.g. 0,1,2): {err}") from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -83,20 +92,20 @@ def parser() -> argparse.ArgumentParser:
                    "(default: one single-threaded process per core on CPU, 1 on a GPU); 1 runs everything in this process")
     s.add_argument("--stage", default=None, help=argparse.SUPPRESS)  # one step, as a Slurm job runs it
     sl = p.add_argument_group("Slurm resources (--launcher slurm)")
-    sl.add_argument("--gpus", type=int, default=0, help="GPUs per fine-tuning job (> 1: torchrun); evaluations get one when > 0")
-    sl.add_argument("--cpus", type=int, default=4, help="CPUs per job")
+    sl.add_argument("--gpus", type=flags.nonnegative_int, default=0, help="GPUs per fine-tuning job (> 1: torchrun); evaluations get one when > 0")
+    sl.add_argument("--cpus", type=flags.positive_int, default=4, help="CPUs per job")
     sl.add_argument("--time", default=None, help="time limit per job, e.g. 12:00:00")
     sl.add_argument("--partition", default=None)
     sl.add_argument("--mem", default=None)
     sl.add_argument("--log-dir", type=Path, default=Path("logs/slurm"), help="where Slurm writes the job logs")
     e = p.add_argument_group("evaluation settings")
-    e.add_argument("--max-eval-samples", type=int, default=None)
-    e.add_argument("--eval-batch-size", type=int, default=128)
-    e.add_argument("--alpha-step", type=float, default=0.05)
-    e.add_argument("--disentanglement-points", type=int, default=21)
+    e.add_argument("--max-eval-samples", type=flags.positive_int, default=None)
+    e.add_argument("--eval-batch-size", type=flags.positive_int, default=128)
+    e.add_argument("--alpha-step", type=flags.alpha_step, default=0.05)
+    e.add_argument("--disentanglement-points", type=flags.int_in(2), default=21)
     f = p.add_argument_group("fine-tuning settings, passed to every run (see src/finetune.py)")
     for name, kind in FINETUNE_FLAGS.items():
-        f.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
+        f.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)  # type: ignore[arg-type]
     return p
 
 
@@ -116,6 +125,14 @@ def _evaluation_names(text: str) -> list[str]:
 
 
 def build_study(args: argparse.Namespace) -> Study:
+    study = _study(args)
+    tasks = list(study.tasks)
+    for name in study.evaluations:  # settings that make no sense (a negated control, a 1-point grid): refused before any work
+        evaluation_settings(name, study_arguments(name, tasks, study.settings), tasks, study.eval_limit)
+    return study
+
+
+def _study(args: argparse.Namespace) -> Study:
     if args.preset is not None:
         names = None if args.recipes is None else _recipe_names(args.recipes)
         chosen = None if args.evaluations is None else tuple(_evaluation_names(args.evaluations))
@@ -124,14 +141,14 @@ def build_study(args: argparse.Namespace) -> Study:
         check_evaluations(list(study.evaluations), list(study.tasks), study.settings.control)
         return study
     tasks = list(parse_task_list(args.tasks))
+    if not tasks:
+        raise UserError(f"--tasks '{args.tasks}' names no task; pass a comma list of tasks or a benchmark name (e.g. real8)")
     control = default_control(tasks)
     evaluations = _evaluation_names(args.evaluations or "all")
     check_evaluations(evaluations, tasks, control)
     recipes = tuple(get_recipe(r) for r in (DEFAULT_RECIPES if args.recipes is None else _recipe_names(args.recipes)))
     if not recipes:
         raise UserError("--recipes is empty; give at least one of " + ", ".join(DEFAULT_RECIPES))
-    if not 0 < args.alpha_step <= 1:
-        raise UserError(f"--alpha-step must be in (0, 1], got {args.alpha_step}")
     return Study(
         spec=ModelSpec(args.model, parse_pretrained(args.pretrained), args.cache_dir),
         tasks=tuple(tasks),

@@ -16,11 +16,12 @@ import torch
 
 from ..data.registry import get_task
 from ..errors import UserError
+from ..flags import check_float, check_int, int_in, positive_float
 from .data import EVAL_SPLITS
 from .edits import Edit
 from .selection import symmetric_grid
 from .session import EvalSession
-from .spec import Evaluation, finite_float, positive_int
+from .spec import Evaluation
 
 GRID_LIMIT = 3.0
 GRID_POINTS = 21
@@ -70,8 +71,8 @@ def evaluate_disentanglement(
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pairs", default=None, help="pairs as A+B,C+D, or 'all' (default: the first two tasks)")
-    p.add_argument("--grid-limit", type=finite_float, default=GRID_LIMIT, help="coefficients span [-limit, limit]")
-    p.add_argument("--grid-points", type=positive_int, default=GRID_POINTS)
+    p.add_argument("--grid-limit", type=positive_float, default=GRID_LIMIT, help="coefficients span [-limit, limit]")
+    p.add_argument("--grid-points", type=int_in(2), default=GRID_POINTS, help="points per axis (>= 2)")
     p.add_argument("--split", choices=EVAL_SPLITS, default="test")
 
 
@@ -91,7 +92,15 @@ def _pairs(text: str | None, tasks: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def _settings(args: argparse.Namespace, tasks: Sequence[str]) -> dict[str, Any]:
+    # the study sets these without the flags' types: the same checks, as one line each
+    check_float("--grid-limit", args.grid_limit, 0.0, lo_open=True)
+    check_int("--grid-points (the disentanglement grid's points per axis)", args.grid_points, 2)
+    return {"pairs": [list(p) for p in _pairs(args.pairs, tasks)], "grid_limit": args.grid_limit, "grid_points": args.grid_points, "split": args.split}
+
+
 def _run(session: EvalSession, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    _settings(args, session.tasks)
     alphas = symmetric_grid(args.grid_limit, args.grid_points)
     pairs = _pairs(args.pairs, session.tasks)
     results = evaluate_disentanglement(session, pairs, alphas, args.split)
@@ -108,5 +117,5 @@ def _headline(results: dict[str, Any]) -> str:
 
 EVALUATION = Evaluation(
     "disentanglement", "prediction disagreement over an (alpha1, alpha2) grid for a task pair",
-    run=_run, headline=_headline, add_arguments=_add_arguments,
+    run=_run, headline=_headline, add_arguments=_add_arguments, settings=_settings,
 )

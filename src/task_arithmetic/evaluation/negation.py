@@ -12,11 +12,12 @@ from typing import Any, Sequence
 
 from ..data.registry import get_task
 from ..errors import UserError
+from ..flags import nonnegative_float
 from ..reporting.table import RunResults, Table, describe, pct_cell, with_results
 from .edits import Edit
 from .selection import ALPHA_GRID, alpha_grid, best_index, mean
 from .session import EvalSession, default_control
-from .spec import Evaluation, add_alpha_step, finite_float, pct
+from .spec import Evaluation, add_alpha_step, pct
 
 CONTROL_RATIO = 0.95
 
@@ -91,14 +92,25 @@ def evaluate_negation(
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     add_alpha_step(p)
     p.add_argument("--control", default=None, help="control task (default: the benchmark's, e.g. ImageNet)")
-    p.add_argument("--control-ratio", type=finite_float, default=CONTROL_RATIO, help="control Val acc must stay >= ratio x zero-shot")
+    p.add_argument("--control-ratio", type=nonnegative_float, default=CONTROL_RATIO, help="control Val acc must stay >= ratio x zero-shot")
 
 
-def _run(session: EvalSession, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    control = args.control or default_control(session.tasks)
+def _control(args: argparse.Namespace, tasks: Sequence[str]) -> str:
+    control = args.control or default_control(tasks)
     if control is None:
         raise UserError("these tasks' benchmark has no control task; pass --control <task>")
     control = get_task(control).name
+    if control in tasks:
+        raise UserError(f"the control task {control} is one of the negated tasks; pass a --control outside --tasks (it must measure what negation keeps)")
+    return control
+
+
+def _settings(args: argparse.Namespace, tasks: Sequence[str]) -> dict[str, Any]:
+    return {"alpha_step": args.alpha_step, "control": _control(args, tasks), "control_ratio": args.control_ratio}
+
+
+def _run(session: EvalSession, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    control = _control(args, session.tasks)
     alphas = alpha_grid(args.alpha_step)
     results = evaluate_negation(session, control, alphas, ratio=args.control_ratio)
     return results, {"control": control, "control_ratio": args.control_ratio, "alphas": list(alphas)}
@@ -133,5 +145,5 @@ def report(runs: dict[str, RunResults]) -> list[Table]:
 
 EVALUATION = Evaluation(
     "negation", "theta_0 - alpha * tau_t per task: lowest target Val accuracy with the control >= ratio x zero-shot",
-    run=_run, headline=_headline, add_arguments=_add_arguments, report=report,
+    run=_run, headline=_headline, add_arguments=_add_arguments, report=report, settings=_settings,
 )

@@ -1,14 +1,32 @@
-"""One results layout: results/<model_id>/<run>/<evaluation>.json, each carrying its settings."""
+"""One results layout: results/<model_id>/<run>/<evaluation>.json, each carrying its settings.
+
+Every results file also records its key: the settings that determine its numbers (the
+evaluation's own flags, resolved and checked by the evaluation; the tasks; the evaluation-set
+cap) and the digests of the weights it read (theta_0 and each task's fine-tuned run, as recorded
+beside them). `freshness` compares a file with the key a new evaluation would have: the same
+settings and inputs mean the file is current; other inputs (a run trained again) mean it is
+stale; other settings mean it answers another question, which src/evaluate.py refuses to replace
+without --force and the study recomputes, saying so. Operational choices (device, batch size,
+cached or direct evaluator) are not in the key: they leave the numbers as they are.
+"""
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
+import hashlib
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from ..io import atomic_write_json
+from ..io import atomic_write_json, metadata_path, read_json_object
 from ..paths import Layout
+from ..storage.checksums import DIGEST_KEY
 from ..storage.locks import FileLock
+from .registry import EVALUATIONS
+
+KEY_FIELD = "key"
 
 
 def results_lock(path: Path) -> FileLock:
@@ -16,7 +34,95 @@ def results_lock(path: Path) -> FileLock:
     return FileLock(path.with_name(path.name + ".lock"), what=f"results file {path}")
 
 
-def write_results(layout: Layout, model_id: str, run: str, evaluation: str, settings: Mapping[str, Any], results: Mapping[str, Any]) -> Path:
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _own_flags(evaluation: str) -> list[str]:
+    """The destinations of the evaluation's own flags (those its add_arguments declares)."""
+    spec = EVALUATIONS[evaluation]
+    if spec.add_arguments is None:
+        return []
+    parser = argparse.ArgumentParser(add_help=False)
+    spec.add_arguments(parser)
+    return [action.dest for action in parser._actions]
+
+
+def evaluation_settings(evaluation: str, args: argparse.Namespace, tasks: Sequence[str], max_eval_samples: int | None) -> dict[str, Any]:
+    """What determines the evaluation's numbers, resolved and checked (a UserError for a value
+    that makes no sense) by the evaluation itself where it declares how (`Evaluation.settings`)."""
+    spec = EVALUATIONS[evaluation]
+    own = spec.settings(args, tasks) if spec.settings is not None else {d: getattr(args, d, None) for d in _own_flags(evaluation)}
+    return {"evaluation": evaluation, "tasks": list(tasks), "max_eval_samples": max_eval_samples, **own}
+
+
+def input_digests(weight_files: Sequence[Path]) -> dict[str, str | None]:
+    """Each weights file's sha256 as recorded beside it (None where nothing is recorded)."""
+    out: dict[str, str | None] = {}
+    for path in weight_files:
+        meta_file = metadata_path(Path(path))
+        recorded = read_json_object(meta_file).get(DIGEST_KEY) if meta_file.is_file() else None
+        out[str(path)] = recorded if isinstance(recorded, str) else None
+    return out
+
+
+@dataclass(frozen=True)
+class ResultsKey:
+    settings: dict[str, Any]
+    inputs: dict[str, str | None] = field(default_factory=dict)  # weights file -> recorded sha256
+
+    @property
+    def settings_digest(self) -> str:
+        return _digest(self.settings)
+
+    @property
+    def inputs_digest(self) -> str:
+        return _digest(sorted(v or k for k, v in self.inputs.items()))  # by content; a moved root stays current
+
+    def to_json(self) -> dict[str, Any]:
+        return {"settings": self.settings, "settings_digest": self.settings_digest, "inputs": self.inputs, "inputs_digest": self.inputs_digest}
+
+
+def results_key(evaluation: str, args: argparse.Namespace, tasks: Sequence[str], max_eval_samples: int | None, weight_files: Sequence[Path]) -> ResultsKey:
+    return ResultsKey(evaluation_settings(evaluation, args, tasks, max_eval_samples), input_digests(weight_files))
+
+
+@dataclass(frozen=True)
+class Freshness:
+    status: str  # "fresh", "missing", "stale" (other inputs or no key recorded), "other_settings"
+    detail: str = ""
+
+    @property
+    def fresh(self) -> bool:
+        return self.status == "fresh"
+
+
+def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:3]) + (" ..." if len(changed) > 3 else "")
+
+
+def freshness(path: Path, key: ResultsKey) -> Freshness:
+    """Whether the results file at `path` is what an evaluation with `key` would write."""
+    path = Path(path)
+    if not path.is_file():
+        return Freshness("missing")
+    try:
+        recorded = json.loads(path.read_text()).get(KEY_FIELD)
+    except (OSError, ValueError, AttributeError):
+        return Freshness("stale", "the file is unreadable")
+    if not isinstance(recorded, dict) or "settings_digest" not in recorded:
+        return Freshness("stale", "it records no settings key (written by an older version)")
+    if recorded["settings_digest"] != key.settings_digest:
+        old = recorded.get("settings") if isinstance(recorded.get("settings"), dict) else {}
+        return Freshness("other_settings", _changes(old, key.settings))
+    if recorded.get("inputs_digest") != key.inputs_digest:
+        return Freshness("stale", "the weights it read have changed since")
+    return Freshness("fresh")
+
+
+def write_results(layout: Layout, model_id: str, run: str, evaluation: str, settings: Mapping[str, Any], results: Mapping[str, Any],
+                  key: ResultsKey | None = None) -> Path:
     path = layout.results(model_id, run, evaluation)
     payload = {
         "evaluation": evaluation,
@@ -26,5 +132,7 @@ def write_results(layout: Layout, model_id: str, run: str, evaluation: str, sett
         "settings": dict(settings),
         "results": dict(results),
     }
+    if key is not None:
+        payload[KEY_FIELD] = key.to_json()
     atomic_write_json(path, payload)
     return path

@@ -36,9 +36,18 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--control", default=None, help="extra dataset column (default: the benchmark's control task, if any)")
 
 
+def _datasets(args: argparse.Namespace, tasks: Sequence[str]) -> list[str]:
+    control = args.control or default_control(tasks)
+    control = get_task(control).name if control else None
+    return list(tasks) + ([control] if control and control not in tasks else [])  # a task's own column is there already
+
+
+def _settings(args: argparse.Namespace, tasks: Sequence[str]) -> dict[str, Any]:
+    return {"split": args.split, "datasets": _datasets(args, tasks)}
+
+
 def _run(session: EvalSession, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    control = args.control or default_control(session.tasks)
-    datasets = list(session.tasks) + ([get_task(control).name] if control else [])
+    datasets = _datasets(args, session.tasks)
     return evaluate_tau_jp(session, datasets, args.split), {"split": args.split, "datasets": datasets}
 
 
@@ -63,5 +72,5 @@ def report(runs: dict[str, RunResults]) -> list[Table]:
 
 EVALUATION = Evaluation(
     "tau_jp", "the tau-Jp matrix: mean ||J_theta0 f(x_j) . tau_i|| for every task vector i and dataset j",
-    run=_run, headline=_headline, add_arguments=_add_arguments, report=report,
+    run=_run, headline=_headline, add_arguments=_add_arguments, report=report, settings=_settings,
 )

@@ -7,6 +7,7 @@ study never trains itself. An evaluation maps a session to (results, settings).
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from typing import Callable
 
@@ -69,17 +70,24 @@ class EvalSettings:
 Evaluation = Callable[[EvalSession], tuple[dict, dict]]
 
 
+def study_arguments(name: str, tasks: list[str], s: EvalSettings) -> argparse.Namespace:
+    """The registered evaluation's flags at their defaults, with the study's grids and control
+    (what the study runs it with, and what its results are keyed by)."""
+    args = build_parser(name).parse_args(["--tasks", ",".join(tasks)])
+    for dest, value in (
+        ("alpha_step", s.alpha_step), ("grid_points", s.disentanglement_points), ("control", s.control),
+        ("adamerging_steps", s.adamerging_steps),
+    ):
+        if hasattr(args, dest):
+            setattr(args, dest, value)
+    return args
+
+
 def _study_runner(name: str) -> Callable[[list[str], EvalSettings], Evaluation]:
     """The registered evaluation at its defaults, with the study's grids and control."""
 
     def build(tasks: list[str], s: EvalSettings) -> Evaluation:
-        args = build_parser(name).parse_args(["--tasks", ",".join(tasks)])
-        for dest, value in (
-            ("alpha_step", s.alpha_step), ("grid_points", s.disentanglement_points), ("control", s.control),
-            ("adamerging_steps", s.adamerging_steps),
-        ):
-            if hasattr(args, dest):
-                setattr(args, dest, value)
+        args = study_arguments(name, tasks, s)
         return lambda session: REGISTRY[name].run(session, args)
 
     return build
@@ -95,7 +103,8 @@ def check_evaluations(names: list[str], tasks: list[str], control: str | None) -
     for name in names:
         if name not in EVALUATIONS:
             raise UserError(f"unknown evaluation '{name}'; valid: {', '.join(EVALUATIONS)}")
-        if len(tasks) < _MIN_TASKS.get(name, 1):
-            raise UserError(f"evaluation {name} needs at least {_MIN_TASKS[name]} tasks; add tasks or drop it from --evaluations")
+        needed = _MIN_TASKS.get(name, 1)
+        if len(tasks) < needed:
+            raise UserError(f"evaluation {name} needs at least {needed} task{'s' if needed > 1 else ''}; add tasks or drop it from --evaluations")
         if name == "negation" and control is None:
             raise UserError("evaluation negation needs a control task (the tasks' benchmark has none); drop it from --evaluations")

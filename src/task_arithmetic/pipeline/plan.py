@@ -14,13 +14,14 @@ from typing import Any
 
 from ..data.registry import get_task, smallest_suite
 from ..data.splits import VAL_MAX
+from ..evaluation.results import Freshness, freshness, results_key
 from ..io import metadata_path
 from ..models.factory import ModelSpec
 from ..paths import Layout
 from ..recipes import MODES, REGULARIZERS
 from ..recipes.names import default_mode
 from ..training.config import FinetuneConfig, resolve_config
-from .catalog import TRAINING_OPTIONS, EvalSettings, Recipe
+from .catalog import TRAINING_OPTIONS, EvalSettings, Recipe, study_arguments
 
 ALL_OPTION_NAMES = frozenset(n for p in (*MODES.values(), *REGULARIZERS.values()) for n in p.option_names())
 
@@ -140,17 +141,23 @@ def evaluation_inputs(study: Study, recipe: Recipe) -> list[Path]:
 
 
 def pending_evaluations(study: Study, recipe: Recipe) -> list[str]:
-    """The evaluations of `recipe` whose results are missing or older than the runs they read."""
+    """The evaluations of `recipe` whose results are missing, or not what the study would write
+    now: made from other weights, or with other settings (evaluation/results.py's key)."""
+    return [n for n, state in evaluation_states(study, recipe).items() if not state.fresh]
+
+
+def evaluation_states(study: Study, recipe: Recipe) -> dict[str, Freshness]:
     inputs = evaluation_inputs(study, recipe)
     if not all(p.is_file() for p in inputs):
-        return list(study.evaluations)
-    newest = max(p.stat().st_mtime for p in inputs)
+        return {n: Freshness("missing", "the runs it reads are not all finished") for n in study.evaluations}
+    weights = [study.layout.zeroshot(study.spec.model_id)] + [p.with_suffix(".safetensors") for p in inputs[1:]]
+    tasks = list(study.tasks)
     out = study.layout.results
-    return [n for n in study.evaluations if not _fresh(out(study.spec.model_id, recipe.evaluated.results_run, n), newest)]
-
-
-def _fresh(path: Path, newest_input: float) -> bool:
-    return path.is_file() and path.stat().st_mtime >= newest_input
+    return {
+        n: freshness(out(study.spec.model_id, recipe.evaluated.results_run, n),
+                     results_key(n, study_arguments(n, tasks, study.settings), tasks, study.eval_limit, weights))
+        for n in study.evaluations
+    }
 
 
 @dataclass(frozen=True)

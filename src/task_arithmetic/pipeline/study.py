@@ -1,7 +1,8 @@
 """The study: fine-tune every task in every recipe, run every evaluation, write the report.
 
-Each step is skipped when its output exists and is newer than its inputs, so a re-run (or a run
-after a kill) only does what is missing. Every step can also be run by its own script
+Each step is skipped when its output exists and is current (a finished run; results made from
+the same weights with the same settings, evaluation/results.py), so a re-run (or a run after a
+kill) only does what is missing or stale. Every step can also be run by its own script
 (src/finetune.py, src/eval_*.py, src/report.py); this module only sequences them.
 `run_study` is the embedded preset (src/run_embedded.py); `execute` runs any Study
 (src/run_study.py).

@@ -7,25 +7,30 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-from ..evaluation.results import write_results
+from ..evaluation.results import results_key, write_results
 from ..evaluation.session import EvalOptions, EvalSession, RunSelection
 from ..training.preemption import EXIT_PREEMPTED
-from .catalog import EVALUATIONS, Recipe
-from .plan import Study, pending_evaluations
+from .catalog import EVALUATIONS, Recipe, study_arguments
+from .plan import Study, evaluation_states
 
 
 def evaluate_recipe(study: Study, recipe: Recipe, only: tuple[str, ...] | None = None) -> None:
     """Run the recipe's pending evaluations (or those of `only`); a missing run names its command."""
-    pending = [n for n in pending_evaluations(study, recipe) if only is None or n in only]
+    states = evaluation_states(study, recipe)
+    pending = [n for n, state in states.items() if not state.fresh and (only is None or n in only)]
     if not pending:
         print(f"  {recipe.evaluated.results_run}: up to date", flush=True)
         return
     selection = RunSelection(study.spec, study.layout, study.data_location, recipe.evaluated, study.tasks)
     options = EvalOptions(device=study.device, batch_size=study.eval_batch_size, num_workers=study.eval_workers, max_eval_samples=study.eval_limit)
     session = EvalSession(selection, options)
+    tasks = list(study.tasks)
     for name in pending:
-        results, extra = EVALUATIONS[name](list(study.tasks), study.settings)(session)
-        path = write_results(study.layout, study.spec.model_id, recipe.evaluated.results_run, name, session.settings(**extra), results)
+        if states[name].status in ("stale", "other_settings"):  # a re-run with other settings, or runs trained again
+            print(f"  {recipe.evaluated.results_run}/{name}: stale results ({states[name].detail}); recomputing", flush=True)
+        key = results_key(name, study_arguments(name, tasks, study.settings), tasks, study.eval_limit, [session.theta0_path, *session.checkpoints.values()])
+        results, extra = EVALUATIONS[name](tasks, study.settings)(session)
+        path = write_results(study.layout, study.spec.model_id, recipe.evaluated.results_run, name, session.settings(**extra), results, key)
         print(f"  {recipe.evaluated.results_run}/{name} -> {path}", flush=True)
 
 
