@@ -36,6 +36,7 @@ from ..training.config import resolve_config
 from ..training.loop import run_finetune
 from ..training.preemption import STOP_SIGNALS
 from .catalog import get_recipe
+from .lifeline import die_with_parent, running_unit
 from .plan import Study, pending_evaluations, planned_run
 from .units import evaluate_recipe, stop_for_signal
 
@@ -91,7 +92,8 @@ def study_units(study: Study) -> list[Unit]:
     return units
 
 
-def _init_worker(threads: int, weight_tags: tuple[str, ...], model_configs: dict[str, dict]) -> None:
+def _init_worker(threads: int, weight_tags: tuple[str, ...], model_configs: dict[str, dict], parent_pid: int) -> None:
+    die_with_parent(parent_pid)  # never outlive a killed study (lifeline.py)
     # A spawned worker starts bare: the plug-ins every entry point registers, the architectures the
     # parent registered at run time, the replicate's pretraining-seed weight tag, its share of the cores.
     register_builtin_plugins()
@@ -100,18 +102,20 @@ def _init_worker(threads: int, weight_tags: tuple[str, ...], model_configs: dict
     for tag in weight_tags:
         register_weight_tag(tag)
     torch.set_num_threads(threads)
-    # Stop signals reach the worker from the parent (forwarded) or from the terminal's process
-    # group; a fine-tuning run turns them into a saved state, the rest of the time they end it.
+    # Stop signals reach the worker from the parent (forwarded), from the terminal's process
+    # group, or from the kernel when the parent dies; a fine-tuning run turns them into a saved
+    # state, an evaluation unwinds, an idle worker exits.
 
 
 def _run_unit(study: Study, unit: Unit) -> tuple[str, float]:
     start = time.perf_counter()
-    if unit.recipe is None:
-        result = run_finetune(study.finetune_config(unit.task, unit.mode, unit.reg))  # type: ignore[arg-type]
-        status = result.status
-    else:
-        evaluate_recipe(study, get_recipe(unit.recipe))
-        status = "finished"
+    with running_unit():
+        if unit.recipe is None:
+            result = run_finetune(study.finetune_config(unit.task, unit.mode, unit.reg))  # type: ignore[arg-type]
+            status = result.status
+        else:
+            evaluate_recipe(study, get_recipe(unit.recipe))
+            status = "finished"
     return status, time.perf_counter() - start
 
 
@@ -134,7 +138,7 @@ def run_units(study: Study, jobs: int, record: Callable[[str, float], None], wei
     failure: BaseException | None = None
     stopped: list[int] = []
     context = multiprocessing.get_context("spawn")  # never fork a process whose torch threads are running
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads, weight_tags, runtime_model_configs())) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads, weight_tags, runtime_model_configs(), os.getpid())) as pool:
 
         def forward(signum: int, frame: object) -> None:
             stopped.append(signum)
