@@ -183,6 +183,20 @@ def test_a_split_on_a_read_only_data_folder_is_one_line(tmp_path, capsys):
         assert "read-only file system in " + str(data / "dtd") in line, line
 
 
+def test_a_slurm_log_dir_that_cannot_be_written_is_one_line_before_any_submission(tmp_path):
+    from task_arithmetic.pipeline.slurm import SlurmOptions, submit
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    never = lambda *args, **kwargs: pytest.fail("nothing may be submitted")  # noqa: E731
+    with pytest.raises(WriteFailed, match="is a file, not a folder"):
+        submit([], SlurmOptions(0, 1, None, None, None, a_file), run=never)
+    with tmpfs(tmp_path / "fs", "64k") as fs:
+        read_only(fs)
+        with pytest.raises(WriteFailed, match="read-only file system in " + str(fs)):
+            submit([], SlurmOptions(0, 1, None, None, None, fs / "logs"), run=never)
+
+
 # 2. a killed study takes its workers with it ----------------------------------------------------
 
 def _children(pid: int) -> list[int]:

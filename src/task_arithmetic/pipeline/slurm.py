@@ -21,6 +21,7 @@ from typing import Callable, Mapping
 
 from ..errors import UserError
 from ..paths import REPO_ROOT
+from ..storage.write_errors import check_output_path, translating_write_errors
 from ..training.config import resolve_config
 from .plan import Plan, Study, pending_evaluations
 
@@ -152,7 +153,9 @@ Runner = Callable[..., subprocess.CompletedProcess]
 
 def submit(jobs: list[Job], opts: SlurmOptions, run: Runner = subprocess.run) -> dict[str, str]:
     """Submit in order, each with afterok on the ids of the ones it needs; returns name -> job id."""
-    Path(opts.log_dir).mkdir(parents=True, exist_ok=True)
+    with translating_write_errors(Path(opts.log_dir) / "slurm-<job>.out"):  # a read-only or full --log-dir: one line
+        check_output_path(Path(opts.log_dir), "folder", what="--log-dir")
+        Path(opts.log_dir).mkdir(parents=True, exist_ok=True)
     ids: dict[str, str] = {}
     for job in jobs:
         try:
