@@ -19,9 +19,15 @@ e.g. private datasets or the tests' toy tasks.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: the imports below take seconds, and a stop signal meanwhile must exit 75
+    from task_arithmetic.training.preemption import exit_preempted_on_stop_signals
+
+    exit_preempted_on_stop_signals()
+
 import argparse
 import sys
 
+from task_arithmetic import flags
 from task_arithmetic.errors import cli_entry
 from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT
 from task_arithmetic.recipes import MODES, REGULARIZERS
@@ -31,7 +37,7 @@ from task_arithmetic.training.config import WANDB_MODES, FinetuneConfig
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True, help="task to fine-tune on (e.g. Cars, or an embedded task)")
+    p.add_argument("--task", required=True, type=flags.name("--task"), help="task to fine-tune on (e.g. Cars, or an embedded task)")
     p.add_argument("--model", default="ViT-B-32", help="open_clip architecture")
     p.add_argument("--pretrained", default="openai", help="weights tag, local weights file, or 'none' for random weights")
     p.add_argument("--cache-dir", default=None, help="where open_clip weights are cached")
@@ -41,24 +47,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reg", choices=tuple(REGULARIZERS), default=None, help=", ".join(f"{r.name} ({r.summary})" for r in REGULARIZERS.values()) + "; default none")
     p.add_argument("--variant", choices=all_variants(), default=None, help="the regulariser's variant, e.g. tau_jp: which penalty tasks feed each step (default: its first)")
     p.add_argument("--init-from", default=None, help="start from this finetuned.safetensors (e.g. continue with tau-Jp)")
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--wd", type=float, default=None, help="AdamW weight decay")
-    p.add_argument("--warmup", type=int, default=None, help="warm-up steps")
-    p.add_argument("--batch-size", type=int, default=None, help="global batch per optimiser step")
-    p.add_argument("--micro-batch", type=int, default=None, help="per-process chunk for gradient accumulation")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--max-steps", type=int, default=None, help="overrides --epochs")
-    p.add_argument("--clip", type=float, default=None, help="gradient-norm clip (default 1.0, 0 disables)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=flags.positive_float, default=None)
+    p.add_argument("--wd", type=flags.nonnegative_float, default=None, help="AdamW weight decay")
+    p.add_argument("--warmup", type=flags.nonnegative_int, default=None, help="warm-up steps")
+    p.add_argument("--batch-size", type=flags.positive_int, default=None, help="global batch per optimiser step")
+    p.add_argument("--micro-batch", type=flags.positive_int, default=None, help="per-process chunk for gradient accumulation")
+    p.add_argument("--epochs", type=flags.positive_int, default=None)
+    p.add_argument("--max-steps", type=flags.positive_int, default=None, help="overrides --epochs")
+    p.add_argument("--clip", type=flags.nonnegative_float, default=None, help="gradient-norm clip (default 1.0, 0 disables)")
+    p.add_argument("--seed", type=flags.seed, default=0, help=f"0 to {flags.MAX_SEED}")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--data-location", default=str(DEFAULT_DATA_LOCATION))
     p.add_argument("--checkpoint-root", default=str(DEFAULT_CHECKPOINT_ROOT))
     p.add_argument("--results-root", default=str(DEFAULT_RESULTS_ROOT))
-    p.add_argument("--save-every", type=int, default=250, help="steps between resumable checkpoints")
+    p.add_argument("--save-every", type=flags.positive_int, default=250, help="steps between resumable checkpoints")
     p.add_argument("--wandb", choices=WANDB_MODES, default="off")
-    p.add_argument("--num-workers", type=int, default=None, help="data-loading processes (default: 0 on CPU, up to 8 per process on CUDA)")
-    p.add_argument("--max-train-samples", type=int, default=None, help="train on a fixed random subset (quick runs)")
-    p.add_argument("--tag", default="", help="suffix of the run name, to keep variants apart")
+    p.add_argument("--num-workers", type=flags.nonnegative_int, default=None, help="data-loading processes (default: 0 on CPU, up to 8 per process on CUDA)")
+    p.add_argument("--max-train-samples", type=flags.positive_int, default=None, help="train on a fixed random subset (quick runs)")
+    p.add_argument("--tag", default="", type=flags.name("--tag", allow_empty=True), help="suffix of the run name, to keep variants apart")
     p.add_argument("--force", action="store_true", help="train again even if the run finished")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     for plugin in (*MODES.values(), *REGULARIZERS.values()):

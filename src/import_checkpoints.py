@@ -16,16 +16,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from task_arithmetic import flags
 from task_arithmetic.checkpoints.importing import DEFAULT_MAX_DISTANCE, import_finetuned, import_pretrained_hf
 from task_arithmetic.errors import UserError, cli_entry
-from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_RESULTS_ROOT, Layout
+from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_RESULTS_ROOT, Layout, check_folder_flag
 
 
 def task_source(text: str) -> tuple[str, Path]:
     task, sep, source = text.partition("=")
     if not sep or not task or not source:
         raise argparse.ArgumentTypeError(f"expected TASK=PATH, got '{text}'")
-    return task, Path(source)
+    return flags.name("task")(task), Path(source)
 
 
 @cli_entry
@@ -34,15 +35,16 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--pretrained-hf", type=Path, required=True, help="HF CLIPModel folder of theta_0")
     parser.add_argument("--finetuned-hf", type=task_source, action="append", default=[], metavar="TASK=DIR")
     parser.add_argument("--finetuned-open-clip", type=task_source, action="append", default=[], metavar="TASK=FILE")
-    parser.add_argument("--tag", default="public", help="run name suffix: standard-<tag> (default public)")
-    parser.add_argument("--name", default=None, help="name of theta_0's weights file (default: the folder's name)")
+    parser.add_argument("--tag", default="public", type=flags.name("--tag", allow_empty=True), help="run name suffix: standard-<tag> (default public)")
+    parser.add_argument("--name", default=None, type=flags.name("--name"), help="name of theta_0's weights file (default: the folder's name)")
     parser.add_argument("--model", default=None, help="open_clip architecture name (default: derived from the HF config)")
-    parser.add_argument("--max-distance", type=float, default=DEFAULT_MAX_DISTANCE,
+    parser.add_argument("--max-distance", type=flags.positive_float, default=DEFAULT_MAX_DISTANCE,
                         help=f"refuse fine-tuned models further than this relative L2 distance from theta_0 (default {DEFAULT_MAX_DISTANCE})")
     parser.add_argument("--checkpoint-root", type=Path, default=DEFAULT_CHECKPOINT_ROOT)
     args = parser.parse_args(argv)
     if not args.tag:
         raise UserError("--tag must not be empty: imported runs must not take the place of the suite's own standard runs")
+    check_folder_flag("--checkpoint-root", args.checkpoint_root)
     layout = Layout(args.checkpoint_root, DEFAULT_RESULTS_ROOT)
     base = import_pretrained_hf(args.pretrained_hf, layout, args.name, args.model)
     kind = "open_clip architecture" if base.named else "architecture registered from the weights file"

@@ -37,11 +37,14 @@ def main(argv: list[str] | None = None) -> dict | list:
         print(usage())
         return {}
     from task_arithmetic.merging.config import compose_job, config_yaml, parse_command_line, sweep
-    from task_arithmetic.merging.program import run_program
+    from task_arithmetic.merging.program import check_outputs, check_switches, run_program
 
     request = parse_command_line(argv)
     jobs = sweep(request.overrides) if request.multirun else [request.overrides]
     composed = [compose_job(job) for job in jobs]  # every job's config is checked before any runs
+    for config, _choices, _hydra in composed:
+        check_switches(config)
+        check_outputs(config)  # output paths too: never found out after a long merge
     if request.cfg is not None:
         for config, _choices, hydra in composed:
             if request.cfg in ("hydra", "all"):

@@ -13,6 +13,11 @@ src/run_study.py's embedded preset; any of its flags (e.g. --dry-run) work here 
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: the imports below take seconds, and a stop signal meanwhile must exit 75
+    from task_arithmetic.training.preemption import exit_preempted_on_stop_signals
+
+    exit_preempted_on_stop_signals()
+
 import sys
 
 from run_study import main as run_study_main

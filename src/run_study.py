@@ -20,11 +20,18 @@ Exit codes: 0 done, 2 bad input, 75 stopped by SIGTERM/SIGUSR1 with finished ste
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: the imports below take seconds, and a stop signal meanwhile must exit 75
+    from task_arithmetic.training.preemption import exit_preempted_on_stop_signals
+
+    exit_preempted_on_stop_signals()
+
 import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
+from task_arithmetic import flags
 from task_arithmetic.data.registry import parse_task_list
 from task_arithmetic.embedded.presets import PRESETS
 from task_arithmetic.errors import UserError, cli_entry
@@ -46,9 +53,10 @@ from task_arithmetic.recipes.registry import all_variants
 
 # Fine-tuning flags passed through to every run (src/finetune.py has the same), with their types;
 # the plug-ins' own options (every recipe's flags) are added from the registry.
-FINETUNE_FLAGS: dict[str, type] = {
-    "lr": float, "wd": float, "warmup": int, "batch_size": int, "micro_batch": int, "epochs": int, "max_steps": int,
-    "clip": float, "max_train_samples": int, "num_workers": int, "save_every": int,
+FINETUNE_FLAGS: dict[str, Callable[[str], Any]] = {
+    "lr": flags.positive_float, "wd": flags.nonnegative_float, "warmup": flags.nonnegative_int, "batch_size": flags.positive_int,
+    "micro_batch": flags.positive_int, "epochs": flags.positive_int, "max_steps": flags.positive_int, "clip": flags.nonnegative_float,
+    "max_train_samples": flags.positive_int, "num_workers": flags.nonnegative_int, "save_every": flags.positive_int,
 }
 GROUPS = {g.value: g for g in Group}
 
@@ -59,15 +67,15 @@ def seconds_per_image(text: str) -> dict[str, float]:
         kind, _, value = part.partition("=")
         if kind not in PASS_KINDS:
             raise argparse.ArgumentTypeError(f"expected {'=S,'.join(PASS_KINDS)}=S (seconds per image pass), got '{text}'")
-        out[kind] = float(value)
+        out[kind] = flags.positive_float(value)
     return out
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
-    parts = [p.strip() for p in text.split(",")]
-    if not all(p.isdigit() for p in parts):
-        raise UserError(f"--seeds takes comma-separated integers >= 0 (e.g. 0,1,2), got '{text}'")
-    return tuple(int(p) for p in parts)
+    try:
+        return flags.seed_list(text)
+    except argparse.ArgumentTypeError as err:
+        raise UserError(f"--seeds takes comma-separated integers from 0 to {flags.MAX_SEED}, each once (e.g. 0,1,2): {err}") from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -101,22 +109,22 @@ def parser() -> argparse.ArgumentParser:
                    "(default: one single-threaded process per core on CPU, 1 on a GPU); 1 runs everything in this process")
     s.add_argument("--unit", type=Path, default=None, help=argparse.SUPPRESS)  # one unit of the graph, as a Slurm job runs it
     sl = p.add_argument_group("Slurm resources (--launcher slurm)")
-    sl.add_argument("--gpus", type=int, default=0, help="GPUs per fine-tuning job (> 1: torchrun); evaluations get one when > 0")
-    sl.add_argument("--cpus", type=int, default=4, help="CPUs per job")
+    sl.add_argument("--gpus", type=flags.nonnegative_int, default=0, help="GPUs per fine-tuning job (> 1: torchrun); evaluations get one when > 0")
+    sl.add_argument("--cpus", type=flags.positive_int, default=4, help="CPUs per job")
     sl.add_argument("--time", default=None, help="time limit per job, e.g. 12:00:00")
     sl.add_argument("--partition", default=None)
     sl.add_argument("--mem", default=None)
     sl.add_argument("--log-dir", type=Path, default=Path("logs/slurm"), help="where Slurm writes the job logs (and the unit files)")
     e = p.add_argument_group("evaluation settings (each goes to every evaluation that has it)")
-    e.add_argument("--max-eval-samples", type=int, default=None)
-    e.add_argument("--eval-batch-size", type=int, default=128)
+    e.add_argument("--max-eval-samples", type=flags.positive_int, default=None)
+    e.add_argument("--eval-batch-size", type=flags.positive_int, default=128)
     seen: set[str] = set()
     for evaluation in EVALUATIONS.values():
         for f in evaluation.study_fields():
             if f.name not in seen:
                 seen.add(f.name)
                 add_param_argument(e, f)
-    e.add_argument("--disentanglement-points", dest="grid_points", type=int, default=None, help=argparse.SUPPRESS)  # the earlier name
+    e.add_argument("--disentanglement-points", dest="grid_points", type=flags.int_in(2), default=None, help=argparse.SUPPRESS)  # the earlier name
     f = p.add_argument_group("fine-tuning settings, passed to every run (see src/finetune.py; a recipe's own options only to its runs)")
     for name, kind in FINETUNE_FLAGS.items():
         f.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
@@ -157,12 +165,15 @@ def evaluation_names(text: str) -> tuple[str, ...]:
 
 
 def check_evaluations(study: Study) -> None:
+    """Every evaluation's settings for these tasks, resolved and checked before any work (a
+    negated task as its own control, a one-point grid)."""
     for name in study.evaluations:
         evaluation = EVALUATIONS[name]
         if len(study.tasks) < evaluation.min_tasks:
             raise UserError(f"evaluation {name} needs at least {evaluation.min_tasks} tasks; add tasks or drop it from --evaluations")
         if evaluation.needs_control and study.control is None:
             raise UserError(f"evaluation {name} needs a control task (the tasks' benchmark has none); pass --control or drop it from --evaluations")
+        evaluation.resolved(study.params(name), study.tasks)
 
 
 def study_params(args: argparse.Namespace) -> dict[str, object]:
@@ -191,6 +202,8 @@ def build_study(args: argparse.Namespace) -> Study:
         study = dataclasses.replace(study, finetune={**study.finetune, **finetune}, eval_params={**study.eval_params, **given})
     else:
         tasks = tuple(parse_task_list(args.tasks))
+        if not tasks:
+            raise UserError(f"--tasks '{args.tasks}' names no task; pass a comma list of tasks or a benchmark name (e.g. real8)")
         study = Study(
             spec=ModelSpec(args.model, parse_pretrained(args.pretrained), args.cache_dir),
             tasks=tasks,

@@ -2,18 +2,22 @@
 
 A weights file `X.safetensors` always has its metadata beside it in `X.json`, including the
 file's content digest, checked on every read. Loading never unpickles anything, so a checkpoint
-cannot run code. Write failures (full disk, read-only folder) become one clear line and leave
-the previous version of the file in place.
+cannot run code. Write failures (full disk, read-only folder, an output path that is a folder or
+lies under a file) become one clear line and leave the previous version of the file in place and
+no temporary behind. Folders written as a whole (an exported or merged HF model) are built beside
+their target and renamed into place (`atomic_folder`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from safetensors import SafetensorError
@@ -21,16 +25,16 @@ from safetensors.torch import load_file, save_file
 
 from .errors import UserError
 from .storage.checksums import DIGEST_KEY, DamagedFile, file_digest, verify_digest
-from .storage.write_errors import translating_write_errors
+from .storage.write_errors import check_output_path, translating_write_errors
 
 _TEMP_SUFFIX = ".tmp"
 
 
-def _normal_permissions(path: str | Path) -> None:
-    # mkstemp (and safetensors) create 0600; outputs should be as readable as any other file the user writes.
+def _normal_permissions(path: str | Path, folder: bool = False) -> None:
+    # mkstemp/mkdtemp (and safetensors) create 0600/0700; outputs should be as readable as any other file the user writes.
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    os.chmod(path, (0o777 if folder else 0o666) & ~umask)
 
 
 def _temp_beside(path: Path) -> str:
@@ -42,13 +46,17 @@ def _temp_beside(path: Path) -> str:
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete the half-written temporaries a killed writer left in `folder` (call only while owning it)."""
+    """Delete the half-written temporaries (files and folders) a killed writer left in `folder`
+    (call only while owning it)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    removed = [p for p in folder.glob(f".*{_TEMP_SUFFIX}") if p.is_file()]
+    removed = list(folder.glob(f".*{_TEMP_SUFFIX}"))
     for path in removed:
-        path.unlink(missing_ok=True)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     return removed
 
 
@@ -56,6 +64,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same folder and rename, so readers never see half a file."""
     path = Path(path)
     with translating_write_errors(path, len(data)):
+        check_output_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = _temp_beside(path)
         try:
@@ -123,6 +132,8 @@ def save_weights(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapp
     needed = sum(t.numel() * t.element_size() for t in contiguous.values())
     meta_file = metadata_path(path)
     with translating_write_errors(path, needed):
+        check_output_path(path)
+        check_output_path(meta_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = _temp_beside(path)
         meta_tmp = None
@@ -146,6 +157,39 @@ def save_weights(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapp
                 Path(meta_tmp).unlink(missing_ok=True)
             raise
     return path
+
+
+@contextlib.contextmanager
+def atomic_folder(target: Path, needed: int | None = None) -> Iterator[Path]:
+    """Yield a temporary folder beside `target`; when the block completes it becomes `target`.
+
+    An existing `target` (the caller decides whether it may be replaced) is renamed aside and
+    deleted only once the new folder is in place; if the block fails, the temporary is removed
+    and `target` is untouched. Write failures inside the block become one WriteFailed line.
+    """
+    target = Path(target)
+    with translating_write_errors(target, needed):
+        check_output_path(target, "folder")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=_TEMP_SUFFIX))
+        try:
+            _normal_permissions(tmp, folder=True)
+            yield tmp
+            if not target.exists():
+                os.rename(tmp, target)
+                return
+            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old.", suffix=_TEMP_SUFFIX))
+            os.rmdir(old)  # only its unique name is wanted
+            os.rename(target, old)
+            try:
+                os.rename(tmp, target)
+            except BaseException:
+                os.rename(old, target)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 def load_weights(path: Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

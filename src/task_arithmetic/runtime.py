@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import random
-import signal
 import subprocess
 
 import numpy as np
@@ -13,11 +12,6 @@ import torch
 
 from .errors import UserError
 from .paths import REPO_ROOT
-
-# The signals that ask a run to stop with its state saved (Slurm's pre-emption and time-limit
-# warnings), and the exit code of a run stopped that way (75, EX_TEMPFAIL: "try again later").
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-EXIT_PREEMPTED = 75
 
 
 def pick_device(requested: str = "auto") -> torch.device:

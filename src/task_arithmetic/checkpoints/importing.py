@@ -25,7 +25,8 @@ from ..merging.modelpool.hf_clip import hf_from_pretrained
 from ..models.encoder import ENCODER_FORMAT, ImageEncoder
 from ..models.factory import ModelSpec, read_state_dict, register_model_config
 from ..models.pretrained import zeroshot_encoder
-from ..paths import Layout
+from ..flags import check_float
+from ..paths import Layout, check_name
 from ..recipes import RunId
 from ..state_dicts import state_mismatch
 from .hf_convert import canonical, clip_to_open_clip, custom_name, named_config, open_clip_config, vision_cfg, vision_to_open_clip, vision_tower
@@ -59,7 +60,7 @@ def import_pretrained_hf(folder: Path, layout: Layout, name: str | None = None, 
     if found is None:
         register_model_config(arch, config)
     state = clip_to_open_clip(clip, config)
-    weights_file = Path(layout.checkpoint_root) / "pretrained" / f"{name or Path(folder).expanduser().resolve().name}.safetensors"
+    weights_file = Path(layout.checkpoint_root) / "pretrained" / f"{check_name('--name', name or Path(folder).expanduser().resolve().name)}.safetensors"
     meta = {
         "format": STATE_FORMAT,
         "model_name": arch,
@@ -138,6 +139,7 @@ def relative_distance(theta0: dict[str, torch.Tensor], theta: dict[str, torch.Te
 
 def check_base(theta0: ImageEncoder, state: dict[str, torch.Tensor], source: Path, max_distance: float) -> float:
     """Refuse a model of another architecture or one not fine-tuned from theta_0; the distance."""
+    check_float("--max-distance", max_distance, 0.0, lo_open=True)  # NaN would switch the check off
     problem = state_mismatch(theta0.weights(), state)
     if problem:
         raise UserError(f"{source} does not match theta_0's architecture {theta0.model_name}: {problem}; import it with the model it was fine-tuned from")

@@ -17,7 +17,8 @@ from typing import Iterator, Sequence, Sized, cast
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from ..runtime import STOP_SIGNALS, usable_cores
+from ..runtime import usable_cores
+from ..stop_signals import STOP_SIGNALS
 
 _MIX = 0x9E3779B97F4A7C15  # odd 64-bit constant: spreads nearby integers far apart
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Mapping, Sequence
 
+from ..flags import alpha_step
 from ..reporting.table import RunResults, Table, pct_cell, task_columns
 from .edits import Edit
 from .selection import ALPHA_GRID, alpha_grid, best_index, mean
 from .session import EvalSession
-from .spec import Evaluation, alpha_step, param, pct
+from .spec import Evaluation, param, pct
 
 ONE_SHOT_ALPHA = 1.0
 

@@ -2,7 +2,8 @@
 
 Every evaluation locates runs with the same arguments as fine-tuning (model, weights, roots, mode,
 regulariser, variant, tasks), runs once and writes results/<model_id>/<run>/<evaluation>.json.
-The evaluations and their own flags come from the registry (registry.py).
+The evaluations and their own flags come from the registry (registry.py). A results file made
+with other settings is not replaced without --force (results.py keys every file by its settings).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 
 from ..data.registry import parse_task_list
 from ..errors import UserError
+from ..flags import finite_float, name, nonnegative_int, positive_int
 from ..models.factory import ModelSpec, parse_pretrained
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout, check_folder_flag
 from ..recipes import MODES, REGULARIZERS
@@ -23,9 +25,8 @@ from ..recipes.identity import POSTHOC, from_flags
 from ..recipes.registry import all_variants
 from .batched import DEFAULT_MEMORY_MB
 from .registry import EVALUATIONS
-from .results import results_lock, write_results
+from .results import freshness, results_key, results_lock, write_results
 from .session import EvalOptions, EvalSession, RunSelection
-from .spec import finite_float, positive_int
 
 __all__ = ["finite_float", "positive_int", "build_parser", "main", "run_command", "run_evaluation"]
 
@@ -43,12 +44,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                    help="default: the regulariser's (linear for tau_jp, else standard); posthoc = the standard runs read out linearised")
     g.add_argument("--reg", choices=tuple(REGULARIZERS), default=None, help="default none")
     g.add_argument("--variant", choices=all_variants(), default=None, help="the regulariser's variant (default: its first)")
-    g.add_argument("--tag", default="", help="extra suffix of the run name, if fine-tuning used one")
+    g.add_argument("--tag", default="", type=name("--tag", allow_empty=True), help="extra suffix of the run name, if fine-tuning used one")
     g.add_argument("--tasks", default="real8", help="comma list of tasks or a benchmark name (default real8)")
     e = parser.add_argument_group("evaluation")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     e.add_argument("--batch-size", type=positive_int, default=128)
-    e.add_argument("--num-workers", type=int, default=2)
+    e.add_argument("--num-workers", type=nonnegative_int, default=2)
     e.add_argument("--max-eval-samples", type=positive_int, default=None, help="cap every Val/test set (quick runs)")
     e.add_argument("--no-cache", action="store_true", help="evaluate every edit directly (no linearity shortcut)")
     e.add_argument("--no-disk-cache", action="store_true", help="keep the tangent cache in memory only")
@@ -56,6 +57,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--per-edit", action="store_true", help="standard runs: one data pass per edit (the unbatched path, for comparison)")
     e.add_argument("--batch-memory-mb", type=positive_int, default=DEFAULT_MEMORY_MB, help="memory for the edits batched in one pass (standard runs)")
     e.add_argument("--vectors-per-pass", type=positive_int, default=None, help="task vectors batched in one JVP pass (memory)")
+    e.add_argument("--force", action="store_true", help="replace results made with other settings (otherwise refused)")
 
 
 def selection_from_args(args: argparse.Namespace) -> RunSelection:
@@ -97,14 +99,19 @@ def build_parser(evaluation: str, description: str | None = None) -> argparse.Ar
     return parser
 
 
-def run_evaluation(evaluation: str, session: EvalSession, params: Any) -> tuple[Path, Any]:
-    """Run one registered evaluation on a session and write its results file."""
-    spec = EVALUATIONS[evaluation]
-    if len(session.tasks) < spec.min_tasks:
-        raise UserError(f"evaluation {evaluation} needs at least {spec.min_tasks} tasks; pass more in --tasks")
+def run_evaluation(evaluation: str, session: EvalSession, params: Any, force: bool = False) -> tuple[Path, Any]:
+    """Run one registered evaluation on a session and write its results file, keyed by its settings
+    and inputs; results of other settings are replaced only with `force`."""
+    spec, sel = EVALUATIONS[evaluation], session.selection
+    params = spec.resolved(params, session.tasks)
+    path = sel.layout.results(sel.spec.model_id, sel.evaluated.name, evaluation)
+    key = results_key(spec, params, session.tasks, session.options.max_eval_samples, [session.theta0_path, *session.checkpoints.values()])
+    state = freshness(path, spec, key)
+    if state.status == "other_settings" and not force:
+        raise UserError(f"{path} holds {evaluation} results made with other settings ({state.detail}); pass --force to replace them, "
+                        "or another --results-root to keep both")
     result = spec.run(session, params)
-    path = write_results(session.selection.layout, session.selection.spec.model_id, session.selection.evaluated.name, spec, params, session.settings(), result)
-    return path, result
+    return write_results(sel.layout, sel.spec.model_id, sel.evaluated.name, spec, params, session.settings(), result, key), result
 
 
 def run_command(evaluation: str, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
@@ -114,9 +121,11 @@ def run_command(evaluation: str, args: argparse.Namespace) -> tuple[Path, dict[s
     if not torch.cuda.is_available() or args.device == "cpu":
         torch.set_num_threads(args.threads)
     # one writer per results file: a second process waits instead of racing on it
-    params = EVALUATIONS[evaluation].params_from(vars(args))
+    spec = EVALUATIONS[evaluation]
+    params = spec.params_from(vars(args))
+    spec.resolved(params, selection.tasks)  # values that make no sense: refused before any work
     with results_lock(selection.layout.results(selection.spec.model_id, selection.evaluated.name, evaluation)):
-        return run_evaluation(evaluation, EvalSession(selection, options_from_args(args)), params)
+        return run_evaluation(evaluation, EvalSession(selection, options_from_args(args)), params, args.force)
 
 
 def main(evaluation: str, argv: Sequence[str] | None = None, description: str | None = None) -> Path:

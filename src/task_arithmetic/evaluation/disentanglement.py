@@ -8,7 +8,7 @@ task's predictions (perfect disentanglement), the maximum is 2.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from typing import ClassVar, Sequence
@@ -17,38 +17,22 @@ import torch
 
 from ..data.registry import get_task
 from ..errors import UserError
+from ..flags import check_float, check_int, int_in, positive_float
 from .data import EVAL_SPLITS
 from .edits import Edit
 from .selection import symmetric_grid
 from .session import EvalSession
-from .spec import Evaluation, finite_float, param
+from .spec import Evaluation, param
 
 GRID_LIMIT = 3.0
 GRID_POINTS = 21
 
 
-def grid_points(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"a grid needs at least 2 points per axis (its ends -limit and limit), got {text}")
-    return value
-
-
-def grid_limit(text: str) -> float:
-    value = finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive limit, got {text}")
-    return value
-
-
 @dataclass(frozen=True)
 class DisentanglementParams:
     pairs: str | None = param(None, "pairs as A+B,C+D, or 'all' (default: the first two tasks)")
-    grid_limit: float = param(GRID_LIMIT, "coefficients span [-limit, limit]", grid_limit)
-    grid_points: int = param(GRID_POINTS, "grid points per axis", grid_points, study=True)
+    grid_limit: float = param(GRID_LIMIT, "coefficients span [-limit, limit]", positive_float)
+    grid_points: int = param(GRID_POINTS, "grid points per axis (>= 2: the ends -limit and limit)", int_in(2), study=True)
     split: str = param("test", "which split's predictions", choices=EVAL_SPLITS)
 
 
@@ -119,6 +103,14 @@ def parse_pairs(text: str | None, tasks: Sequence[str]) -> list[tuple[str, str]]
     return pairs
 
 
+def _resolve(params: DisentanglementParams, tasks: Sequence[str]) -> DisentanglementParams:
+    """The pairs made explicit; the grid checked, as the study sets it without the flags' types."""
+    check_float("--grid-limit", params.grid_limit, 0.0, lo_open=True)
+    check_int("--grid-points (the disentanglement grid's points per axis)", params.grid_points, 2)
+    pairs = ",".join(f"{a}+{b}" for a, b in parse_pairs(params.pairs, tasks))
+    return dataclasses.replace(params, pairs=pairs)
+
+
 def _run(session: EvalSession, params: DisentanglementParams) -> DisentanglementResult:
     alphas = symmetric_grid(params.grid_limit, params.grid_points)
     return evaluate_disentanglement(session, parse_pairs(params.pairs, session.tasks), alphas, params.split)
@@ -134,5 +126,5 @@ def _headline(r: DisentanglementResult) -> str:
 
 EVALUATION: Evaluation[DisentanglementParams, DisentanglementResult] = Evaluation(
     "disentanglement", "prediction disagreement over an (alpha1, alpha2) grid for a task pair",
-    DisentanglementParams, DisentanglementResult, run=_run, headline=_headline, min_tasks=2,
+    DisentanglementParams, DisentanglementResult, run=_run, headline=_headline, min_tasks=2, resolve=_resolve,
 )

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Mapping
 
 from torch import nn
 
+from ..flags import alpha_step, positive_int
 from ..merging.adamerging import LayerWiseAdaMergingAlgorithm, TaskWiseAdaMergingAlgorithm
 from ..merging.base import MergeAlgorithm, write_back
 from ..merging.dare import DareAlgorithm
@@ -30,7 +31,7 @@ from ..reporting.table import RunResults, Table, pct_cell
 from .addition import CurvePoint, Scores, choose, summarize
 from .selection import alpha_grid
 from .session import EvalSession
-from .spec import Evaluation, alpha_step, param, pct, positive_int
+from .spec import Evaluation, param, pct
 
 
 @dataclass(frozen=True)

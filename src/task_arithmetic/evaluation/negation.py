@@ -7,16 +7,18 @@ measured at that alpha. When no alpha of the grid meets the constraint the resul
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar, Mapping, Sequence
 
 from ..data.registry import get_task
 from ..errors import UserError
+from ..flags import alpha_step, check_float, positive_float
 from ..reporting.table import RunResults, Table, pct_cell
 from .edits import Edit
 from .selection import ALPHA_GRID, alpha_grid, best_index, mean
 from .session import EvalSession, default_control
-from .spec import Evaluation, alpha_step, param, pct, positive_float
+from .spec import Evaluation, param, pct
 
 CONTROL_RATIO = 0.95
 
@@ -122,8 +124,17 @@ def resolve_control(given: str | None, tasks: Sequence[str]) -> str:
     return get_task(control).name
 
 
+def _resolve(params: NegationParams, tasks: Sequence[str]) -> NegationParams:
+    control = resolve_control(params.control, tasks)
+    if control in tasks:
+        raise UserError(f"the control task {control} is one of the negated tasks; pass a --control outside --tasks (it must measure what negation keeps)")
+    check_float("--control-ratio", params.control_ratio, 0.0, lo_open=True)
+    return dataclasses.replace(params, control=control)
+
+
 def _run(session: EvalSession, params: NegationParams) -> NegationResult:
-    return evaluate_negation(session, resolve_control(params.control, session.tasks), alpha_grid(params.alpha_step), params.control_ratio)
+    assert params.control is not None  # resolved
+    return evaluate_negation(session, params.control, alpha_grid(params.alpha_step), params.control_ratio)
 
 
 def _headline(r: NegationResult) -> str:
@@ -151,5 +162,5 @@ def report(runs: Mapping[str, RunResults]) -> list[Table]:
 
 EVALUATION: Evaluation[NegationParams, NegationResult] = Evaluation(
     "negation", "theta_0 - alpha * tau_t per task: lowest target Val accuracy with the control >= ratio x zero-shot",
-    NegationParams, NegationResult, run=_run, headline=_headline, report=report, needs_control=True,
+    NegationParams, NegationResult, run=_run, headline=_headline, report=report, needs_control=True, resolve=_resolve,
 )

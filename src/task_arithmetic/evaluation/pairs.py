@@ -6,11 +6,12 @@ import itertools
 from dataclasses import dataclass
 from typing import ClassVar, Mapping, Sequence
 
+from ..flags import alpha_step
 from ..reporting.table import RunResults, Table, pct_cell
 from .addition import Chosen, CurvePoint, sweep
 from .selection import ALPHA_GRID, alpha_grid, mean
 from .session import EvalSession
-from .spec import Evaluation, alpha_step, param, pct
+from .spec import Evaluation, param, pct
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Mapping, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Mapping, Protocol, Sequence, TypeVar
 
 from .. import typed_json
+from ..flags import finite_float, int_in
 from ..errors import UserError
 
 if TYPE_CHECKING:
@@ -31,44 +31,6 @@ class Result(Protocol):
 
 P = TypeVar("P")
 R = TypeVar("R")
-
-
-# ----------------------------------------------------------------------------------------------
-# flag types: argparse `type=` functions, one clear message each
-
-
-def finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def alpha_step(text: str) -> float:
-    value = finite_float(text)
-    if not 0 < value <= 1 or abs(round(1 / value) * value - 1) > 1e-9:
-        raise argparse.ArgumentTypeError(f"expected a step in (0, 1] that divides 1 (e.g. 0.05, 0.25), got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
 
 
 def param(default: Any, help: str, parse: Callable[[str], Any] | None = None, study: bool = False, choices: tuple[str, ...] | None = None) -> Any:
@@ -99,6 +61,10 @@ class Evaluation(Generic[P, R]):
     report: Callable[[Mapping[str, "RunResults"]], list["Table"]] | None = None
     min_tasks: int = 1  # checked before any work
     needs_control: bool = False  # reads the benchmark's control task
+    # its parameters for these tasks with every default that depends on them made explicit (the
+    # control, the pairs) and every value that makes no sense refused (one UserError line):
+    # what its results are keyed by, and what it runs with
+    resolve: Callable[[P, Sequence[str]], P] | None = None
 
     # -- parameters ---------------------------------------------------------------------------
     def fields(self) -> tuple[dataclasses.Field[Any], ...]:
@@ -118,6 +84,11 @@ class Evaluation(Generic[P, R]):
         """Its parameters from values by field name (others ignored; missing ones default)."""
         return self.params(**{f.name: values[f.name] for f in self.fields() if f.name in values and values[f.name] is not None})
 
+    def resolved(self, params: P, tasks: Sequence[str]) -> P:
+        if len(tasks) < self.min_tasks:
+            raise UserError(f"evaluation {self.name} needs at least {self.min_tasks} tasks; pass more tasks")
+        return self.resolve(params, tasks) if self.resolve is not None else params
+
     # -- results ------------------------------------------------------------------------------
     @property
     def schema(self) -> int:
@@ -131,7 +102,8 @@ class Evaluation(Generic[P, R]):
 
 
 def add_param_argument(parser: Any, f: dataclasses.Field[Any]) -> None:
-    parse = f.metadata.get("parse") or (str if f.default is None else type(f.default))
+    # numbers go through the one finiteness and range check of every flag (flags.py)
+    parse = f.metadata.get("parse") or {float: finite_float, int: int_in()}.get(type(f.default), str)
     parser.add_argument(flag(f.name), dest=f.name, type=parse, default=None, choices=f.metadata.get("choices"),
                         help=f"{f.metadata.get('help', '')} (default {f.default})")
 

@@ -6,6 +6,7 @@ vector i moves the features of task j's inputs, the seed paper's interference in
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar, Mapping, Sequence
 
@@ -48,9 +49,13 @@ def evaluate_tau_jp(session: EvalSession, datasets: Sequence[str] | None = None,
     )
 
 
+def _resolve(params: TauJpParams, tasks: Sequence[str]) -> TauJpParams:
+    control = params.control or default_control(tasks)
+    return dataclasses.replace(params, control=get_task(control).name if control else None)
+
+
 def _run(session: EvalSession, params: TauJpParams) -> TauJpResult:
-    control = params.control or default_control(session.tasks)
-    extra = [get_task(control).name] if control else []
+    extra = [params.control] if params.control else []
     return evaluate_tau_jp(session, list(session.tasks) + [d for d in extra if d not in session.tasks], params.split)
 
 
@@ -75,5 +80,5 @@ def report(runs: Mapping[str, RunResults]) -> list[Table]:
 
 EVALUATION: Evaluation[TauJpParams, TauJpResult] = Evaluation(
     "tau_jp", "the tau-Jp matrix: mean ||J_theta0 f(x_j) . tau_i|| for every task vector i and dataset j",
-    TauJpParams, TauJpResult, run=_run, headline=_headline, report=report,
+    TauJpParams, TauJpResult, run=_run, headline=_headline, report=report, resolve=_resolve,
 )

@@ -17,6 +17,7 @@ FusionBench's (adamerging/clip.yaml: lr 1e-3, init_values 0.3, max_steps 1000, b
 from __future__ import annotations
 
 import copy
+import io
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..io import atomic_write_bytes
 from .base import MergeAlgorithm, TaskVectorStream, finite_number, integer, write_back
 from .modelpool.base import PRETRAINED, BaseModelPool, as_model_pool
 
@@ -228,11 +230,12 @@ class AdaMergingAlgorithm(MergeAlgorithm):
 
     def _save(self, lam: torch.Tensor) -> None:
         path = Path(self.save_merging_weights)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()  # serialised first, then written through the suite's one writer (atomic, one-line failures)
         if path.suffix == ".npy":
-            np.save(path, lam.detach().cpu().numpy())
+            np.save(buffer, lam.detach().cpu().numpy())
         else:
-            torch.save(lam.detach().cpu(), path)
+            torch.save(lam.detach().cpu(), buffer)
+        atomic_write_bytes(path, buffer.getvalue())
 
 
 def merged_parameters(lam: torch.Tensor, base: dict[str, torch.Tensor], taus: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..errors import UserError
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, REPO_ROOT
 from .targets import parameters, target_class
@@ -136,6 +138,15 @@ def _compose(root: Path, overrides: list[str]):
         raise UserError(f"config not found: {_first_line(err)}") from err
     except (HydraException, OmegaConfBaseException, ValueError) as err:
         raise UserError(f"bad config or override: {_first_line(err)}") from err
+    except yaml.YAMLError as err:  # e.g. a !!python/... tag: the safe loader refuses it, nothing ran
+        raise UserError(f"a config under {root} is not plain YAML: {_yaml_problem(err)}; remove the tag or fix the file") from err
+
+
+def _yaml_problem(err: Exception) -> str:
+    mark = getattr(err, "problem_mark", None)
+    where = f"{mark.name}, line {mark.line + 1}" if mark is not None else "?"
+    problem = getattr(err, "problem", None) or _first_line(err)
+    return f"{problem} ({where})"
 
 
 def _force_class_parameters(root: Path, overrides: list[str]) -> list[str]:

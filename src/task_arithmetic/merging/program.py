@@ -1,5 +1,10 @@
 """The merge program behind src/merge.py: build method and pools from a config, merge, save the
-merged model, evaluate it on the task pool, write a JSON report."""
+merged model, evaluate it on the task pool, write a JSON report.
+
+Its outputs never replace what they did not write: merged_model_save_path may replace a model a
+merge saved (its metadata says so), never a fine-tuned run or a downloaded model; report_save_path
+may replace a merge report, never an evaluation's results. Both are checked before the merge.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,15 @@ import yaml
 from torch import nn
 
 from ..errors import UserError
-from ..io import atomic_write_json, save_weights
+from ..flags import check_seed
+from ..io import atomic_folder, atomic_write_json, metadata_path, read_json_object, save_weights
 from ..models.encoder import ImageEncoder
+from ..paths import check_name
+from ..storage.write_errors import check_output_path
 from .targets import instantiate
+
+MERGE_MARKER = "merge.json"  # in a merged HF folder: what made it (and that a merge may replace it)
+SWITCHES = ("print_config", "dry_run", "fast_dev_run")  # true/false keys of config/merge.yaml
 
 
 def default_report_path(config: dict[str, Any], choices: dict[str, str | None], method_config: dict[str, Any]) -> Path:
@@ -33,7 +44,9 @@ def default_report_path(config: dict[str, Any], choices: dict[str, str | None], 
         # Methods with many settings (AdaMerging) would exceed file-name limits; the report holds them all.
         settings = "cfg-" + hashlib.sha256(json.dumps(method_config, sort_keys=True, default=str).encode()).hexdigest()[:8]
     method = clean(str(choices["method"])) + (f"__{clean(settings)}" if settings else "")
-    return Path(config["results_root"]) / "merge" / clean(str(choices["modelpool"])) / clean(str(choices["taskpool"] or "no_taskpool")) / f"{method}.json"
+    names = (check_name("modelpool", clean(str(choices["modelpool"]))), check_name("taskpool", clean(str(choices["taskpool"] or "no_taskpool"))),
+             check_name("method", method))
+    return Path(config["results_root"]) / "merge" / names[0] / names[1] / f"{names[2]}.json"
 
 
 def save_merged(model: nn.Module, path: Path, metadata: dict[str, Any]) -> Path:
@@ -50,11 +63,55 @@ def save_merged(model: nn.Module, path: Path, metadata: dict[str, Any]) -> Path:
             raise UserError(f"merged_model_save_path must end in .safetensors, got {path}")
         from .modelpool.hf_clip import quiet_transformers
 
-        with quiet_transformers():
-            model.save_pretrained(path)
+        needed = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        with atomic_folder(path, needed) as partial:  # whole or not at all, the previous merge kept until then
+            with quiet_transformers():
+                model.save_pretrained(partial)
+            atomic_write_json(partial / MERGE_MARKER, {"merge": metadata})
         return path
     extra = {"hf_class": type(model).__name__, "hf_config": config.to_dict()} if config is not None else {}
     return save_weights(path, model.state_dict(), {"format": "merged_state_dict", "merge": metadata, **extra})
+
+
+def _describe_model(meta: dict[str, Any]) -> str:
+    if meta.get("run") and meta.get("task"):
+        return f"the fine-tuned run {meta['run']} of {meta['task']}"
+    return f"a {meta.get('format', 'model')} file" if meta else "a model this suite did not write"
+
+
+def check_outputs(config: dict[str, Any]) -> None:
+    """Refuse, before any work, output paths that cannot be written or would replace what a merge
+    did not write (a fine-tuned run, a downloaded model, an evaluation's results)."""
+    model_path = config.get("merged_model_save_path")
+    if model_path:
+        path = Path(model_path)
+        is_file = path.suffix == ".safetensors"
+        check_output_path(path, "file" if is_file else "folder", what="merged model (merged_model_save_path)")
+        if is_file and path.exists():
+            meta = read_json_object(metadata_path(path)) if metadata_path(path).is_file() else {}
+            if "merge" not in meta:
+                raise UserError(f"merged_model_save_path={path} holds {_describe_model(meta)}, which a merge must not replace; choose another path")
+        if not is_file and path.is_dir() and any(path.iterdir()) and not (path / MERGE_MARKER).is_file():
+            raise UserError(f"merged_model_save_path={path} is a folder holding files no merge wrote; choose a new or empty folder")
+    report = config.get("report_save_path")
+    if report:
+        path = Path(report)
+        check_output_path(path, "file", what="merge report (report_save_path)")
+        if model_path and Path(model_path).suffix == ".safetensors" and path.resolve() == metadata_path(Path(model_path)).resolve():
+            raise UserError(f"report_save_path={path} is the merged model's own metadata file; choose another path")
+        if path.exists():
+            try:
+                previous = read_json_object(path)
+            except UserError:
+                previous = {}
+            if not {"choices", "method", "merged_model_save_path"} <= set(previous):
+                raise UserError(f"report_save_path={path} holds a file that is not a merge report, which a merge must not replace; choose another path")
+
+
+def check_switches(config: dict[str, Any]) -> None:
+    for key in SWITCHES:
+        if config.get(key) is not None and not isinstance(config[key], bool):
+            raise UserError(f"{key} must be true or false, got {config[key]!r}; pass e.g. {key}=true")
 
 
 def print_results(results: dict[str, Any]) -> None:
@@ -71,13 +128,15 @@ def seed_everything(seed: Any) -> None:
 
     from .base import integer
 
-    value = integer("seed", seed)
+    value = check_seed("seed", integer("seed", seed))
     random.seed(value)
     np.random.seed(value % 2**32)
     torch.manual_seed(value)
 
 
 def run_program(config: dict[str, Any], choices: dict[str, str | None]) -> dict[str, Any]:
+    check_switches(config)
+    check_outputs(config)
     if config.get("seed") is not None:
         seed_everything(config["seed"])
     if config.get("print_config", True):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..evaluation.registry import EVALUATIONS
-from ..evaluation.results import is_fresh, results_lock, write_results
+from ..evaluation.results import Freshness, freshness, results_key, results_lock, write_results
 from ..evaluation.session import EvalOptions, EvalSession, RunSelection
 from ..io import metadata_path
 from ..models.pretrained import task_head, zeroshot_encoder
@@ -93,18 +93,30 @@ def evaluation_inputs(study: Study, recipe: Recipe) -> list[Path]:
     ]
 
 
+def evaluation_weights(study: Study, recipe: Recipe) -> list[Path]:
+    """The weights the recipe's evaluations read: theta_0 and each task's run."""
+    return [study.layout.zeroshot(study.spec.model_id)] + [study.layout.finetuned(study.spec.model_id, t, recipe.run.name) for t in study.tasks]
+
+
+def evaluation_states(study: Study, recipe: Recipe) -> dict[str, Freshness]:
+    """Each of the recipe's evaluations: fresh, missing, or not what the study would write now
+    (made from other weights, another schema, or other settings: evaluation/results.py's key)."""
+    if not all(p.is_file() for p in evaluation_inputs(study, recipe)):
+        return {n: Freshness("missing", "the runs it reads are not all finished") for n in study.evaluations}
+    weights, mid = evaluation_weights(study, recipe), study.spec.model_id
+    return {
+        name: freshness(study.layout.results(mid, recipe.evaluated.name, name), EVALUATIONS[name], study_key(study, name, weights))
+        for name in study.evaluations
+    }
+
+
+def study_key(study: Study, evaluation: str, weights: list[Path]) -> Any:
+    spec = EVALUATIONS[evaluation]
+    return results_key(spec, spec.resolved(study.params(evaluation), study.tasks), study.tasks, study.eval_limit, weights)
+
+
 def pending_evaluations(study: Study, recipe: Recipe) -> list[str]:
-    """The recipe's evaluations whose results are missing, older than the runs they read, or
-    made with other parameters or another schema (evaluation/results.py)."""
-    inputs = evaluation_inputs(study, recipe)
-    if not all(p.is_file() for p in inputs):
-        return list(study.evaluations)
-    newest = max(p.stat().st_mtime for p in inputs)
-    mid = study.spec.model_id
-    return [
-        name for name in study.evaluations
-        if not is_fresh(study.layout.results(mid, recipe.evaluated.name, name), EVALUATIONS[name], study.params(name), newest)
-    ]
+    return [name for name, state in evaluation_states(study, recipe).items() if not state.fresh]
 
 
 def _report_fresh(study: Study) -> bool:
@@ -146,19 +158,26 @@ def prepare(study: Study) -> None:
 
 
 def evaluate_recipe(study: Study, recipe: Recipe) -> None:
-    """Run the recipe's pending evaluations in one session; a missing run names its command."""
-    pending = pending_evaluations(study, recipe)
+    """Run the recipe's pending (missing or stale) evaluations in one session, saying why a stale
+    one is recomputed; a missing run names the command that makes it."""
+    states = evaluation_states(study, recipe)
     name = recipe.evaluated.name
+    pending = [n for n, state in states.items() if not state.fresh]
     if not pending:
         print(f"  {name}: up to date", flush=True)
         return
     selection = RunSelection(study.spec, study.layout, study.data_location, recipe.evaluated, study.tasks)
     options = EvalOptions(device=study.device, batch_size=study.eval_batch_size, num_workers=study.eval_workers, max_eval_samples=study.eval_limit)
     session = EvalSession(selection, options)
+    weights = [session.theta0_path, *session.checkpoints.values()]
     for evaluation in pending:
-        spec, params = EVALUATIONS[evaluation], study.params(evaluation)
+        if states[evaluation].status in ("stale", "other_settings"):  # a re-run with other settings, or runs trained again
+            print(f"  {name}/{evaluation}: stale results ({states[evaluation].detail}); recomputing", flush=True)
+        spec = EVALUATIONS[evaluation]
+        params = spec.resolved(study.params(evaluation), study.tasks)
+        key = results_key(spec, params, study.tasks, study.eval_limit, weights)
         with results_lock(study.layout.results(study.spec.model_id, name, evaluation)):
-            path = write_results(study.layout, study.spec.model_id, name, spec, params, session.settings(), spec.run(session, params))
+            path = write_results(study.layout, study.spec.model_id, name, spec, params, session.settings(), spec.run(session, params), key)
         print(f"  {name}/{evaluation} -> {path}", flush=True)
 
 

@@ -9,8 +9,8 @@ they lose (README, "The embedded benchmark", has the measurements).
 The units and their dependencies are the study's graph (graph.py), the same the sequential study
 and the Slurm jobs walk; a unit reaches its worker as JSON (the study and the unit's id) and runs
 the call the sequential study makes, so its numbers are those of a sequential run at the same
-thread count. Workers die with the study: each watches its parent and exits when the parent is
-gone, so a killed study leaves no worker behind holding a lock.
+thread count. Workers die with the study (lifeline.py), so a killed study leaves no worker behind
+holding a lock.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import dataclasses
 import multiprocessing
 import os
 import signal
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -30,9 +29,11 @@ import torch
 from ..errors import UserError
 from ..models.factory import register_model_config, runtime_model_configs
 from ..plugins import register_builtin_plugins
-from ..runtime import STOP_SIGNALS, usable_cores
+from ..runtime import usable_cores
+from ..stop_signals import STOP_SIGNALS
 from .definition import Study
 from .graph import Unit, UnitKind, is_done, run_unit, unit_from_payload, unit_payload
+from .lifeline import die_with_parent, running_unit
 from .stop import stop_for_signal
 
 MAX_AUTO_JOBS = 8  # beyond this, the study's few dozen units gain little and memory grows
@@ -56,31 +57,23 @@ def parse_jobs(text: str) -> int | None:
 
 
 def _init_worker(threads: int, model_configs: dict[str, dict], parent: int) -> None:
+    die_with_parent(parent)  # never outlive a killed study (lifeline.py)
     # A spawned worker starts bare: the plug-ins every entry point registers, the architectures the
     # parent registered at run time, its share of the cores. Stop signals reach the worker from
-    # the parent (forwarded) or from the terminal's process group; a fine-tuning run turns them
-    # into a saved state, the rest of the time they end it.
+    # the parent (forwarded), from the terminal's process group, or from the kernel when the
+    # parent dies; a fine-tuning run turns them into a saved state, an evaluation unwinds, an
+    # idle worker exits.
     register_builtin_plugins()
     for name, config in model_configs.items():
         register_model_config(name, config)
     torch.set_num_threads(threads)
-    _die_with_parent(parent)
-
-
-def _die_with_parent(parent: int) -> None:
-    """Exit when the study process is gone (a SIGKILL leaves no chance to stop the workers)."""
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)  # the parent is gone: nobody waits for this worker's result; its locks name a dead pid
-
-    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 def _run_unit(payload: dict) -> tuple[str, float]:
     start = time.perf_counter()
     study, unit = unit_from_payload(payload)
-    status = run_unit(study, unit)
+    with running_unit():
+        status = run_unit(study, unit)
     return status, time.perf_counter() - start
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-from ..runtime import EXIT_PREEMPTED
+from ..stop_signals import EXIT_PREEMPTED
 
 
 def stop_for_signal(detail: str = "") -> NoReturn:

@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import UserError
+from ..flags import finite_float
 
 if TYPE_CHECKING:  # annotations only: these import models (heavier) or this module
     from ..training.model import Trainee
@@ -155,6 +156,7 @@ class Plugin(ABC, Generic[OptionsT, SettingsT]):
         group = parser.add_argument_group(f"{cls.name} options ({cls.summary})")
         for f in fields:
             kind = str if f.metadata.get("tasks") else f.metadata.get("kind", float)
+            kind = finite_float if kind is float else kind  # NaN would pass every range check the plug-in makes
             group.add_argument(flag(f.name), dest=f.name, type=kind, default=None, help=f.metadata.get("help"))
 
     @classmethod

@@ -146,8 +146,12 @@ class FileLock:
 
     def _try_create(self, me: Holder) -> bool:
         tmp = self.path.with_name(f"{self.path.name}.{me.token}.new")
-        with translating_write_errors(self.path, 4096):
-            tmp.write_text(json.dumps(asdict(me)))
+        try:
+            with translating_write_errors(self.path, 4096):
+                tmp.write_text(json.dumps(asdict(me)))
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk leaves it empty: never leave it behind
+            raise
         try:
             os.link(tmp, self.path)
             return True
@@ -173,7 +177,8 @@ class FileLock:
     def _take_over(self, stale: Holder) -> None:
         guard = self.path.with_name(self.path.name + ".takeover")
         try:
-            fd = os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            with translating_write_errors(self.path):
+                fd = os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             if self._age(guard) > _TAKEOVER_STALE_S:
                 guard.unlink(missing_ok=True)  # a take-over that died half-way

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 from ..data.registry import get_task
 from ..errors import UserError
+from ..flags import check_seed
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, check_folder_flag
 from ..recipes import MODES, REGULARIZERS, Mode, Regularizer, RunId
 from ..recipes.base import Context, Plugin, Settings, StepCost, flag
@@ -226,3 +227,4 @@ def _check_numbers(values: dict[str, Any], epochs: int | None, micro_batch: int 
     need(cfg.save_every >= 1, f"--save-every must be >= 1 step, got {cfg.save_every}")
     need(cfg.num_workers is None or cfg.num_workers >= 0, f"--num-workers must be >= 0, got {cfg.num_workers}")
     need(cfg.max_train_samples is None or cfg.max_train_samples >= 1, f"--max-train-samples must be >= 1, got {cfg.max_train_samples}")
+    check_seed("--seed", cfg.seed)

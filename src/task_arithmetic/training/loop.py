@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from ..vectors.task_vector import TaskVector
 from .config import FinetuneConfig, TrainingPlan, resolve_config
 from .distributed import DistContext, barrier, init_distributed, shutdown, sum_over_processes
 from .model import Trainee, build_trainee
-from .ownership import owned_run_folder
+from .ownership import owned_run_folder, tidy_finished_run
 from .preemption import StopFlag
 from .state import load_train_state, save_train_state, saved_step
 from .step import NonFiniteStep, StepSchedule, TrainingDiverged, train_step
@@ -85,6 +86,8 @@ def run_finetune(cfg: FinetuneConfig | TrainingPlan) -> FinetuneResult:
     if metadata_path(paths.weights).is_file() and not plan.force:
         steps = int(read_json(metadata_path(paths.weights)).get("steps", 0))
         print(f"{plan.task} {plan.run}: already finished ({paths.weights}); pass --force to train again", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 owns the folder
+            tidy_finished_run(paths.run_dir, (paths.state, paths.pending_log))
         return FinetuneResult("skipped", paths.weights, steps, plan)
     # The stop signals are handled from here to the end, so a SIGTERM during set-up or the final
     # save still ends with a saved state and EXIT_PREEMPTED (or a finished run), never 143.

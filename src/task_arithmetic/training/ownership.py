@@ -7,6 +7,8 @@ small all-reduce so the other ranks stop too instead of waiting at the next barr
 from __future__ import annotations
 
 import contextlib
+import shutil
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -14,7 +16,7 @@ import torch
 
 from ..errors import UserError
 from ..io import remove_stale_temporaries
-from ..storage.locks import FileLock
+from ..storage.locks import FileLock, LockHeld
 from .distributed import DistContext, sum_over_processes
 
 LOCK_NAME = ".lock"
@@ -50,3 +52,27 @@ def owned_run_folder(run_dir: Path, ctx: DistContext, device: torch.device, temp
     finally:
         if ctx.is_main:
             lock.release()
+
+
+def tidy_finished_run(run_dir: Path, leftovers: tuple[Path, ...]) -> list[Path]:
+    """Remove what a finished run no longer needs but a kill can leave: the resumable state of a
+    run killed between its final save and its clean-up, a failed --force run's pending log and
+    state, temporaries, and a dead holder's lock. Only when no live process holds the folder
+    (a --force run under way keeps its files); returns what was removed."""
+    run_dir = Path(run_dir)
+    present = [p for p in leftovers if p.exists()]
+    if not present and not (run_dir / LOCK_NAME).exists() and not any(run_dir.glob(".*.tmp")):
+        return []
+    try:
+        with FileLock(run_dir / LOCK_NAME, what=f"run folder {run_dir}"):
+            for path in present:
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+            present += remove_stale_temporaries(run_dir)
+    except LockHeld:
+        return []
+    if present:
+        print(f"removed what an interrupted save or --force run left in {run_dir}: {', '.join(p.name for p in present)}", file=sys.stderr)
+    return present

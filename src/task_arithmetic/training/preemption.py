@@ -9,15 +9,18 @@ resumes it (scripts/slurm/finetune_array.sbatch requeues the job on that code).
 The flag is held for the whole run: a signal during set-up saves nothing new and exits
 EXIT_PREEMPTED; one during the last step or the final save lets the save complete, and the
 run ends finished (exit 0), since nothing would be left to resume.
+Before that, from the first line of an entry script (its imports take seconds), a stop signal
+ends the process with EXIT_PREEMPTED too (`exit_preempted_on_stop_signals`), never 143.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from types import FrameType
 
-from ..runtime import EXIT_PREEMPTED, STOP_SIGNALS
+from ..stop_signals import EXIT_PREEMPTED, STOP_SIGNALS
 
 __all__ = ["EXIT_PREEMPTED", "STOP_SIGNALS", "StopFlag"]
 
@@ -54,3 +57,22 @@ class StopFlag:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
         self._previous.clear()
+
+
+def exit_preempted_on_stop_signals() -> None:
+    """Until a run or a study installs its own handling: a stop signal exits EXIT_PREEMPTED.
+
+    An entry script calls this first, before its imports (seconds of torch and open_clip), so a
+    scheduler's SIGTERM at start-up is a "try again" and not a crash. The SystemExit unwinds
+    normally: locks are released and half-written temporaries removed on the way out.
+    """
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        for sig in STOP_SIGNALS:  # a repeated signal must not interrupt the clean-up on the way out
+            signal.signal(sig, lambda *args: None)
+        print(f"stopped by {signal.Signals(signum).name}: finished steps are kept; run the same command again to resume", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_PREEMPTED)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, stop)

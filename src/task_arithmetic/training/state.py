@@ -6,11 +6,16 @@ Folder layout (layout.train_state(...)):
 state.json is written last and atomically: it is the commit point. A kill before it leaves the
 previous state.json pointing at the previous (still present) tensors file; older files are
 removed only after the new state.json is in place. Loading never unpickles anything.
+The tensors file records its own step and the run's identity (a digest of the settings), so a
+state.json that names another run's tensors, or another step's, is refused instead of resumed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,12 @@ from ..storage.checksums import DamagedFile
 
 STATE_FILE = "state.json"
 STATE_FORMAT = "train_state/1"
+_TENSORS_NAME = re.compile(r"tensors-\d{9}\.safetensors")
+
+
+def run_identity(fingerprint: dict[str, Any]) -> str:
+    """A digest of the settings that determine the trained weights: what makes a state this run's."""
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -93,7 +104,7 @@ def save_train_state(
     optim_tensors, optim_scalars = _optimizer_tensors(optimizer)
     tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()}, **optim_tensors, **rng_tensors}
     name = f"tensors-{step:09d}.safetensors"
-    save_weights(folder / name, tensors, {"format": STATE_FORMAT, "step": step})
+    save_weights(folder / name, tensors, {"format": STATE_FORMAT, "step": step, "run_identity": run_identity(fingerprint)})
     atomic_write_json(
         folder / STATE_FILE,
         {"format": STATE_FORMAT, "step": step, "tensors": name, "fingerprint": fingerprint, "rng": rng_scalars, "optimizer": optim_scalars,
@@ -119,13 +130,20 @@ def load_train_state(folder: Path, model: nn.Module, optimizer: torch.optim.Opti
         changed = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {fingerprint.get(k)!r}" for k in changed[:3])
         raise UserError(f"the saved training state in {folder} was made with other settings ({detail}); re-run with the same settings, or --force to start over")
+    name = meta.get("tensors")
+    start_over = f"re-run with --force to start this run over, or delete {folder} and re-run the same command"
+    if not isinstance(name, str) or not _TENSORS_NAME.fullmatch(name):
+        raise UserError(f"{state_file} names {name!r} as its tensors, not a tensors-<step>.safetensors file of its own folder; {start_over}")
     try:
-        tensors, _ = load_weights(folder / str(meta.get("tensors")))
+        tensors, tensors_meta = load_weights(folder / name)
     except DamagedFile as err:
+        raise UserError(f"the saved training state {err.path} is damaged ({err.detail}); {start_over}") from err
+    recorded = tensors_meta.get("run_identity")  # absent from states saved before it was recorded
+    if tensors_meta.get("step") != meta.get("step") or (recorded is not None and recorded != run_identity(fingerprint)):
         raise UserError(
-            f"the saved training state {err.path} is damaged ({err.detail}); re-run with --force to start this run over, "
-            f"or delete {folder} and re-run the same command"
-        ) from err
+            f"{state_file} does not match its tensors {folder / name} (they were saved by another run or at another step: "
+            f"step {tensors_meta.get('step')!r} vs {meta.get('step')!r}); {start_over}"
+        )
     model_state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
     model.load_state_dict(model_state)
     _restore_optimizer(optimizer, tensors, meta.get("optimizer", {}))

@@ -64,9 +64,17 @@ class RealDataset:
         self.require(root, split)
         try:
             return self.build(root, split, transform)
+        except UserError:
+            raise
         except FileNotFoundError as err:
             # e.g. a class folder without images: torchvision's message names the folder.
             raise UserError(f"{self.name}: incomplete data under {root}: {err}; expected layout: {self.layout}") from None
+        except Exception as err:  # noqa: BLE001 - third-party readers fail on damaged files in many ways (RuntimeError, ValueError, EOFError, ...)
+            detail = " ".join(str(err).split())[:200]
+            raise UserError(
+                f"{self.name}: the {split} files under {root} cannot be read ({type(err).__name__}: {detail}); "
+                f"the copy is damaged or not in the expected layout ({self.layout}): download or extract it again"
+            ) from None
 
     def load_classnames(self, root: Path) -> list[str]:
         root = Path(root)

@@ -41,7 +41,7 @@ def _make(root: Path) -> list[str]:
         lacking = [entry for src, entry in sources if not src.is_file()]
         if lacking:
             raise UserError(f"DTD: {len(lacking)} images named in {base / 'labels'} are absent from {base / 'images'} (e.g. {lacking[0]}); re-extract dtd-r1.0.1.tar.gz")
-        build_folder(dest, sources)
+        build_folder(dest, sources, sources_in=base / "images", listed_in=base / "labels")
         done.append(f"DTD: made {dest} ({len(sources)} images)")
     return done
 

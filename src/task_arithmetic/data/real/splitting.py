@@ -1,5 +1,6 @@
 """Building blocks of the hand-made splits: a hash order that is the same on every machine,
-proportional cuts, and folder/list writes that appear all at once or not at all.
+proportional cuts, and folder/list writes that appear all at once or not at all, never outside
+their folder.
 
 Assignment depends only on file names (never on directory listing order or an RNG stream), so two
 users with the same raw download get the same split.
@@ -13,6 +14,10 @@ import os
 import shutil
 from pathlib import Path
 from typing import Iterable, Sequence
+
+from ...errors import UserError
+from ...io import atomic_write_text
+from ...storage.write_errors import translating_write_errors
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -47,26 +52,43 @@ def link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def build_folder(dest: Path, files: Sequence[tuple[Path, str]]) -> None:
+def _leaves(relative: str) -> bool:
+    parts = Path(relative).parts
+    return not relative or Path(relative).is_absolute() or ".." in parts
+
+
+def build_folder(dest: Path, files: Sequence[tuple[Path, str]], sources_in: Path | None = None, listed_in: Path | None = None) -> None:
     """Create `dest` holding each source file at its relative path, atomically (one rename).
 
     A crash leaves only `.<name>.partial` beside it, which the next run deletes and rebuilds.
+    Every relative path must stay inside `dest` and, given `sources_in`, every source inside that
+    folder: a hand-edited or foreign list (`listed_in`) cannot read or write elsewhere. A write that
+    fails (full disk, read-only folder) is one line, leaving nothing behind.
     """
-    partial = dest.parent / f".{dest.name}.partial"
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
+    where = f" named in {listed_in}" if listed_in is not None else ""
+    # lexically (os.path.normpath), so a dataset kept behind symlinks stays readable
+    inside = Path(os.path.normpath(sources_in)) if sources_in is not None else None
     for src, relative in files:
-        target = partial / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        link_or_copy(src, target)
-    os.rename(partial, dest)
+        if _leaves(relative) or (inside is not None and not Path(os.path.normpath(src)).is_relative_to(inside)):
+            raise UserError(f"the file {relative!r}{where} is not a path inside {sources_in or dest}; use the list of the original download (re-extract it)")
+    partial = dest.parent / f".{dest.name}.partial"
+    with translating_write_errors(dest):
+        if partial.exists():
+            shutil.rmtree(partial)
+        try:
+            partial.mkdir(parents=True)
+            for src, relative in files:
+                target = partial / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                link_or_copy(src, target)
+            os.rename(partial, dest)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
 
 
 def write_lines(path: Path, lines: Iterable[str]) -> None:
-    partial = path.parent / f".{path.name}.partial"
-    partial.write_text("".join(f"{line}\n" for line in lines))
-    os.replace(partial, path)
+    atomic_write_text(path, "".join(f"{line}\n" for line in lines))
 
 
 def read_lines(path: Path) -> list[str]:

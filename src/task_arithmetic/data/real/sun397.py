@@ -54,7 +54,7 @@ def _make(root: Path) -> list[str]:
         lacking = [str(src) for src, _ in sources if not src.is_file()]
         if lacking:
             raise UserError(f"SUN397: {len(lacking)} images named in {lists / list_name} are absent (e.g. {lacking[0]}); re-extract SUN397.tar.gz into {root}")
-        build_folder(dest, sources)
+        build_folder(dest, sources, sources_in=images, listed_in=lists / list_name)
         done.append(f"SUN397: made {dest} ({len(sources)} images)")
     return done
 
