@@ -190,11 +190,11 @@ def test_a_slurm_log_dir_that_cannot_be_written_is_one_line_before_any_submissio
     a_file.write_text("x")
     never = lambda *args, **kwargs: pytest.fail("nothing may be submitted")  # noqa: E731
     with pytest.raises(WriteFailed, match="is a file, not a folder"):
-        submit([], SlurmOptions(0, 1, None, None, None, a_file), run=never)
+        submit(None, [], SlurmOptions(0, 1, None, None, None, a_file), sys.executable, run=never)
     with tmpfs(tmp_path / "fs", "64k") as fs:
         read_only(fs)
         with pytest.raises(WriteFailed, match="read-only file system in " + str(fs)):
-            submit([], SlurmOptions(0, 1, None, None, None, fs / "logs"), run=never)
+            submit(None, [], SlurmOptions(0, 1, None, None, None, fs / "logs"), sys.executable, run=never)
 
 
 # 2. a killed study takes its workers with it ----------------------------------------------------
@@ -500,7 +500,7 @@ def test_the_study_recomputes_results_made_with_other_settings_and_says_so(world
     assert json.loads((results / "addition.json").read_text())["key"]["settings"]["alpha_step"] == 0.25
     assert (results / "single_task.json").read_text() == single  # its settings did not change: kept
     study_main([*argv, "--alpha-step", "0.25"])
-    assert "standard: up to date" in capsys.readouterr().out
+    assert "[evaluate/standard] up to date" in capsys.readouterr().out
     assert "--eval-batch-size: expected an integer >= 1" in argparse_error(capsys, lambda: study_main([*argv, "--eval-batch-size", "0"]))
 
 

@@ -45,8 +45,8 @@ def test_the_real8_study_runs_end_to_end_on_real_formats(tmp_path, capsys):
         for evaluation in EVALUATIONS:
             assert (res / model_id / recipe / f"{evaluation}.json").is_file(), (recipe, evaluation)
     negation = json.loads((res / model_id / "standard" / "negation.json").read_text())
-    assert negation["settings"]["control"] == "ImageNet"
+    assert negation["params"]["control"] == "ImageNet"
     tau_jp = json.loads((res / model_id / "linear-tau_jp" / "tau_jp.json").read_text())
-    assert tau_jp["settings"]["datasets"] == [*TASKS, "ImageNet"]
+    assert tau_jp["params"]["control"] == "ImageNet" and tau_jp["results"]["datasets"] == [*TASKS, "ImageNet"]
     report = res / model_id / "report" / "report.md"
     assert "## Claims" in report.read_text() and "report: " in capsys.readouterr().out

@@ -68,7 +68,7 @@ class ResultsKey:
 
 def results_key(evaluation: Evaluation[Any, Any], params: Any, tasks: Sequence[str], max_eval_samples: int | None, weight_files: Sequence[Path]) -> ResultsKey:
     """`params` resolved for the tasks (Evaluation.resolved): the same key from src/evaluate.py and the study."""
-    settings = {"evaluation": evaluation.name, "tasks": list(tasks), "max_eval_samples": max_eval_samples, "params": typed_json.dump(params)}
+    settings = {"evaluation": evaluation.name, "tasks": list(tasks), "max_eval_samples": max_eval_samples, **typed_json.dump(params)}
     return ResultsKey(settings, input_digests(weight_files))
 
 
@@ -83,9 +83,8 @@ class Freshness:
 
 
 def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-    flat_old, flat_new = {**old, **old.get("params", {})}, {**new, **new.get("params", {})}
-    changed = sorted(k for k in set(flat_old) | set(flat_new) if k != "params" and flat_old.get(k) != flat_new.get(k))
-    return ", ".join(f"{k} {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in changed[:3]) + (" ..." if len(changed) > 3 else "")
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:3]) + (" ..." if len(changed) > 3 else "")
 
 
 def freshness(path: Path, evaluation: Evaluation[Any, Any], key: ResultsKey) -> Freshness:

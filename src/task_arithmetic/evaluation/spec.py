@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Mapping, Protocol, Sequence, TypeVar
 
 from .. import typed_json
-from ..flags import finite_float, int_in
 from ..errors import UserError
+from ..flags import finite_float, int_in
 
 if TYPE_CHECKING:
     from ..reporting.table import RunResults, Table

@@ -145,6 +145,16 @@ def is_done(study: Study, unit: Unit) -> bool:
     return _report_fresh(study)
 
 
+def pending_units(study: Study, units: list[Unit]) -> list[Unit]:
+    """The units to run, decided before any runs (the worker pool, Slurm): those not done, and
+    every unit after one of them (a fresh report is stale once an evaluation it reads reruns)."""
+    pending: set[str] = set()
+    for unit in units:  # a topological order: dependencies come first
+        if any(d in pending for d in unit.after) or not is_done(study, unit):
+            pending.add(unit.id)
+    return [u for u in units if u.id in pending]
+
+
 # ----------------------------------------------------------------------------------------------
 # running one unit
 

@@ -32,7 +32,7 @@ from ..plugins import register_builtin_plugins
 from ..runtime import usable_cores
 from ..stop_signals import STOP_SIGNALS
 from .definition import Study
-from .graph import Unit, UnitKind, is_done, run_unit, unit_from_payload, unit_payload
+from .graph import Unit, UnitKind, pending_units, run_unit, unit_from_payload, unit_payload
 from .lifeline import die_with_parent, running_unit
 from .stop import stop_for_signal
 
@@ -83,9 +83,10 @@ def run_units(study: Study, units: list[Unit], jobs: int, record: Callable[[str,
     finish, then the error is raised. A stop signal is forwarded to the workers (a fine-tuning run
     saves its state) and the study exits EXIT_PREEMPTED, to be re-run."""
     study = dataclasses.replace(study, progress=False)  # progress bars from several processes garble
-    done = {u.id for u in units if is_done(study, u)}
+    todo = pending_units(study, units)
+    done = {u.id for u in units} - {u.id for u in todo}
     # stable: evaluations first, each list in graph order
-    pending = sorted((u for u in units if u.id not in done), key=lambda u: u.kind is not UnitKind.EVALUATE)
+    pending = sorted(todo, key=lambda u: u.kind is not UnitKind.EVALUATE)
     if not pending:  # a finished study (a reused replicate): no worker to start
         print(f"  all {len(units)} units done", flush=True)
         return

@@ -24,8 +24,9 @@ from typing import Callable, Mapping
 from ..errors import UserError
 from ..io import atomic_write_text
 from ..paths import REPO_ROOT
+from ..storage.write_errors import check_output_path, translating_write_errors
 from .definition import Study
-from .graph import Unit, UnitKind, is_done, unit_payload
+from .graph import Unit, UnitKind, pending_units, unit_payload
 
 UNIT_BATCH = "scripts/slurm/unit.sbatch"
 
@@ -56,7 +57,7 @@ def job_graph(study: Study, units: list[Unit], opts: SlurmOptions) -> list[Job]:
     mid = study.spec.model_id
     base = [f"--cpus-per-task={opts.cpus}"] + [f"--{k}={v}" for k, v in (("time", opts.time), ("partition", opts.partition), ("mem", opts.mem)) if v]
     one_gpu = ["--gres=gpu:1"] if opts.gpus > 0 else []
-    todo = [u for u in units if not is_done(study, u)]
+    todo = pending_units(study, units)
     job_of: dict[str, str] = {}  # unit id -> the job that runs it
     jobs: list[Job] = []
 
@@ -125,7 +126,9 @@ def submit(study: Study, jobs: list[Job], opts: SlurmOptions, python: str, run: 
     ones it needs; returns name -> job id."""
     log_dir = Path(opts.log_dir).resolve()
     folder = submission_folder(log_dir)
-    log_dir.mkdir(parents=True, exist_ok=True)
+    with translating_write_errors(log_dir / "slurm-<job>.out"):  # a read-only or full --log-dir: one line, before anything is written
+        check_output_path(log_dir, "folder", what="--log-dir")
+        log_dir.mkdir(parents=True, exist_ok=True)
     for job in jobs:
         for index, unit in enumerate(job.units):
             atomic_write_text(unit_file(folder, job, index), json.dumps(unit_payload(study, unit), indent=1))
