@@ -112,9 +112,9 @@ def evaluate_merging(
         row: dict[str, Any] = {"settings": {k: v for k, v in algorithm.settings().items() if not isinstance(v, (list, dict))}}
         if method.scaled:
             curve = [summarize(accuracies(scaled(theta0, merged, a), "val"), finetuned["val"]) for a in alphas]
-            chosen = best_index(list(alphas), [c["avg_normalized"] for c in curve], maximize=True)
+            chosen, selected_on = choose_coefficient(alphas, curve)
             coefficient = alphas[chosen]
-            row.update(coefficient=coefficient, val_curve=[{"alpha": a, **c} for a, c in zip(alphas, curve)], val=curve[chosen])
+            row.update(coefficient=coefficient, selected_on=selected_on, val_curve=[{"alpha": a, **c} for a, c in zip(alphas, curve)], val=curve[chosen])
             model = scaled(theta0, merged, coefficient)
         else:
             row.update(coefficient=None, val=summarize(accuracies(merged, "val"), finetuned["val"]))
@@ -124,6 +124,17 @@ def evaluate_merging(
             row["merging_weights"] = algorithm.merging_weights
         out["methods"][method.name] = row
     return out
+
+
+def choose_coefficient(alphas: Sequence[float], curve: Sequence[dict[str, Any]]) -> tuple[int, str]:
+    """(index of the chosen coefficient, the Val score it was chosen on): the best average normalised
+    accuracy, or, when every fine-tuned Val accuracy is 0 and normalised accuracy is undefined, the
+    best average absolute accuracy (addition's fallback)."""
+    for selected_on in ("avg_normalized", "avg_accuracy"):
+        chosen = best_index(list(alphas), [c[selected_on] for c in curve], maximize=True)
+        if chosen is not None:
+            return chosen, selected_on
+    raise ValueError("no Val accuracy to choose a coefficient on")  # absolute accuracy always exists
 
 
 def _single(pool: RunModelPool, taskpool: ClassificationTaskPool, task: str) -> float:
