@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 import torch
 from fakedata import make_imagenet, make_mnist, make_svhn
-from openai_clip import finetuned_vision, geometry_key, hf_image_embedding, openai_clip, save_hf, save_open_clip
+from openai_clip import finetuned_vision, geometry_key, hf_image_embedding, openai_clip, openai_config, save_hf, save_open_clip
 
-from task_arithmetic.checkpoints.hf_convert import vision_tower
+from task_arithmetic.checkpoints.hf_convert import named_config, open_clip_config, vision_tower
 from task_arithmetic.io import load_weights
 from task_arithmetic.models.encoder import load_encoder
 
@@ -112,6 +112,13 @@ def test_import_recognises_openai_architectures_and_converts_exactly(imported):
     with torch.no_grad():
         suite = load_encoder(imported["run"])(images)
     assert relative_error(suite, hf_image_embedding(imported["tuned"], clip.visual_projection.weight, images)) <= 1e-5
+
+
+@pytest.mark.parametrize("name", ["ViT-B-32", "ViT-B-16", "ViT-L-14"])
+def test_every_openai_configuration_is_open_clips_own_architecture(name):
+    """At full size (the configuration alone: building ViT-L/14 would take the test's time)."""
+    config, quick_gelu = open_clip_config(openai_config(name))
+    assert named_config(config) == name and quick_gelu
 
 
 def test_export_loads_in_transformers5_and_has_transformers4_layout(imported):
