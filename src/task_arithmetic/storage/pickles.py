@@ -50,7 +50,7 @@ def describe_unreadable(path: Path, err: BaseException) -> str:
         code = [r for r in references if r.split(".")[0] not in _TENSOR_MODULES]
         if code:
             return holds_code_message(path, code[0])
-        if protocol > TORCH_PROTOCOL:
+        if protocol > TORCH_PROTOCOL and not zipfile.is_zipfile(path):
             return (f"{path} is a plain Python pickle (protocol {protocol}), not a torch.save file, and is read as tensors only in "
                     "torch.save's format: load it with pickle where you trust it and re-save it with `torch.save(state_dict, file)`")
     return f"{path} is damaged or not a readable weights file ({type(err).__name__}: {_detail(err)}); replace it with an intact copy"
@@ -74,23 +74,35 @@ def scan_pickle(path: Path) -> tuple[int, list[str]] | None:
 
 
 def _scan(handle: IO[bytes]) -> tuple[int, list[str]]:
-    protocol, references, strings, memo = 0, [], [], {}
+    # STACK_GLOBAL takes module and name from the stack: the last two strings pushed, directly or
+    # fetched back from the memo (a pickler memoizes each string and fetches repeats from there).
+    protocol, references, strings = 0, [], []
+    memo: dict[int, str | None] = {}
+    top: str | None = None  # the string the previous opcode pushed, if any
     for opcode, arg, _ in pickletools.genops(handle):
         name = opcode.name
-        if name == "PROTO":
-            protocol = int(arg)
+        if name in _STRING_OPS:
+            top = str(arg)
+            strings.append(top)
+            continue
+        if name == "MEMOIZE":
+            memo[len(memo)] = top
+            continue
+        if name in ("BINPUT", "LONG_BINPUT", "PUT"):
+            memo[int(arg)] = top
+            continue
+        if name in ("FRAME", "PROTO"):
+            protocol = int(arg) if name == "PROTO" else protocol
+            continue
+        top = None
+        if name in ("BINGET", "LONG_BINGET", "GET"):
+            top = memo.get(int(arg))
+            if top is not None:
+                strings.append(top)
         elif name in ("GLOBAL", "INST"):
             references.append(str(arg).replace(" ", "."))
         elif name == "STACK_GLOBAL" and len(strings) >= 2:
             references.append(f"{strings[-2]}.{strings[-1]}")
-        elif name in _STRING_OPS:
-            strings.append(str(arg))
-        elif name == "MEMOIZE" and strings:
-            memo[len(memo)] = strings[-1]
-        elif name in ("BINPUT", "LONG_BINPUT", "PUT") and strings:
-            memo[int(arg)] = strings[-1]
-        elif name in ("BINGET", "LONG_BINGET", "GET") and int(arg) in memo:
-            strings.append(memo[int(arg)])
     return protocol, references
 
 
