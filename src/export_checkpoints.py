@@ -3,8 +3,9 @@
     python src/export_checkpoints.py checkpoints/ViT-B-32-openai/Cars/standard/finetuned.safetensors out/Cars
     python src/export_checkpoints.py merged.safetensors out/merged --force
 
-The folder loads with `CLIPVisionModel.from_pretrained(folder)`; the encoder's projection is kept
-beside it (visual_projection.safetensors), which src/import_checkpoints.py reads back.
+The folder loads with `CLIPVisionModel.from_pretrained(folder)` in transformers 4 and 5, with no
+missing weight; the encoder's projection is kept beside it (visual_projection.safetensors), which
+src/import_checkpoints.py reads back.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ with `hf download ... --local-dir DIR`); --finetuned-hf a CLIPVisionModel (or CL
 --finetuned-open-clip an open_clip state-dict file. Fine-tuned runs land at
 checkpoints/<model_id>/<task>/standard-<tag>/, and the printed --model/--pretrained flags locate
 them in every other script (e.g. `--tag public` for the evaluations). Models of another
-architecture, or far from theta_0, are refused.
+architecture or activation, or far from theta_0, are refused; every source is checked before
+anything is written, so a refusal leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import argparse
 from pathlib import Path
 
 from task_arithmetic import flags
-from task_arithmetic.checkpoints.importing import DEFAULT_MAX_DISTANCE, import_finetuned, import_pretrained_hf
+from task_arithmetic.checkpoints.importing import DEFAULT_MAX_DISTANCE, import_checkpoints
 from task_arithmetic.errors import UserError, cli_entry
 from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_RESULTS_ROOT, Layout, check_folder_flag
 
@@ -42,20 +43,21 @@ def main(argv: list[str] | None = None) -> list[Path]:
                         help=f"refuse fine-tuned models further than this relative L2 distance from theta_0 (default {DEFAULT_MAX_DISTANCE})")
     parser.add_argument("--checkpoint-root", type=Path, default=DEFAULT_CHECKPOINT_ROOT)
     args = parser.parse_args(argv)
+    from task_arithmetic.plugins import register_builtin_plugins
+
+    register_builtin_plugins()  # the embedded benchmark's tasks and weights
     if not args.tag:
         raise UserError("--tag must not be empty: imported runs must not take the place of the suite's own standard runs")
     check_folder_flag("--checkpoint-root", args.checkpoint_root)
     layout = Layout(args.checkpoint_root, DEFAULT_RESULTS_ROOT)
-    base = import_pretrained_hf(args.pretrained_hf, layout, args.name, args.model)
+    result = import_checkpoints(args.pretrained_hf, args.finetuned_hf + args.finetuned_open_clip, layout, args.tag, args.name, args.model, args.max_distance)
+    base = result.base
     kind = "open_clip architecture" if base.named else "architecture registered from the weights file"
     print(f"theta_0: {layout.zeroshot(base.spec.model_id)} ({kind} {base.spec.name})")
-    written = [base.weights_file]
-    for task, source in args.finetuned_hf + args.finetuned_open_clip:
-        path, distance = import_finetuned(base.spec, layout, task, source, args.tag, args.max_distance)
+    for task, path, distance in result.runs:
         print(f"{task}: {path} (relative distance to theta_0 {distance:.4f})")
-        written.append(path)
     print(f"use: --model {base.spec.name} --pretrained {base.weights_file} --checkpoint-root {args.checkpoint_root} --tag {args.tag}")
-    return written
+    return [base.weights_file, *(path for _, path, _ in result.runs)]
 
 
 if __name__ == "__main__":

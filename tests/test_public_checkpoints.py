@@ -1,6 +1,14 @@
 """Public checkpoints in and out, on tiny HF CLIP models built from configs (nothing downloaded):
 the imported encoder embeds images as HF does, HF -> suite -> HF is bit-exact, for QuickGELU
-(OpenAI) and GELU configs; models not fine-tuned from theta_0 are refused."""
+(OpenAI) and GELU configs; models not fine-tuned from theta_0, or of another geometry or
+activation, are refused, and a refused import leaves nothing behind; pickles are described as what
+they are. The real OpenAI geometries and the README's commands: test_public_checkpoints_openai.py."""
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -123,41 +131,130 @@ def test_named_architectures_are_recognised():
         open_clip_config(config)
 
 
-def test_imported_runs_evaluate_merge_and_continue_with_tau_jp(tmp_path, capsys):
-    """On the embedded tasks (32 px, like the tiny model): the study's evaluations and report read
-    the imported runs, merging pools them, and tau-Jp fine-tuning continues from one."""
-    from run_study import main as study_main
-    from task_arithmetic.merging import TaskArithmeticAlgorithm
-    from task_arithmetic.merging.modelpool.runs import RunModelPool
-    from task_arithmetic.training.config import FinetuneConfig
-    from task_arithmetic.training.loop import run_finetune
+class _RunsShell:
+    """Pickles as a call of os.system (posix.system): loading it would create the marker file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _error_of(argv, capsys) -> str:
+    """The one stderr line and exit 2 of a refused import (run in this process)."""
+    capsys.readouterr()  # what the test printed before (transformers' save progress bars)
+    with pytest.raises(SystemExit) as exit_info:
+        import_main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    return err
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_a_refused_source_leaves_nothing_behind(tmp_path, capsys):
+    clip = tiny_clip("quick_gelu")
+    clip.save_pretrained(tmp_path / "clip")
+    finetuned_from(clip, seed=1).save_pretrained(tmp_path / "good")
+    finetuned_from(tiny_clip("quick_gelu", seed=7), seed=2).save_pretrained(tmp_path / "foreign")
+    common = ["--pretrained-hf", str(tmp_path / "clip"), "--tag", "public", "--checkpoint-root", str(tmp_path / "ck")]
+    err = _error_of([*common, "--finetuned-hf", f"Cars={tmp_path / 'good'}", "--finetuned-hf", f"DTD={tmp_path / 'foreign'}"], capsys)
+    assert str(tmp_path / "foreign") in err and "not fine-tuned from" in err
+    assert _files(tmp_path / "ck") == []  # neither theta_0 nor the run checked before the refused source
+    err = _error_of([*common, "--finetuned-hf", f"Cars={tmp_path / 'good'}", "--finetuned-open-clip", f"Cars={tmp_path / 'good'}"], capsys)
+    assert "given twice" in err and _files(tmp_path / "ck") == []
+    # A good import, then another theta_0 under the same --name: refused, the first one untouched.
+    theta0_file, run_file = import_main([*common, "--finetuned-hf", f"Cars={tmp_path / 'good'}"])
+    before = {p: p.read_bytes() for p in _files(tmp_path / "ck")}
+    capsys.readouterr()
+    tiny_clip("quick_gelu", seed=7).save_pretrained(tmp_path / "other" / "clip")
+    err = _error_of(["--pretrained-hf", str(tmp_path / "other" / "clip"), "--tag", "public", "--checkpoint-root", str(tmp_path / "ck"),
+                     "--finetuned-hf", f"SVHN={tmp_path / 'good'}"], capsys)
+    assert "already holds other weights" in err
+    assert {p: p.read_bytes() for p in _files(tmp_path / "ck")} == before
+
+
+def test_activation_and_geometry_of_every_source_are_checked(tmp_path, capsys):
+    """A GELU fine-tune against a QuickGELU theta_0 would compute something else than transformers
+    does for it; a state-dict file of another patch size cannot be a fine-tune of theta_0."""
+    from openai_clip import save_open_clip
 
     clip = tiny_clip("quick_gelu")
     clip.save_pretrained(tmp_path / "clip")
-    tasks = ("Digits", "LandUse")
-    args = ["--pretrained-hf", str(tmp_path / "clip"), "--tag", "public", "--checkpoint-root", str(tmp_path / "ck")]
-    for i, task in enumerate(tasks):
-        finetuned_from(clip, seed=10 + i, scale=0.05).save_pretrained(tmp_path / task)
-        args += ["--finetuned-hf", f"{task}={tmp_path / task}"]
-    weights, *runs = import_main(args)
-    name = load_encoder(runs[0]).model_name
-    common = ["--model", name, "--pretrained", str(weights), "--checkpoint-root", str(tmp_path / "ck"),
-              "--results-root", str(tmp_path / "res"), "--data-location", str(tmp_path / "data"), "--device", "cpu"]
-    written = study_main([*common, "--tasks", ",".join(tasks), "--recipes", "standard@public,posthoc@public",
-                          "--evaluations", "single_task,addition,tau_jp", "--max-eval-samples", "16", "--alpha-step", "0.5", "--no-progress"])
-    model_id = ModelSpec(name, str(weights)).model_id
-    for run in ("standard-public", "posthoc-public"):
-        for evaluation in ("single_task", "addition", "tau_jp"):
-            assert (tmp_path / "res" / model_id / run / f"{evaluation}.json").is_file()
-    assert any(p.name == "report.md" for p in written)
+    gelu = finetuned_from(clip, seed=1)
+    gelu.config.hidden_act = "gelu"
+    gelu.save_pretrained(tmp_path / "gelu")
+    other = tiny_clip("quick_gelu", patch_size=16)
+    save_open_clip(other, finetuned_from(other, seed=2), tmp_path / "patch16.pt")
+    common = ["--pretrained-hf", str(tmp_path / "clip"), "--tag", "public", "--checkpoint-root", str(tmp_path / "ck")]
+    err = _error_of([*common, "--finetuned-hf", f"Cars={tmp_path / 'gelu'}"], capsys)
+    assert "activation gelu (theta_0: quick_gelu)" in err
+    err = _error_of([*common, "--finetuned-open-clip", f"Cars={tmp_path / 'patch16.pt'}"], capsys)
+    assert "patch_size 16 (theta_0: 8)" in err and "image_size" not in err
+    assert _files(tmp_path / "ck") == []
 
-    pool = RunModelPool(name, list(tasks), pretrained=str(weights), tag="public", checkpoint_root=tmp_path / "ck")
-    merged = TaskArithmeticAlgorithm(scaling_factor=0.5).run(pool)
-    assert merged.weights().keys() == load_encoder(runs[0]).weights().keys()
 
-    result = run_finetune(FinetuneConfig(
-        task="Digits", model=name, pretrained=str(weights), reg="tau_jp", init_from=str(runs[0]), tag="cont",
-        options=dict(penalty_tasks=("LandUse",), penalty_batch=2), max_steps=1, warmup=0, batch_size=4, max_train_samples=8,
-        device="cpu", checkpoint_root=str(tmp_path / "ck"), results_root=str(tmp_path / "res"),
-        data_location=str(tmp_path / "data"), progress=False))
-    assert result.status == "finished" and result.path.parent.name == "linear-tau_jp-cont"
+def test_pickles_that_hold_code_are_refused_unread_and_named(tmp_path, capsys):
+    clip = tiny_clip("quick_gelu")
+    clip.save_pretrained(tmp_path / "clip")
+    marker = tmp_path / "code-ran"
+    torch.save({"w": _RunsShell(marker)}, tmp_path / "evil.pt")  # torch's format: torch names the global
+    with open(tmp_path / "evil4.pkl", "wb") as handle:  # Python's protocol 4: torch stops before the global
+        pickle.dump({"w": _RunsShell(marker)}, handle, protocol=4)
+    folder = tmp_path / "evil_hf"
+    finetuned_from(clip, seed=1).save_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes((tmp_path / "evil.pt").read_bytes())
+    common = ["--pretrained-hf", str(tmp_path / "clip"), "--tag", "public", "--checkpoint-root", str(tmp_path / "ck")]
+    for flag, source, shown in (("--finetuned-open-clip", tmp_path / "evil.pt", tmp_path / "evil.pt"),
+                                ("--finetuned-open-clip", tmp_path / "evil4.pkl", tmp_path / "evil4.pkl"),
+                                ("--finetuned-hf", folder, folder / "pytorch_model.bin")):
+        err = _error_of([*common, flag, f"Cars={source}"], capsys)
+        assert f"{shown} holds code" in err and "posix.system" in err, err
+        assert "weights_only" not in err and "damaged" not in err
+    assert not marker.exists() and _files(tmp_path / "ck") == []
+
+
+def test_theta0_folder_without_config_is_named_as_such(tmp_path, capsys):
+    (tmp_path / "clip").mkdir()
+    err = _error_of(["--pretrained-hf", str(tmp_path / "clip"), "--checkpoint-root", str(tmp_path / "ck")], capsys)
+    assert f"{tmp_path / 'clip'} has no config.json" in err and "hf download" not in err
+    err = _error_of(["--pretrained-hf", str(tmp_path / "missing"), "--checkpoint-root", str(tmp_path / "ck")], capsys)
+    assert "does not exist" in err and "hf download" not in err
+
+
+def test_the_script_knows_the_embedded_tasks_and_says_a_plain_pickle_in_one_line(tmp_path):
+    """As its own process (where nothing registered the embedded tasks before): Digits and LandUse
+    are known, and a plain Python pickle is one stderr line (no torch warning, no torch advice)."""
+    clip = tiny_clip("quick_gelu")
+    clip.save_pretrained(tmp_path / "clip")
+    finetuned_from(clip, seed=1).save_pretrained(tmp_path / "digits")
+    with open(tmp_path / "landuse.pkl", "wb") as handle:
+        pickle.dump({k: v for k, v in clip.state_dict().items() if k.startswith("vision_model.")}, handle, protocol=4)
+    script = Path(__file__).resolve().parents[1] / "src" / "import_checkpoints.py"
+    done = subprocess.run([sys.executable, str(script), "--pretrained-hf", "clip", "--finetuned-hf", "Digits=digits",
+                           "--finetuned-open-clip", "LandUse=landuse.pkl", "--checkpoint-root", "ck"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: landuse.pkl is a plain Python pickle (protocol 4), not a torch.save file")
+    assert not (tmp_path / "ck").exists()
+
+
+def test_an_import_refused_while_writing_removes_what_it_wrote(tmp_path, capsys):
+    """theta_0's file was deleted but the model folder built from it kept; another theta_0 of the same
+    architecture under that name is refused by the kept cache only once its file is written: that
+    file goes again, and the kept folder is untouched."""
+    common = ["--tag", "public", "--checkpoint-root", str(tmp_path / "ck"), "--name", "base"]
+    for seed in (0, 7):
+        tiny_clip("quick_gelu", seed=seed).save_pretrained(tmp_path / f"clip{seed}")
+    theta0_file = import_main(["--pretrained-hf", str(tmp_path / "clip0"), *common])[0]
+    theta0_file.unlink()
+    theta0_file.with_suffix(".json").unlink()
+    kept = {p: p.read_bytes() for p in _files(tmp_path / "ck")}
+    err = _error_of(["--pretrained-hf", str(tmp_path / "clip7"), *common], capsys)
+    assert "was built from a different weights file" in err
+    assert {p: p.read_bytes() for p in _files(tmp_path / "ck")} == kept

@@ -192,6 +192,26 @@ def atomic_folder(target: Path, needed: int | None = None) -> Iterator[Path]:
             raise
 
 
+def save_plain_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], header: Mapping[str, str] | None = None) -> Path:
+    """A .safetensors file for other tools (no JSON beside it; `header` goes into the file's own
+    metadata), written atomically like every file of the suite."""
+    path = Path(path)
+    contiguous = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    with translating_write_errors(path, sum(t.numel() * t.element_size() for t in contiguous.values())):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _temp_beside(path)
+        try:
+            save_file(contiguous, tmp, metadata=dict(header) if header else None)
+            _normal_permissions(tmp)
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return path
+
+
 def load_weights(path: Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Load a weights file and its metadata, checking the recorded digest.
 

@@ -1,6 +1,8 @@
 """Any image encoder of this suite (a run, a merged model, theta_0) out as an HF CLIPVisionModel.
 
-The folder is what `CLIPVisionModel.from_pretrained` loads (config.json + model.safetensors).
+The folder is what `CLIPVisionModel.from_pretrained` loads (config.json + model.safetensors), in
+transformers 4 and 5 alike: the weights carry transformers 4's key names (`vision_model.` ...),
+which transformers 5 also reads, and the file declares the format transformers 4 requires.
 CLIPVisionModel has no projection; the encoder's own projection is written beside it as
 visual_projection.safetensors, which import reads back, so a round trip keeps it. HF-only users
 (FusionBench's task pool) take the projection of the CLIPModel they pair it with instead.
@@ -12,14 +14,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import open_clip
+import torch
 
 from ..errors import UserError
-from ..io import atomic_folder, save_weights
-from ..merging.modelpool.hf_clip import quiet_transformers
+from ..io import atomic_folder, atomic_write_text, save_plain_safetensors, save_weights
 from ..models.encoder import load_encoder
-from .hf_convert import hf_vision_config, vision_to_hf, vision_tower
+from ..state_dicts import state_mismatch
 from ..storage.write_errors import check_output_path
+from .hf_convert import HF_VISION_PREFIX, hf_vision_config, vision_to_hf, vision_tower
 from .importing import PROJECTION_FILE
+
+HF_WEIGHTS_FILE = "model.safetensors"
+SAFETENSORS_HEADER = {"format": "pt"}  # transformers 4 refuses a safetensors file without it
+
+
+def hf_expected_state(hf_config) -> dict[str, torch.Tensor]:
+    """The keys and shapes a CLIPVisionModel of this config holds (built on the meta device: no memory, no init)."""
+    from transformers import CLIPVisionModel
+
+    with torch.device("meta"):
+        return vision_tower(CLIPVisionModel(hf_config)).state_dict()
 
 
 # What an export folder holds: an existing folder with anything else in it is not an export.
@@ -39,9 +53,10 @@ def check_export_folder(folder: Path, force: bool) -> None:
 
 
 def export_hf(encoder_file: Path, folder: Path, force: bool = False) -> Path:
-    """Write the HF folder beside its place and rename it in whole: a failure (a full disk, a
-    read-only folder) leaves one line and the previous export, never half of each."""
-    from transformers import CLIPVisionConfig, CLIPVisionModel
+    """Write the HF folder (the key names transformers 4 and 5 both read) beside its place and
+    rename it in whole: a failure (a full disk, a read-only folder) leaves one line and the
+    previous export, never half of each."""
+    from transformers import CLIPVisionConfig
 
     folder = Path(folder)
     check_export_folder(folder, force)
@@ -52,14 +67,15 @@ def export_hf(encoder_file: Path, folder: Path, force: bool = False) -> Path:
     if config is None:
         raise UserError(f"{encoder_file}: unknown architecture {encoder.model_name}; it cannot be exported")
     hf_config = CLIPVisionConfig(**hf_vision_config(config, bool(encoder.metadata.get("quick_gelu", False))))
+    hf_config.architectures = ["CLIPVisionModel"]
+    hf_config.dtype = torch.float32  # what save_pretrained records for float32 weights
     state, projection = vision_to_hf(encoder.weights(), hf_config.num_hidden_layers)
-    model = CLIPVisionModel(hf_config)
-    missing, unexpected = vision_tower(model).load_state_dict(state, strict=False)
-    if unexpected or [k for k in missing if not k.endswith("position_ids")]:
-        raise UserError(f"{encoder_file} does not map onto a CLIPVisionModel (missing {missing[:1]}, unexpected {unexpected[:1]})")
-    needed = sum(t.numel() * t.element_size() for t in model.state_dict().values()) + projection.numel() * projection.element_size()
+    problem = state_mismatch(hf_expected_state(hf_config), state)
+    if problem:
+        raise UserError(f"{encoder_file} does not map onto a CLIPVisionModel ({problem}); export an image encoder of a plain CLIP ViT")
+    needed = sum(t.numel() * t.element_size() for t in state.values()) + projection.numel() * projection.element_size()
     with atomic_folder(folder, needed) as partial:
-        with quiet_transformers():
-            model.save_pretrained(partial, safe_serialization=True)
+        save_plain_safetensors(partial / HF_WEIGHTS_FILE, {HF_VISION_PREFIX + k: v for k, v in state.items()}, SAFETENSORS_HEADER)
         save_weights(partial / PROJECTION_FILE, {"weight": projection}, {"format": "visual_projection", "source": str(encoder_file)})
+        atomic_write_text(partial / "config.json", hf_config.to_json_string())  # last: what marks a folder as holding a model
     return folder

@@ -19,6 +19,7 @@ import open_clip
 import torch
 
 from ..errors import UserError
+from ..state_dicts import shape_of
 
 HF_ACTIVATIONS = {"quick_gelu": True, "gelu": False}  # HF hidden_act -> open_clip quick_gelu
 OPEN_CLIP_EPS = 1e-5  # open_clip's LayerNorm eps; HF configs carry their own
@@ -156,6 +157,28 @@ def _blocks_to_hf(oc: Mapping[str, torch.Tensor], prefix: str, layers: int) -> d
             for name, part in zip("qkv", oc[f"{src}attn.in_proj_{kind}"].chunk(3)):
                 out[f"{dst}self_attn.{name}_proj.{kind}"] = part.clone()
     return out
+
+
+# The key prefix of a CLIPVisionModel's weights as transformers 4 names them (its CLIPVisionModel
+# nests the tower as `vision_model`). transformers 5 saves the tower's keys bare but reads these too,
+# so an export written with it loads in both.
+HF_VISION_PREFIX = "vision_model."
+
+
+def visual_geometry(state: Mapping[str, Any]) -> dict[str, int]:
+    """Width, depth, patch size, image size and MLP width of an open_clip visual state, read from
+    the tensor shapes alone (so it works for a bare state-dict file, which carries no config)."""
+    width, _, patch, _ = shape_of(state, "conv1.weight")
+    tokens = shape_of(state, "positional_embedding")[0] - 1
+    side = round(tokens**0.5)
+    layers = {k.split(".")[2] for k in state if k.startswith("transformer.resblocks.")}
+    return {
+        "width": int(width),
+        "layers": len(layers),
+        "patch_size": int(patch),
+        "image_size": int(side * patch) if side * side == tokens else -1,
+        "mlp_width": int(shape_of(state, "transformer.resblocks.0.mlp.c_fc.weight")[0]) if layers else 0,
+    }
 
 
 def vision_tower(model: Any) -> torch.nn.Module:

@@ -44,6 +44,7 @@ class MergingParams:
 class MethodResult:
     settings: dict[str, Any]
     coefficient: float | None  # chosen on Val; None for methods without one
+    selected_on: str | None  # what chose it: avg_normalized, or avg_accuracy where every fine-tuned Val accuracy is 0
     val_curve: list[CurvePoint] | None
     val: Scores
     test: Scores
@@ -115,13 +116,13 @@ def evaluate_merging(session: EvalSession, alphas: Sequence[float], adamerging_s
             for a in alphas:
                 s = summarize(accuracies(scaled(theta0, merged, a), "val"), finetuned["val"])
                 curve.append(CurvePoint(s.per_task, s.per_task_normalized, s.avg_accuracy, s.avg_normalized, a))
-            chosen, _ = choose(alphas, curve)
+            chosen, selected_on = choose(alphas, curve)  # as addition: normalised Val accuracy, else absolute
             coefficient = alphas[chosen]
             test = summarize(accuracies(scaled(theta0, merged, coefficient), "test"), finetuned["test"])
-            rows[method.name] = MethodResult(settings, coefficient, curve, curve[chosen], test, weights)
+            rows[method.name] = MethodResult(settings, coefficient, selected_on, curve, curve[chosen], test, weights)
         else:
             val = summarize(accuracies(merged, "val"), finetuned["val"])
-            rows[method.name] = MethodResult(settings, None, None, val, summarize(accuracies(merged, "test"), finetuned["test"]), weights)
+            rows[method.name] = MethodResult(settings, None, None, None, val, summarize(accuracies(merged, "test"), finetuned["test"]), weights)
     return MergingResult(tasks, list(alphas), finetuned, adamerging_steps, rows)
 
 

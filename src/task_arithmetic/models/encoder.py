@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..io import load_weights, save_weights
-from .factory import ModelSpec, check_state_matches, create_clip, quiet_random_init
+from .factory import ModelSpec, check_state_matches, create_clip, quiet_random_init, register_model_config
 
 ENCODER_FORMAT = "image_encoder"
 
@@ -62,12 +62,17 @@ def empty_encoder(metadata: dict[str, Any]) -> ImageEncoder:
     name = metadata.get("model_name")
     if not isinstance(name, str):
         raise UserError("weights metadata has no model_name; the file was not written by this suite's save()")
-    registered = open_clip.get_model_config(name)
-    if registered is None:
-        raise UserError(f"weights are for unknown architecture '{name}'; register its open_clip config first")
-    # A file's metadata only describes the architecture: it never (re)defines one for the process,
-    # so a file cannot change what every later model of that name is built as.
     embedded = metadata.get("model_config")
+    registered = open_clip.get_model_config(name)
+    if registered is None and isinstance(embedded, dict):
+        # An architecture open_clip does not ship (an imported checkpoint's) travels in the metadata
+        # of everything built from it, so a fresh process registers it from there.
+        register_model_config(name, embedded)
+        registered = open_clip.get_model_config(name)
+    if registered is None:
+        raise UserError(f"weights are for unknown architecture '{name}' and their metadata does not describe it; register its open_clip config first")
+    # A file's metadata never redefines an architecture the process knows, so a file cannot change
+    # what every later model of that name is built as.
     if embedded is not None and embedded != registered:
         raise UserError(
             f"the metadata of these weights describes architecture '{name}' differently from the registered one; "

@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from ...errors import UserError
-from ...storage.pickles import describe_unreadable
+from ...storage.pickles import describe_unreadable, quiet_pickle_warnings
 from .base import BaseModelPool
 
 
@@ -77,11 +77,18 @@ def quiet_transformers() -> Iterator[None]:
 
 def hf_from_pretrained(model_class: type, source: str, cache_dir: str | None, what: str) -> nn.Module:
     """model_class.from_pretrained with every missing weight an error (HF would initialise it randomly)."""
+    folder = Path(source).expanduser()
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        raise UserError(f"{what}: {source} has no config.json; pass a Hugging Face {model_class.__name__} folder (config.json and its weights)")
+    if folder.is_file():
+        raise UserError(f"{what}: {source} is a file; pass a Hugging Face {model_class.__name__} folder (config.json and its weights)")
+    if source.startswith((".", "/", "~")) and not folder.exists():
+        raise UserError(f"{what}: folder {source} does not exist; pass a Hugging Face {model_class.__name__} folder (config.json and its weights)")
     if not hf_source_available(source, cache_dir):
         raise UserError(unavailable_message(what, [(what, source)]))
-    location = str(Path(source).expanduser()) if Path(source).expanduser().is_dir() else source
+    location = str(folder) if folder.is_dir() else source
     try:
-        with quiet_transformers():
+        with quiet_transformers(), quiet_pickle_warnings():
             model, info = model_class.from_pretrained(location, cache_dir=cache_dir, output_loading_info=True)
     except (OSError, ValueError) as err:
         raise UserError(f"cannot load {model_class.__name__} for {what} from {source} ({str(err).splitlines()[0]})") from err
