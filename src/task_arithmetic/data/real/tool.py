@@ -91,7 +91,8 @@ class Readiness:
             return f"{self.name:<{NAME_WIDTH}} ready" + (f" ({details})" if details else "") + "".join(f"\n{'':<{NAME_WIDTH}} {n}" for n in self.notes)
         if self.missing:
             return f"{self.name:<{NAME_WIDTH}} missing {', '.join(self.missing)}\n{'':<{NAME_WIDTH}} {self.hint}"
-        return f"{self.name:<{NAME_WIDTH}} {self.status}: {'; '.join(self.problems)}\n{'':<{NAME_WIDTH}} {self.hint}"
+        where = f" ({self.source})" if self.source else ""
+        return f"{self.name:<{NAME_WIDTH}} {self.status}{where}: {'; '.join(self.problems)}\n{'':<{NAME_WIDTH}} {self.hint}"
 
 
 def check(data_location: Path, tasks: Sequence[str] | None = None, counts: bool = False, fingerprints: bool = False, leaks: bool = False) -> list[Readiness]:
@@ -120,6 +121,8 @@ def check(data_location: Path, tasks: Sequence[str] | None = None, counts: bool 
             continue
         entry = _counted(dataset, root) if counts else Readiness(dataset.name, [], "")
         entry = dataclasses.replace(entry, source=source)
+        if entry.problems and copy is not None:
+            entry = dataclasses.replace(entry, hint=f"the copy differs from {copy.source.repo}: delete {copy.folder} and download it again")
         if entry.ready and (fingerprints or leaks):
             entry = _examined(entry, root, fingerprints, leaks)
         report.append(entry)
