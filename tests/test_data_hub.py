@@ -133,6 +133,9 @@ def test_label_names_that_do_not_match_the_class_list_are_refused(tmp_path, isol
     fx.simple(tmp_path / "hf/tanganke/emnist_letters", None, 27, seed=32, n_train=30)  # labels 0..26: one too many
     with pytest.raises(UserError, match=r"EMNIST: the tanganke/emnist_letters copy's labels run 0\.\.26, but EMNIST has 26 classes"):
         DATASETS["EMNIST"].load_classnames(tmp_path)
+    fx.simple(tmp_path / "hf/tanganke/stl10", [str(i) for i in range(10)], 10, seed=33)  # names taken from the data must name something
+    with pytest.raises(UserError, match=r"STL10: the tanganke/stl10 copy's label names are only indices"):
+        DATASETS["STL10"].load_classnames(tmp_path)
 
 
 def test_the_fingerprint_changes_when_one_example_moves(tmp_path, isolated_hf):
@@ -197,6 +200,8 @@ def test_fusionbench_ta8_configs_run_unchanged_on_hub_copies(tmp_path, isolated_
         + common(tmp_path, "CLIPVisionModelTaskPool/clip-vit-classification_TA8", "ta8.json")
     )
     assert set(report["results"]) == {*TA8, "average"} and report["taskpool"]["splits"] == {t: "test" for t in TA8}
+    provenance = report["taskpool"]["data_fingerprints"]  # the merge report records which copies it read
+    assert provenance["SVHN"]["source"].startswith("hub copy ufldl-stanford/svhn/cropped_digits") and provenance["SVHN"]["test"]["n"] == 10
     assert report["results"]["svhn"]["n"] == 10 and report["results"]["dtd"]["n"] == 10  # the copies' test splits
 
 

@@ -176,13 +176,16 @@ def match_classnames(source: HubSource, names: list[str] | None, label_range: tu
         raise UserError(f"{task}: the {source.repo} copy's label column '{source.label}' has no class names, and the suite takes {task}'s names from the data; use the copy with a ClassLabel column")
     if low < 0 or high >= count:
         raise UserError(f"{task}: the {source.repo} copy's labels run {low}..{high}, but {task} has {count} classes (0..{count - 1}); the copy is not the one the suite expects")
+    index_only = all(_key(name).lstrip("0") == str(i) or (i == 0 and _key(name).strip("0") == "") for i, name in enumerate(names or []))
     if names is None:
         return list(expected)
     if expected is None:
+        if index_only:
+            raise UserError(f"{task}: the {source.repo} copy's label names are only indices, and the suite takes {task}'s class names from the data; use a copy whose ClassLabel names the classes")
         return [source.readable(name) for name in names]
     if len(names) != len(expected):
         raise UserError(f"{task}: the {source.repo} copy names {len(names)} classes, the suite's {task} has {len(expected)}; the copy is not the one the suite expects")
-    if all(_key(name).lstrip("0") == str(i) or (i == 0 and _key(name).strip("0") == "") for i, name in enumerate(names)):
+    if index_only:
         return list(expected)  # names that are only their index: the suite's order
     ours = {_key(name): name for name in expected}
     ours.update({_key(raw): name for raw, name in source.aliases.items()})
