@@ -328,3 +328,20 @@ def test_models_results_and_report_carry_the_split_fingerprints(smoke_study):
     assert "## Data splits" in report and "different splits" not in report
     some = next(iter(by_task))
     assert f"| {some} | registered task (embedded) | {json.loads(next(iter(by_task[some])))['train']['fingerprint'][:8]}" in report
+
+
+def test_the_report_names_a_task_read_with_different_splits():
+    from task_arithmetic.reporting.provenance import provenance_lines
+    from task_arithmetic.reporting.table import RunResults
+
+    def entry(test_fp: str) -> dict:
+        return {"source": "hub copy tanganke/dtd", **{p: {"n": 5, "fingerprint": fp * 16} for p, fp in (("train", "a"), ("val", "b"), ("test", test_fp))}}
+
+    runs = {}
+    for name, test_fp in (("standard", "c"), ("linear", "d")):
+        run = RunResults(name)
+        run.evaluations["single_task"] = {"settings": {"data_fingerprints": {"DTD": entry(test_fp)}, "vectors": {"DTD": {"data_fingerprints": {"DTD": entry("c")}}}}}
+        runs[name] = run
+    text = "\n".join(provenance_lines(runs))
+    assert "| DTD | hub copy tanganke/dtd | aaaaaaaa (5) | bbbbbbbb (5) | cccccccc (5) |" in text and "| dddddddd (5) |" in text
+    assert "**DTD was read with different splits** (groups: linear fine-tuning, standard fine-tuning, standard/single_task; linear/single_task)" in text

@@ -41,7 +41,7 @@ def provenance_lines(runs: dict[str, RunResults]) -> list[str]:
     for task, variants in seen.items():
         for entry, _where in variants.values():
             if "unavailable" in entry:
-                lines.append(f"| {task} | unavailable: {entry['unavailable']} | – | – | – |")
+                lines.append(f"| {task} | unavailable: {entry['unavailable'].split(';')[0]} | – | – | – |")
             else:
                 lines.append(f"| {task} | {entry.get('source', '?')} | {_cell(entry, 'train')} | {_cell(entry, 'val')} | {_cell(entry, 'test')} |")
         if len(variants) > 1:
