@@ -294,9 +294,14 @@ def test_a_downloaded_copy_with_other_classes_is_refused_and_kept_aside(tmp_path
     assert not (data / "hf/tanganke/gtsrb").exists() and (data / "hf/.partial/tanganke/gtsrb/data/train-00000-of-00001.parquet").is_file()
 
 
-def test_download_without_the_switch_is_one_line(tmp_path):
-    done = run_tool(["download", "--tasks", "DTD", "--data-location", str(tmp_path / "data")], tmp_path / "home", {"TA_ALLOW_DOWNLOAD": ""})
-    assert done.returncode == 2 and done.stderr.strip() == "error: downloads are off; re-run with TA_ALLOW_DOWNLOAD=1 on a machine with internet access"
+def test_download_without_the_switch_is_one_line(tmp_path, monkeypatch, capsys):
+    from prepare_datasets import main
+
+    monkeypatch.delenv("TA_ALLOW_DOWNLOAD", raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        main(["download", "--tasks", "DTD", "--data-location", str(tmp_path / "data")])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: downloads are off; re-run with TA_ALLOW_DOWNLOAD=1 on a machine with internet access"
     assert not (tmp_path / "data").exists()
 
 
