@@ -1,5 +1,10 @@
 """The dataset tool.
 
+  download  fetch each task's Hugging Face hub copy (the parquet/webdataset files FusionBench
+         evaluates on) into --data-location/hf/<owner>/<name>/, e.g. `--tasks real8`; resumable
+         (rerun the same command), one progress bar, one line per task; tasks whose local layout
+         or hub copy (also in the Hugging Face cache) is there are skipped; ImageNet stays local
+         (gated on the hub). Needs internet; --dry-run prints the plan only
   split  make the hand-made splits of DTD, EuroSAT, SUN397 and RESISC45 from their raw downloads,
          extracted under --data-location (deterministic; files are hard-linked, or copied across
          file systems; each folder appears at once; rerunning is a no-op):
@@ -11,9 +16,12 @@
                      -> sun397/{train,test}/<a_abbey...> (official partition 1)
            RESISC45  resisc45/NWPU-RESISC45/<class>/*.jpg                            (NWPU-RESISC45.rar)
                      -> resisc45/resisc45-{train,val,test}.txt (60/20/20 per class) unless the published lists are there
-  check  print, per task, "ready" or exactly what is missing (exit 1 if any task is not ready);
-         --counts also loads each ready task and reports its image and class counts, flagging a
-         copy with fewer classes than the full dataset (an interrupted download or extraction)
+  check  print, per task, "ready" (and which copy: local layout or hub copy) or exactly what is
+         missing (exit 1 if any task is not ready); --counts also loads each ready task and
+         reports its image and class counts, flagging a copy with fewer classes than the full
+         dataset (an interrupted download or extraction); --fingerprints prints each part's
+         split fingerprint (train / Val / test), as written with every model and result;
+         --leaks reports test images identical to train images (content hash; exit 1 if any)
 """
 
 import argparse
@@ -27,12 +35,22 @@ from task_arithmetic.errors import cli_entry
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (("split", "make the hand-made split folders/lists"), ("check", "report which tasks are ready")):
+    for name, help_text in (
+        ("download", "fetch the tasks' Hugging Face hub copies"),
+        ("split", "make the hand-made split folders/lists"),
+        ("check", "report which tasks are ready"),
+    ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--data-location", type=Path, required=True, help="folder holding the datasets")
-        command.add_argument("--tasks", default="", help="comma-separated task names (default: all)")
+        if name == "download":
+            command.add_argument("--tasks", required=True, help="real8, real14, real20 or comma-separated task names")
+            command.add_argument("--dry-run", action="store_true", help="print what would be fetched and what is ready; fetch nothing")
+        else:
+            command.add_argument("--tasks", default="", help="comma-separated task names or a suite (default: all)")
         if name == "check":
             command.add_argument("--counts", action="store_true", help="load each ready task and check its image and class counts")
+            command.add_argument("--fingerprints", action="store_true", help="print each ready task's split fingerprints (train / Val / test)")
+            command.add_argument("--leaks", action="store_true", help="report test images identical to train images (reads every image file)")
     return parser.parse_args(argv)
 
 
@@ -43,11 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     register_builtin_plugins()  # the embedded benchmark's tasks and weights
     args = parse_args(argv)
     tasks = [name.strip() for name in args.tasks.split(",") if name.strip()]
+    if args.command == "download":
+        return 0 if tool.download(args.data_location, tasks, dry_run=args.dry_run, progress=sys.stderr.isatty()) else 1
     if args.command == "split":
         for line in tool.split(args.data_location, tasks):
             print(line)
         return 0
-    report = tool.check(args.data_location, tasks, counts=args.counts)
+    report = tool.check(args.data_location, tasks, counts=args.counts, fingerprints=args.fingerprints, leaks=args.leaks)
     for entry in report:
         print(entry.line())
     return 0 if all(entry.ready for entry in report) else 1

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import torch
 from torch import nn
 
+from ..data.fingerprints import fingerprints_or_reason
 from ..data.loaders import make_loader
 from ..data.registry import control_for
 from ..errors import UserError
@@ -208,7 +209,7 @@ class EvalSession:
             meta = read_json(metadata_path(path))
             vectors[task] = {
                 "path": str(path),
-                **{k: meta.get(k) for k in ("run", "mode", "reg", "variant", "seed", "steps", "code_revision")},
+                **{k: meta.get(k) for k in ("run", "mode", "reg", "variant", "seed", "steps", "code_revision", "data_fingerprints")},
                 "config": meta.get("config"),
             }
         return {
@@ -233,6 +234,8 @@ class EvalSession:
             "tau_jp_source": "tangent_cache" if self.tangent_source is self.cached else "direct",
             "code_revision": code_revision(),
             "vectors": vectors,
+            # the examples each task's train/Val/test parts held here (data/fingerprints.py)
+            "data_fingerprints": fingerprints_or_reason([*self.tasks, *filter(None, [default_control(self.tasks)])], sel.data_location),
             **extra,
         }
 

@@ -11,6 +11,7 @@ from ..paths import Layout
 from .claims import all_claims
 from .collect import collect
 from .plots import all_plots
+from .provenance import provenance_lines
 
 
 def build_report(layout: Layout, model_id: str) -> list[Path]:
@@ -45,6 +46,7 @@ def build_report(layout: Layout, model_id: str) -> list[Path]:
     if plots:
         lines += ["## Figures", ""]
         lines += [f"![{p.stem}]({p.name})" for p in plots]
+    lines += ["", *provenance_lines(runs)]  # which copy and which examples each task's parts held
     report = folder / "report.md"
     atomic_write_text(report, "\n".join(lines) + "\n")
     written.append(report)

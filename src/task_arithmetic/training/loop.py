@@ -23,6 +23,7 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.fingerprints import fingerprints_or_reason
 from ..data.registry import get_task
 from ..data.sampling import EpochPlan, epoch_loader, loader_workers, size, subsample
 from ..data.splits import load_dataset
@@ -246,6 +247,8 @@ def _final_metadata(plan: TrainingPlan, steps: int, world: int, rule: UpdateRule
         "steps": steps,
         "world_size": world,
         "recipe": {"mode": rule.summary(), "reg": penalty.summary() if penalty is not None else {}},
+        # which examples train/Val/test held (data/fingerprints.py): results on other splits never compare silently
+        "data_fingerprints": fingerprints_or_reason([plan.task], Path(plan.data_location)),
     }
 
 

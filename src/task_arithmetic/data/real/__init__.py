@@ -1,7 +1,8 @@
 """The real benchmarks: "real8" (the eight tasks of the task-arithmetic papers), "real14" and
 "real20" (the 14- and 20-task benchmarks of TALL masks and FusionBench's TALL14/TALL20 pools),
 each with ImageNet as the control task. Every task is read from its standard layout under
-`--data-location` (never downloaded).
+`--data-location`, or, when that is absent, from its Hugging Face hub copy (hub.py, hub_sources.py:
+`<data-location>/hf/<owner>/<name>/` as `prepare_datasets.py download` writes it, or the hub cache).
 
 Layouts (relative to --data-location; `python src/prepare_datasets.py check` reports what is missing):
   Cars          stanford_cars/devkit/{cars_meta,cars_train_annos}.mat, stanford_cars/cars_test_annos_withlabels.mat,
@@ -30,10 +31,13 @@ Layouts (relative to --data-location; `python src/prepare_datasets.py check` rep
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..registry import BenchmarkSpec, TaskSpec, register_benchmark, register_task
 from . import cars, cifar, dtd, eurosat, fer2013, flowers102, food101, gtsrb, imagenet, mnist, mnist_like
 from . import oxford_pets, pcam, rendered_sst2, resisc45, stl10, sun397, svhn
 from .common import RealDataset
+from .hub_sources import SOURCES as HUB_SOURCES
 
 BENCHMARK = "real8"
 CONTROL = "ImageNet"
@@ -49,7 +53,8 @@ _ALL = (
     cifar.CIFAR10, food101.DATASET, mnist_like.FASHION_MNIST, mnist_like.EMNIST, mnist_like.KMNIST, rendered_sst2.DATASET,
     imagenet.DATASET,
 )  # fmt: skip
-DATASETS: dict[str, RealDataset] = {dataset.name: dataset for dataset in _ALL}
+# Each task also reads its Hugging Face hub copy (hub_sources.py) when its local layout is absent.
+DATASETS: dict[str, RealDataset] = {dataset.name: dataclasses.replace(dataset, hub=HUB_SOURCES.get(dataset.name)) for dataset in _ALL}
 
 
 def home_benchmark(name: str) -> str:

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from torch.utils.data import Dataset
 
 from ...errors import UserError
+
+if TYPE_CHECKING:
+    from .hub import HubCopy
+    from .hub_sources import HubSource
 
 TOOL = "python src/prepare_datasets.py"
 DIGITS = tuple(str(d) for d in range(10))
@@ -51,16 +55,34 @@ class RealDataset:
     epochs: int | None = None
     is_control: bool = False
     splitter: Splitter | None = None
+    hub: HubSource | None = None  # its Hugging Face hub copy (hub_sources.py), read when the local layout is absent
 
     def require(self, root: Path, part: str) -> None:
         absent = self.missing(root, part)
         if absent:
             raise missing_error(self, root, absent)
 
+    def local_complete(self, root: Path) -> bool:
+        return not any(self.missing(Path(root), part) for part in ("train", "test", "classnames"))
+
+    def hub_copy(self, root: Path) -> HubCopy | None:
+        """The hub copy this task reads: only when today's local layout is incomplete, so that
+        results on a local copy keep reading it (the split fingerprints tell the two apart)."""
+        from .hub import find_copy
+
+        return None if self.hub is None or self.local_complete(root) else find_copy(self.hub, Path(root))
+
+    def source(self, root: Path) -> str:
+        copy = self.hub_copy(root)
+        return copy.describe() if copy is not None else f"local layout under {root}"
+
     def load_split(self, root: Path, split: str, transform: Callable | None = None) -> Dataset:
         if split not in ("train", "test"):
             raise UserError(f"{self.name}: unknown split '{split}'; valid splits: train, test")
         root = Path(root)
+        copy = self.hub_copy(root)
+        if copy is not None:
+            return copy.split(split, transform)
         self.require(root, split)
         try:
             return self.build(root, split, transform)
@@ -78,12 +100,17 @@ class RealDataset:
 
     def load_classnames(self, root: Path) -> list[str]:
         root = Path(root)
+        copy = self.hub_copy(root)
+        if copy is not None:
+            return copy.classnames()
         self.require(root, "classnames")
         return self.classnames(root)
 
 
 def missing_error(dataset: RealDataset, root: Path, absent: list[str]) -> UserError:
     hint = f"`{TOOL} check --data-location {root}` lists what each task still needs"
+    if dataset.hub is not None:
+        hint = f"or fetch its hub copy ({dataset.hub.repo}) with `{TOOL} download --tasks {dataset.name} --data-location {root}`; " + hint
     if dataset.splitter is not None:
         hint = f"make the split folders from the raw download ({dataset.splitter.raw_layout}) with `{TOOL} split --data-location {root} --tasks {dataset.name}`; " + hint
     return UserError(

@@ -1,7 +1,9 @@
-"""The dataset tool behind `src/prepare_datasets.py`: make the hand-made splits, report readiness."""
+"""The dataset tool behind `src/prepare_datasets.py`: fetch hub copies, make the hand-made splits,
+report readiness, split fingerprints and train/test leaks."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -75,6 +77,9 @@ class Readiness:
     hint: str  # what to do about it; empty when ready
     problems: list[str] = field(default_factory=list)  # found by loading (check --counts)
     counts: str = ""  # "<n> train / <m> test images, <k> classes" when loaded
+    source: str = ""  # the hub copy read, when the local layout is absent
+    notes: list[str] = field(default_factory=list)  # fingerprints, leaks: one line each
+    status: str = "incomplete"  # the word before the problems
 
     @property
     def ready(self) -> bool:
@@ -82,21 +87,30 @@ class Readiness:
 
     def line(self) -> str:
         if self.ready:
-            return f"{self.name:<{NAME_WIDTH}} ready" + (f" ({self.counts})" if self.counts else "")
+            details = "; ".join(d for d in (self.source, self.counts) if d)
+            return f"{self.name:<{NAME_WIDTH}} ready" + (f" ({details})" if details else "") + "".join(f"\n{'':<{NAME_WIDTH}} {n}" for n in self.notes)
         if self.missing:
             return f"{self.name:<{NAME_WIDTH}} missing {', '.join(self.missing)}\n{'':<{NAME_WIDTH}} {self.hint}"
-        return f"{self.name:<{NAME_WIDTH}} incomplete: {'; '.join(self.problems)}\n{'':<{NAME_WIDTH}} {self.hint}"
+        where = f" ({self.source})" if self.source else ""
+        return f"{self.name:<{NAME_WIDTH}} {self.status}{where}: {'; '.join(self.problems)}\n{'':<{NAME_WIDTH}} {self.hint}"
 
 
-def check(data_location: Path, tasks: Sequence[str] | None = None, counts: bool = False) -> list[Readiness]:
-    """Which tasks have every file they need; with counts, also load them and count images and classes."""
+def check(data_location: Path, tasks: Sequence[str] | None = None, counts: bool = False, fingerprints: bool = False, leaks: bool = False) -> list[Readiness]:
+    """Which tasks have every file they need (a local layout or a hub copy); with counts, also load
+    them and count images and classes; with fingerprints, each part's split fingerprint; with leaks,
+    the test images identical to train images (content hash)."""
     root = _existing_folder(Path(data_location))
     report = []
     for dataset in _select(tasks, DATASETS):
         missing = missing_for(dataset, root)
+        copy = dataset.hub_copy(root) if missing else None
+        source = copy.describe() if copy is not None else ""
+        missing = [] if copy is not None else missing
         hint = ""
         if missing:
             hint = f"expected layout: {dataset.layout}"
+            if dataset.hub is not None:
+                hint += f"; or fetch its hub copy ({dataset.hub.repo}): `{TOOL} download --tasks {dataset.name} --data-location {root}`"
             if dataset.splitter is not None:
                 raw_missing = dataset.splitter.raw_missing(root)
                 if raw_missing:
@@ -104,11 +118,42 @@ def check(data_location: Path, tasks: Sequence[str] | None = None, counts: bool 
                 else:
                     hint = f"raw download found: run `{TOOL} split --data-location {root} --tasks {dataset.name}`"
             report.append(Readiness(dataset.name, missing, hint))
-        elif counts:
-            report.append(_counted(dataset, root))
-        else:
-            report.append(Readiness(dataset.name, [], ""))
+            continue
+        entry = _counted(dataset, root) if counts else Readiness(dataset.name, [], "")
+        entry = dataclasses.replace(entry, source=source)
+        if entry.problems and copy is not None:
+            entry = dataclasses.replace(entry, hint=f"the copy differs from {copy.source.repo}: delete {copy.folder} and download it again")
+        if entry.ready and (fingerprints or leaks):
+            entry = _examined(entry, root, fingerprints, leaks)
+        report.append(entry)
     return report
+
+
+def _examined(entry: Readiness, root: Path, fingerprints: bool, leaks: bool) -> Readiness:
+    from ..fingerprints import find_leaks, short, task_fingerprints
+
+    notes = list(entry.notes)
+    try:
+        if fingerprints:
+            notes.append(f"fingerprints: {short(task_fingerprints(entry.name, root))}")
+        if leaks:
+            found = find_leaks(entry.name, root)
+            if found:
+                shown = ", ".join(f"test #{leak.test_index} = train #{leak.train_index} (labels {leak.test_label}/{leak.train_label})" for leak in found[:5])
+                more = f", and {len(found) - 5} more" if len(found) > 5 else ""
+                return dataclasses.replace(entry, notes=notes, status="leaks", hint="these test images are also in the train split: the test accuracy counts them", problems=[f"{len(found)} test image(s) identical to train images: {shown}{more}"])
+            notes.append("leaks: no test image is identical to a train image")
+    except UserError as err:
+        return dataclasses.replace(entry, notes=notes, hint=f"compare the copy with the expected layout: {DATASETS[entry.name].layout}", problems=[str(err)])
+    return dataclasses.replace(entry, notes=notes)
+
+
+def download(data_location: Path, tasks: Sequence[str] | None, dry_run: bool = False, progress: bool = True, snapshot=None) -> bool:
+    """Fetch the hub copies of the tasks (all with one, by default) that are not ready yet."""
+    from .download import download as fetch
+
+    selected = _select(tasks, DATASETS)
+    return fetch(Path(data_location), selected, snapshot=snapshot, progress=progress, dry_run=dry_run)
 
 
 def _counted(dataset: RealDataset, root: Path) -> Readiness:

@@ -81,4 +81,7 @@ class ClassificationTaskPool(BaseTaskPool):
         return capped(dataset, self.max_samples)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "tasks": self.tasks, "split": self.split, "heads_of": self.spec.model_id}
+        from ...data.fingerprints import fingerprints_or_reason  # which examples each task's parts held
+
+        return {**super().describe(), "tasks": self.tasks, "split": self.split, "heads_of": self.spec.model_id,
+                "data_fingerprints": fingerprints_or_reason(self.tasks, self.data_location)}

@@ -212,4 +212,7 @@ class CLIPVisionModelTaskPool(BaseTaskPool):
         return ClassificationHead(weight).to(device)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "tasks": self.tasks, "splits": self.splits, "clip_model": self.clip_source}
+        from ...data.fingerprints import fingerprints_or_reason  # which examples each task's parts held
+
+        return {**super().describe(), "tasks": self.tasks, "splits": self.splits, "clip_model": self.clip_source,
+                "data_fingerprints": fingerprints_or_reason(list(self.tasks.values()), self.data_location)}
