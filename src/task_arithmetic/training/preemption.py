@@ -5,7 +5,7 @@ Slurm sends SIGTERM before killing a pre-empted or timed-out job, and the signal
 loop checks it between optimiser steps, so a state is never saved half-way through a step.
 A pre-empted run exits with EXIT_PREEMPTED (75, EX_TEMPFAIL: "try again later"), never 0, so
 `--dependency=afterok` jobs do not start on an unfinished run; re-running the same command
-resumes it (scripts/slurm/finetune_array.sbatch requeues the job on that code).
+resumes it (scripts/slurm/unit.sbatch requeues the job on that code).
 The flag is held for the whole run: a signal during set-up saves nothing new and exits
 EXIT_PREEMPTED; one during the last step or the final save lets the save complete, and the
 run ends finished (exit 0), since nothing would be left to resume.
