@@ -344,8 +344,8 @@ def test_the_report_names_a_task_read_with_different_splits():
 
     runs = {}
     for name, test_fp in (("standard", "c"), ("linear", "d")):
-        run = RunResults(name)
-        run.evaluations["single_task"] = {"settings": {"data_fingerprints": {"DTD": entry(test_fp)}, "vectors": {"DTD": {"data_fingerprints": {"DTD": entry("c")}}}}}
+        run = RunResults(name, None)
+        run.payloads["single_task"] = {"settings": {"data_fingerprints": {"DTD": entry(test_fp)}, "vectors": {"DTD": {"data_fingerprints": {"DTD": entry("c")}}}}}
         runs[name] = run
     text = "\n".join(provenance_lines(runs))
     assert "| DTD | hub copy tanganke/dtd | aaaaaaaa (5) | bbbbbbbb (5) | cccccccc (5) |" in text and "| dddddddd (5) |" in text
