@@ -122,9 +122,17 @@ def write_failure_message(path: Path, needed: int | None, err: BaseException) ->
 
 @contextlib.contextmanager
 def translating_write_errors(path: Path, needed: int | None = None) -> Iterator[None]:
-    """Re-raise OSError / SafetensorError of a write as WriteFailed with one clear line."""
+    """Re-raise OSError / SafetensorError of a write as WriteFailed with one clear line. Nested, the
+    outermost names the failure: a file written inside a folder being built whole (io.atomic_folder)
+    is reported as that folder."""
     try:
         yield
+    except WriteFailed as failed:
+        cause = failed.__cause__
+        message = write_failure_message(Path(path), needed, cause) if isinstance(cause, (OSError, SafetensorError)) else None
+        if message is None:
+            raise
+        raise WriteFailed(message) from cause
     except (OSError, SafetensorError) as err:
         message = write_failure_message(Path(path), needed, err)
         if message is None:
