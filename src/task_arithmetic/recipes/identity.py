@@ -301,6 +301,12 @@ class Recipe:
         tag = sweep_tag(option, value)
         return dataclasses.replace(self, name=f"{self.name}~{option}={value:g}", run=self.run.tagged(tag), fixed=(*self.fixed, (option, value)))
 
+    def tagged(self, tag: str) -> "Recipe":
+        """`name@tag`: the same recipe on the runs tagged `tag` (e.g. imported), which the study
+        reads but never trains."""
+        check_tag(tag, f"the tag of '{self.name}@{tag}'")
+        return dataclasses.replace(self, name=f"{self.name}@{tag}", run=self.run.tagged(tag), trains=False, requires=())
+
 
 def sweep_tag(option: str, value: float) -> str:
     """The run tag of a sweep point: the option's name and value (a '-' of the value written 'm')."""
@@ -316,9 +322,3 @@ def parse_sweep_tag(tag: str, options: Sequence[str]) -> tuple[str, float] | Non
             except ValueError:
                 return None
     return None
-
-    def tagged(self, tag: str) -> "Recipe":
-        """`name@tag`: the same recipe on the runs tagged `tag` (e.g. imported), which the study
-        reads but never trains."""
-        check_tag(tag, f"the tag of '{self.name}@{tag}'")
-        return dataclasses.replace(self, name=f"{self.name}@{tag}", run=self.run.tagged(tag), trains=False, requires=())

@@ -166,9 +166,12 @@ def _correlation_claim(text: str, scope: str, points: list[tuple[str, float, flo
 
 
 def tags(runs: Mapping[str, RunResults]) -> list[str]:
-    """The run tags present ("" first: the study's own runs), for the claims checked per tag."""
+    """The run tags the paper's comparisons apply to ("" first: the study's own runs): those holding
+    at least two of its standard, linear and tau-Jp recipes (e.g. imported runs tagged public;
+    not an experiment's own tag such as a sweep point's)."""
     found = {r.evaluated.run.tag for r in runs.values() if r.evaluated is not None}
-    return sorted(found, key=lambda t: (t != "", t))
+    compared = [t for t in found if sum(find_run(runs, recipe, t) is not None for recipe in (PAPER.standard, PAPER.linear, PAPER.tau_jp)) >= 2]
+    return sorted(compared, key=lambda t: (t != "", t))
 
 
 def paper_claims(runs: Mapping[str, RunResults]) -> list[Claim]:
