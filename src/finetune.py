@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--micro-batch", type=flags.positive_int, default=None, help="per-process chunk for gradient accumulation")
     p.add_argument("--epochs", type=flags.positive_int, default=None)
     p.add_argument("--max-steps", type=flags.positive_int, default=None, help="overrides --epochs")
+    p.add_argument("--steps-fraction", type=flags.float_in(0.0, 1.0, lo_open=True), default=None,
+                   help="train this fraction of the epochs' steps, warm-up scaled alike (e.g. a continuation)")
     p.add_argument("--clip", type=flags.nonnegative_float, default=None, help="gradient-norm clip (default 1.0, 0 disables)")
     p.add_argument("--seed", type=flags.seed, default=0, help=f"0 to {flags.MAX_SEED}")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -79,7 +81,7 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
         task=args.task, model=args.model, pretrained=parse_pretrained(args.pretrained),
         cache_dir=args.cache_dir, mode=args.mode, reg=args.reg, variant=args.variant, options=plugin_options(args),
         init_from=args.init_from, lr=args.lr, wd=args.wd, warmup=args.warmup, batch_size=args.batch_size,
-        micro_batch=args.micro_batch, epochs=args.epochs, max_steps=args.max_steps, clip=args.clip, seed=args.seed,
+        micro_batch=args.micro_batch, epochs=args.epochs, max_steps=args.max_steps, steps_fraction=args.steps_fraction, clip=args.clip, seed=args.seed,
         device=args.device, data_location=args.data_location, checkpoint_root=args.checkpoint_root,
         results_root=args.results_root, save_every=args.save_every, wandb=args.wandb, num_workers=args.num_workers,
         max_train_samples=args.max_train_samples, tag=args.tag, run=args.run, force=args.force, progress=not args.no_progress,

@@ -47,7 +47,7 @@ from task_arithmetic.pipeline.plan import CALIBRATION, PASS_KINDS, format_plan, 
 from task_arithmetic.pipeline.slurm import SlurmOptions, format_commands, job_graph, submission_folder, submit
 from task_arithmetic.pipeline.stop import stop_for_signal
 from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute_seeds, replicates
-from task_arithmetic.recipes import MODES, REGULARIZERS, Group, recipe, recipes_in
+from task_arithmetic.recipes import MODES, REGULARIZERS, Group, Recipe, recipe, recipes_in
 from task_arithmetic.recipes.identity import POSTHOC, from_flags
 from task_arithmetic.recipes.registry import all_variants
 
@@ -57,6 +57,7 @@ FINETUNE_FLAGS: dict[str, Callable[[str], Any]] = {
     "lr": flags.positive_float, "wd": flags.nonnegative_float, "warmup": flags.nonnegative_int, "batch_size": flags.positive_int,
     "micro_batch": flags.positive_int, "epochs": flags.positive_int, "max_steps": flags.positive_int, "clip": flags.nonnegative_float,
     "max_train_samples": flags.positive_int, "num_workers": flags.nonnegative_int, "save_every": flags.positive_int,
+    "steps_fraction": flags.float_in(0.0, 1.0, lo_open=True),
 }
 GROUPS = {g.value: g for g in Group}
 
@@ -98,6 +99,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--recipes", default=None, help=f"comma list of {', '.join(recipe(n).name for n in recipes_in(*Group))}, a group "
                    f"({', '.join(GROUPS)}) or all (default: paper; with --preset, the preset's); <recipe>@<tag> reads tagged runs")
     s.add_argument("--evaluations", default=None, help=f"comma list of {', '.join(EVALUATIONS)}, or all (default all; with --preset, the preset's)")
+    s.add_argument("--sweep", default=None, metavar="OPTION=V1,V2,...",
+                   help="also run every recipe whose plug-ins take OPTION (e.g. penalty_coef) at each value, on runs of their own")
     s.add_argument("--dry-run", action="store_true", help="print the plan and its cost; read no weights or data")
     s.add_argument("--seconds-per-image", type=seconds_per_image, default=None, help="GPU seconds per image pass: plain=S,linearized=S")
     s.add_argument("--seeds", default="0", help="comma list of fine-tuning seeds, one replicate each (default 0)")
@@ -218,9 +221,29 @@ def build_study(args: argparse.Namespace) -> Study:
             eval_limit=args.max_eval_samples,
             eval_batch_size=args.eval_batch_size,
         )
+    if args.sweep is not None:
+        study = dataclasses.replace(study, recipes=study.recipes + swept(study, args.sweep))
     check_evaluations(study)
     build_graph(study)  # resolves every run's settings: a bad flag fails here, before any work
     return study
+
+
+def swept(study: Study, text: str) -> tuple[Recipe, ...]:
+    """--sweep OPTION=V1,V2,...: each recipe of the study whose plug-ins take OPTION, at each value."""
+    option, eq, values = text.partition("=")
+    if not eq or not option or not values:
+        raise UserError(f"--sweep takes OPTION=V1,V2,... (e.g. penalty_coef=0,0.01,0.1,1), got '{text}'")
+    try:
+        points = [flags.finite_float(v.strip()) for v in values.split(",") if v.strip()]
+    except argparse.ArgumentTypeError as err:
+        raise UserError(f"--sweep {text}: {err}") from None
+    if option in study.finetune:
+        raise UserError(f"--sweep {option} and --{option.replace('_', '-')} both set {option}; give one of them")
+    owners = [r for r in study.recipes if r.trains and option in (*r.run.mode.option_names(), *r.run.reg.option_names())]
+    if not owners or not points:
+        raise UserError(f"--sweep {option}: no recipe of the study takes that option ({', '.join(r.name for r in study.recipes)}); "
+                        "sweep an option of one of them, e.g. penalty_coef for tau_jp")
+    return tuple(r.swept(option, v) for r in owners for v in dict.fromkeys(points))
 
 
 def run_one_unit(path: Path) -> list[Path]:

@@ -130,3 +130,21 @@ def test_two_lanes_give_the_one_process_gradients():
     for name, p in model.named_parameters():
         assert p.grad is not None, name
         assert torch.allclose(p.grad, expected[name], rtol=1e-4, atol=1e-6), name
+
+
+def test_theta0_does_not_depend_on_the_thread_count():
+    """Two lanes on any number of cores: the same operations in the same order, bit for bit."""
+    from task_arithmetic.embedded.presets import PretrainConfig
+
+    cfg = PretrainConfig(corpus_size=96, steps=3, batch_size=16, warmup=1)
+    before = torch.get_num_threads()
+    weights = {}
+    try:
+        for threads in (1, 2, 4):
+            torch.set_num_threads(threads)
+            model, _ = pretrain_module.pretrain_clip(cfg, "cpu", progress=False)
+            weights[threads] = model.state_dict()
+    finally:
+        torch.set_num_threads(before)
+    for threads in (2, 4):
+        assert all(torch.equal(weights[1][k], weights[threads][k]) for k in weights[1]), threads

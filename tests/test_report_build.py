@@ -22,8 +22,9 @@ from task_arithmetic.evaluation.spec import Evaluation, NoParams
 from task_arithmetic.evaluation.tau_jp import evaluate_tau_jp
 from task_arithmetic.paths import Layout
 from task_arithmetic.recipes import EvaluatedRun
+from task_arithmetic.reporting.analyses import all_claims
 from task_arithmetic.reporting.build import build_report
-from task_arithmetic.reporting.claims import FAILS, HOLDS, MISSING, all_claims
+from task_arithmetic.reporting.claims import FAILS, HOLDS, MISSING
 from task_arithmetic.reporting.collect import RunResults, collect
 from task_arithmetic.reporting.table import Table, describe, pct_cell
 from task_arithmetic.typed_json import dump

@@ -63,7 +63,7 @@ PRESETS: dict[str, Preset] = {
         # steps) more than triple it (README, "The embedded benchmark"): `--recipes all
         # --evaluations all` runs them.
         recipe_groups=(Group.PAPER,),
-        skip_evaluations=("merging",),
+        skip_evaluations=("merging", "incremental"),
     ),
     "smoke": Preset(
         name="smoke",

@@ -76,10 +76,12 @@ def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, 
 
 
 class TwoLanes:
-    """A CPU step on two cores as two single-threaded lanes instead of one two-threaded process.
-
-    This model's matrices are too small for two intra-op threads to pay in full (1.54x one thread;
-    two lanes: 1.76x, benchmarks/bench_pretrain.py). Lane A encodes the first 3/4 of the images,
+    """A CPU step as two single-threaded lanes, whatever the number of cores: the same split, the
+    same operations and the same summation order on 1, 2 or 16 threads, so theta_0 does not depend
+    on the machine's core count (only on its processor's kernels). On two cores the lanes run side
+    by side, which also pays more than one two-threaded process (this model's matrices are too small
+    for two intra-op threads: 1.54x one thread; two lanes: 1.76x, benchmarks/bench_pretrain.py); on
+    one core they take turns. Lane A encodes the first 3/4 of the images,
     lane B the rest and every caption (an image costs about twice a caption forward and backward,
     so the lanes take about equally long); the loss is taken on their detached features, and each lane back-propagates
     its own share with autograd.grad. Gradients are summed in a fixed order, never accumulated
@@ -127,7 +129,8 @@ def pretrain_clip(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Build the corpus, train TinyCLIP on it, return (model in eval mode, summary for the metadata).
 
-    lanes=False keeps a multi-threaded CPU step in one lane (benchmarks/bench_pretrain.py compares).
+    lanes=False: one multi-threaded CPU step instead of the two lanes (benchmarks/bench_pretrain.py
+    compares; its weights then depend on the thread count).
     """
     started = time.perf_counter()
     corpus = build_corpus(cfg.corpus_size, cfg.seed)
@@ -140,7 +143,7 @@ def pretrain_clip(
     # Fused AdamW: one kernel over all tensors. Per-tensor AdamW took a fifth of each step, most of
     # it on the 49408-row token embedding (measured: 26 ms against 2.3 ms a step on one core).
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.wd), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
-    use_lanes = lanes and torch.device(device).type == "cpu" and torch.get_num_threads() >= 2 and cfg.batch_size >= 4
+    use_lanes = lanes and torch.device(device).type == "cpu" and cfg.batch_size >= 4
     two_lanes = TwoLanes(model) if use_lanes else None
     try:
         losses = _train(model, optimizer, cfg, corpus, tokens, device, two_lanes, progress)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import addition, disentanglement, merging, negation, pairs, single_task, tau_jp
+from . import addition, disentanglement, incremental, merging, negation, pairs, single_task, tau_jp
 from .spec import Evaluation
 
 EVALUATIONS: dict[str, Evaluation[Any, Any]] = {
@@ -19,6 +19,7 @@ EVALUATIONS: dict[str, Evaluation[Any, Any]] = {
         tau_jp.EVALUATION,
         disentanglement.EVALUATION,
         merging.EVALUATION,
+        incremental.EVALUATION,
     )
 }
 

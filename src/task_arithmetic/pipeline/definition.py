@@ -16,7 +16,8 @@ from ..errors import UserError
 from ..evaluation.registry import EVALUATIONS, study_param_values
 from ..models.factory import ModelSpec
 from ..paths import Layout
-from ..recipes import MODES, REGULARIZERS, Recipe, RecipeContext, RunId, recipe
+from ..recipes import MODES, REGULARIZERS, EvaluatedRun, Group, Recipe, RecipeContext, RunId, recipe
+from ..recipes.registry import recipe_of
 from ..training.config import FinetuneConfig
 
 # Every plug-in option name: a passed-through option reaches only the runs whose plug-ins own it.
@@ -45,16 +46,20 @@ class Study:
         return self.eval_params.get("control")
 
     def trainings(self) -> tuple[RunId, ...]:
-        """The runs the study fine-tunes (per task), each once, in recipe order."""
-        return tuple(dict.fromkeys(r.run for r in self.recipes if r.trains))
+        """The runs the study fine-tunes (per task), each once: the runs a recipe requires (e.g.
+        the tau-Jp runs matched-strength L2-SP reads) before the recipe's own, in recipe order."""
+        return tuple(dict.fromkeys(run for r in self.recipes if r.trains for run in (*r.requires, r.run)))
 
     def training_recipe(self, run: RunId) -> Recipe:
-        return next(r for r in self.recipes if r.trains and r.run == run)
+        """The study's recipe that trains `run`, else the registered one (a required run), else none."""
+        found = next((r for r in self.recipes if r.trains and r.run == run), None)
+        return found or recipe_of(EvaluatedRun.natural(run)) or Recipe(run.name, run, run.readout, Group.EXPERIMENT, run.describe())
 
     def finetune_config(self, task: str, run: RunId) -> FinetuneConfig:
         """The fine-tuning of `run` on `task`: the recipe's study options, then the passed-through
         flags (a flag the user gave wins), keeping only the plug-in options this run's plug-ins own."""
-        ctx = RecipeContext(self.tasks, task, self.control, smallest_suite(self.tasks))
+        ctx = RecipeContext(self.tasks, task, self.control, smallest_suite(self.tasks),
+                            lambda run: str(self.layout.finetuned(self.spec.model_id, task, run.name)))
         owned = set(run.mode.option_names()) | set(run.reg.option_names())
         passed = {k: v for k, v in self.finetune.items() if k not in ALL_OPTION_NAMES or k in owned}
         merged = {**self.training_recipe(run).options(ctx), **passed}

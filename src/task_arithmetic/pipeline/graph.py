@@ -65,7 +65,7 @@ def build_graph(study: Study) -> list[Unit]:
     weights_unit: dict[Path, str] = {}
     for run in study.trainings():
         for task in study.tasks:
-            plan = resolve_config(study.finetune_config(task, run))
+            plan = resolve_config(study.finetune_config(task, run), check_files=False)
             reads = [study.layout.finetuned(study.spec.model_id, task, r.name) for r in plan.references()]
             if plan.init_from is not None:
                 reads.append(Path(plan.init_from))

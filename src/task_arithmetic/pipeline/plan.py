@@ -63,13 +63,14 @@ def train_size(task: str) -> int | None:
 
 def planned_run(study: Study, task: str, run: RunId) -> PlannedRun:
     """Steps from nominal sizes, and the image passes the run's plug-ins declare per step."""
-    cfg = resolve_config(study.finetune_config(task, run))
+    cfg = resolve_config(study.finetune_config(task, run), check_files=False)
     n = train_size(cfg.task)
     if n is not None:
         n -= min(math.floor(0.1 * n), VAL_MAX)  # the Val hold-out (its size up to rounding)
         if cfg.max_train_samples is not None:
             n = min(n, cfg.max_train_samples)
-    steps = cfg.max_steps if cfg.max_steps is not None else (None if n is None else (cfg.epochs or 1) * math.ceil(n / cfg.batch_size))
+    steps = cfg.max_steps if cfg.max_steps is not None else (
+        None if n is None else max(1, round((cfg.epochs or 1) * math.ceil(n / cfg.batch_size) * (cfg.steps_fraction or 1.0))))
     per_step, batch_only = cfg.step_cost(), cfg.run.mode.step_cost(cfg.batch_size)
     cost = None if steps is None else per_step * steps + cfg.setup_cost()
     penalty = 0 if steps is None else (per_step.linearized + per_step.plain - batch_only.linearized - batch_only.plain) * steps

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import UserError
 from .base import Mode, Readout, Regularizer
@@ -260,6 +260,7 @@ class RecipeContext:
     task: str  # the run's task
     control: str | None  # the study's control task
     suite: str | None  # the smallest benchmark holding every study task (None: no benchmark does)
+    run_weights: Callable[[RunId], str]  # the weights file of a run of this task, in this study's layout
 
 
 StudyOptions = Callable[[RecipeContext], Mapping[str, Any]]
@@ -280,16 +281,44 @@ class Recipe:
     summary: str  # the report's description
     study_options: StudyOptions = field(default=no_options, compare=False)  # plug-in options the study sets per run
     trains: bool = True  # False: it reads runs made elsewhere (tagged, e.g. imported ones)
+    requires: tuple[RunId, ...] = field(default=(), compare=False)  # runs its runs read, which the study trains first
+    fixed: tuple[tuple[str, float], ...] = ()  # plug-in options a sweep point sets (swept)
 
     @property
     def evaluated(self) -> EvaluatedRun:
         return EvaluatedRun(self.run, self.readout)
 
     def options(self, ctx: RecipeContext) -> dict[str, Any]:
-        return dict(self.study_options(ctx))
+        return {**self.study_options(ctx), **dict(self.fixed)}
+
+    def swept(self, option: str, value: float) -> "Recipe":
+        """This recipe with one plug-in option set (a point of `--sweep option=...`), on runs of their own."""
+        owned = (*self.run.mode.option_names(), *self.run.reg.option_names())
+        if option not in owned:
+            raise UserError(f"--sweep {option}: the recipe {self.name} has no such option (its runs take {', '.join(owned) or 'none'})")
+        if not self.trains:
+            raise UserError(f"--sweep cannot sweep {self.name}: it reads runs made elsewhere")
+        tag = sweep_tag(option, value)
+        return dataclasses.replace(self, name=f"{self.name}~{option}={value:g}", run=self.run.tagged(tag), fixed=(*self.fixed, (option, value)))
 
     def tagged(self, tag: str) -> "Recipe":
         """`name@tag`: the same recipe on the runs tagged `tag` (e.g. imported), which the study
         reads but never trains."""
         check_tag(tag, f"the tag of '{self.name}@{tag}'")
-        return dataclasses.replace(self, name=f"{self.name}@{tag}", run=self.run.tagged(tag), trains=False)
+        return dataclasses.replace(self, name=f"{self.name}@{tag}", run=self.run.tagged(tag), trains=False, requires=())
+
+
+def sweep_tag(option: str, value: float) -> str:
+    """The run tag of a sweep point: the option's name and value (a '-' of the value written 'm')."""
+    return f"{option}{value:g}".replace("-", "m")
+
+
+def parse_sweep_tag(tag: str, options: Sequence[str]) -> tuple[str, float] | None:
+    """(option, value) of a tag made by sweep_tag, for one of these option names; None otherwise."""
+    for option in sorted(options, key=len, reverse=True):
+        if tag.startswith(option):
+            try:
+                return option, float(tag[len(option):].replace("m", "-"))
+            except ValueError:
+                return None
+    return None

@@ -95,7 +95,7 @@ class L2SP(Regularizer[L2SPOptions, L2SPSettings]):
     def recipes(self) -> tuple[Recipe, ...]:
         # the control for "is tau-Jp more than keeping tau small": ||tau|| matched to tau-Jp's runs
         return (Recipe("l2_sp", RunId(Standard(), self), Readout.NONLINEAR, Group.FIELD, "L2 to θ0, ‖τ‖ matched to τJp's",
-                       study_options=_match_tau_jp),)
+                       study_options=_match_tau_jp, requires=(RunId(Linear(), TauJp()),)),)
 
     def resolve(self, options: L2SPOptions, ctx: Context) -> L2SPSettings:
         coef = options.l2_coef if options.l2_coef is not None else ctx.default("l2_coef", DEFAULT_COEF)

@@ -56,8 +56,17 @@ def all_variants() -> tuple[str, ...]:
 
 def recipe(text: str) -> Recipe:
     """A study recipe by name; `name@tag` for the recipe on tagged (e.g. imported) runs, which the
-    study reads but never trains; or any run or results folder name (e.g. linear-tau_jp_strict,
+    study reads but never trains; `name~option=value` for a point of a sweep of one of its plug-ins'
+    options (runs of its own); or any run or results folder name (e.g. linear-tau_jp_strict,
     posthoc-l2_sp), which the study trains (unless post hoc, which reads the run it linearises)."""
+    base, tilde, point = text.partition("~")
+    if tilde:
+        option, _, value = point.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            raise UserError(f"recipe '{text}': a sweep point is <recipe>~<option>=<number>, got '{point}'") from None
+        return recipe(base).swept(option, number)
     name, at, tag = text.partition("@")
     if name not in RECIPES and not at:
         evaluated = try_parse(name)

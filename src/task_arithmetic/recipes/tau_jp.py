@@ -14,6 +14,8 @@ norm is not squared. Which tasks feed a step depends on the variant:
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -24,8 +26,10 @@ from ..data.registry import benchmark_names, benchmark_tasks, control_task, get_
 from ..data.sampling import PenaltyStream, draws_before, stack_nonempty
 from ..errors import UserError
 from .base import Context, Penalty, PenaltyInputs, PenaltySetup, PenaltyTerm, Readout, Regularizer, Settings, StepCost, finite, metric, need, option
-from .basic import Linear
-from .identity import Group, Recipe, RecipeContext, RunId
+from .basic import Linear, NoRegularizer, Standard
+from .identity import Group, Recipe, RecipeContext, RunId, check_tag
+
+FROM_FRACTION = 0.25  # tau-Jp from existing fine-tuned models: this fraction of the original steps (our choice)
 
 PAPER_COEF = 0.1
 PAPER_BATCH, LARGE_MODEL_BATCH = 16, 4  # ViT-L needs a smaller penalty batch to fit in memory (protocol.md)
@@ -127,6 +131,14 @@ class TauJp(Regularizer[TauJpOptions, TauJpSettings]):
             # incremental learning: tasks arrive in the study's order, future ones unknown
             Recipe("tau_jp_continual", RunId(Linear(), self, "continual"), Readout.LINEARIZED, Group.EXPERIMENT,
                    "τJp, incremental (earlier tasks + control only)", study_options=_study_order),
+            # from existing fine-tuned models: the standard runs (or, @TAG, the runs tagged TAG) continued
+            # with the penalty on, standard-mode tau-Jp (the JVP of the non-linear model at theta_0)
+            FromFinetuned("tau_jp_from", RunId(Standard(), self, tag="from"), Readout.NONLINEAR, Group.EXPERIMENT,
+                          f"τJp from fine-tuned models (standard FT continued, {FROM_FRACTION:g} of its steps)",
+                          requires=(RunId(Standard(), NoRegularizer()),)),
+            # the intervention: each task regularised against exactly one partner task (a fixed pairing)
+            Recipe("tau_jp_paired", RunId(Linear(), self, tag="paired"), Readout.LINEARIZED, Group.EXPERIMENT,
+                   "τJp against one partner task", study_options=_study_partner),
         )
 
     def resolve(self, options: TauJpOptions, ctx: Context) -> TauJpSettings:
@@ -194,6 +206,41 @@ def _study_suite(ctx: RecipeContext) -> Mapping[str, Any]:
     the penalty's inputs from that suite's other tasks and control, not from the task's suite."""
     wider = ctx.suite is not None and ctx.suite != get_task(ctx.task).benchmark
     return {"penalty_tasks": (ctx.suite,)} if wider else {}
+
+
+@dataclass(frozen=True)
+class FromFinetuned(Recipe):
+    """`tau_jp_from@TAG` continues the runs tagged TAG (e.g. imported public checkpoints) and,
+    unlike other tagged recipes, trains: its runs are tagged from_TAG."""
+
+    source_tag: str = ""
+
+    def tagged(self, tag: str) -> "Recipe":
+        check_tag(tag, f"the tag of '{self.name}@{tag}'")
+        # the tagged runs it continues are made elsewhere (imported): nothing required of the study
+        return dataclasses.replace(self, name=f"{self.name}@{tag}", run=self.run.tagged(f"from_{tag}"), source_tag=tag, requires=())
+
+    def options(self, ctx: RecipeContext) -> dict[str, Any]:
+        source = RunId(Standard(), NoRegularizer(), tag=self.source_tag)
+        return {"init_from": ctx.run_weights(source), "steps_fraction": FROM_FRACTION, **dict(self.fixed)}
+
+
+def pairing(tasks: Sequence[str], control: str | None) -> dict[str, str]:
+    """Each task's one partner: the tasks in a fixed shuffled order (seed 0), consecutive ones
+    paired; with an odd count the task left over is paired with the control set (or, without one,
+    regularised against the first task of the order, one-sidedly)."""
+    order = list(tasks)
+    random.Random(0).shuffle(order)
+    partner = {}
+    for a, b in zip(order[0::2], order[1::2]):
+        partner[a], partner[b] = b, a
+    if len(order) % 2:
+        partner[order[-1]] = control if control is not None else order[0]
+    return partner
+
+
+def _study_partner(ctx: RecipeContext) -> Mapping[str, Any]:
+    return {"penalty_tasks": (pairing(ctx.tasks, ctx.control)[ctx.task],)}
 
 
 def _study_order(ctx: RecipeContext) -> Mapping[str, Any]:

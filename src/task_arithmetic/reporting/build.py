@@ -8,9 +8,8 @@ from pathlib import Path
 from ..evaluation.registry import EVALUATIONS
 from ..io import atomic_write_json, atomic_write_text
 from ..paths import Layout
-from .claims import all_claims
+from .analyses import ANALYSES, all_claims
 from .collect import collect
-from .plots import all_plots
 from .provenance import provenance_lines
 
 
@@ -18,15 +17,15 @@ def build_report(layout: Layout, model_id: str) -> list[Path]:
     stale: list[str] = []
     runs = collect(layout.results_root, model_id, stale)
     folder = layout.report_dir(model_id)
-    # each evaluation brings its own tables (evaluation/spec.py), in the registry's order
-    tables = [t for e in EVALUATIONS.values() if e.report for t in e.report(runs)]
+    # each evaluation brings its own tables (evaluation/spec.py), then each analysis reads several runs'
+    tables = [t for e in EVALUATIONS.values() if e.report for t in e.report(runs)] + [t for a in ANALYSES for t in a.tables(runs)]
     claims = all_claims(runs)
     written: list[Path] = []
     for table in tables:
         path = folder / f"{table.name}.csv"
         atomic_write_text(path, table.csv())
         written.append(path)
-    plots = all_plots(runs, folder)
+    plots = [p for a in ANALYSES for p in a.plots(runs, folder)]
     written += plots
     claims_path = folder / "claims.json"
     atomic_write_json(claims_path, [dataclasses.asdict(c) for c in claims])

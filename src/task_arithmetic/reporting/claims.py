@@ -37,7 +37,7 @@ class Claim:
     numbers: dict[str, Any] = field(default_factory=dict)
 
 
-def _find(runs: Mapping[str, RunResults], recipe: Recipe, tag: str) -> str | None:
+def find_run(runs: Mapping[str, RunResults], recipe: Recipe, tag: str = "") -> str | None:
     """The results folder of `recipe` on runs tagged `tag` ("" for the study's own runs)."""
     wanted = recipe.evaluated if not tag else recipe.tagged(tag).evaluated
     return next((name for name, run in runs.items() if run.evaluated == wanted), None)
@@ -54,7 +54,7 @@ def _pct(v: float) -> str:
 def addition_ordering(runs: Mapping[str, RunResults], tag: str = "") -> list[Claim]:
     # the paper's order, best first; numbers keyed "τJp", then the baselines' recipe names
     ordered = (("τJp", PAPER.tau_jp), (PAPER.linear.name, PAPER.linear), (PAPER.standard.name, PAPER.standard))
-    names = {label: _find(runs, recipe, tag) for label, recipe in ordered}
+    names = {label: find_run(runs, recipe, tag) for label, recipe in ordered}
     results = {k: runs[n].get(addition.EVALUATION) if n is not None else None for k, n in names.items()}
     claims = []
     for block, measure in itertools.product(("tuned", "one_shot"), ("avg_accuracy", "avg_normalized")):
@@ -77,7 +77,7 @@ def addition_ordering(runs: Mapping[str, RunResults], tag: str = "") -> list[Cla
 
 def one_shot_is_enough(runs: Mapping[str, RunResults], tag: str = "") -> Claim:
     text = f"with τJp, one-shot alpha = 1 is (near) optimal: |tuned − one-shot| absolute test accuracy ≤ {_pct(ONE_SHOT_TOLERANCE)}"
-    name = _find(runs, PAPER.tau_jp, tag)
+    name = find_run(runs, PAPER.tau_jp, tag)
     result = runs[name].get(addition.EVALUATION) if name is not None else None
     if name is None or result is None:
         return Claim(text, _in_scope("addition, τJp run", tag), MISSING, "missing addition results for the τJp run")
@@ -93,9 +93,9 @@ def negation_lower_target(runs: Mapping[str, RunResults], tag: str = "") -> Clai
         "τJp lowers negation target accuracy at equal control accuracy "
         f"(lowest target, control within {_pct(CONTROL_TOLERANCE)} of the others or higher)"
     )
-    found = {name: runs[name].get(negation.EVALUATION) for r in (PAPER.tau_jp, PAPER.linear, PAPER.standard) if (name := _find(runs, r, tag)) is not None}
+    found = {name: runs[name].get(negation.EVALUATION) for r in (PAPER.tau_jp, PAPER.linear, PAPER.standard) if (name := find_run(runs, r, tag)) is not None}
     results = {name: r for name, r in found.items() if r is not None}
-    taujp = _find(runs, PAPER.tau_jp, tag)
+    taujp = find_run(runs, PAPER.tau_jp, tag)
     others = [n for n in results if n != taujp]
     if taujp is None or taujp not in results or not others:
         return Claim(text, _in_scope("negation", tag), MISSING, "needs negation results of the τJp run and of linear and/or standard")
@@ -166,12 +166,15 @@ def _correlation_claim(text: str, scope: str, points: list[tuple[str, float, flo
 
 
 def tags(runs: Mapping[str, RunResults]) -> list[str]:
-    """The run tags present ("" first: the study's own runs), for the claims checked per tag."""
+    """The run tags the paper's comparisons apply to ("" first: the study's own runs): those holding
+    at least two of its standard, linear and tau-Jp recipes (e.g. imported runs tagged public;
+    not an experiment's own tag such as a sweep point's)."""
     found = {r.evaluated.run.tag for r in runs.values() if r.evaluated is not None}
-    return sorted(found, key=lambda t: (t != "", t))
+    compared = [t for t in found if sum(find_run(runs, recipe, t) is not None for recipe in (PAPER.standard, PAPER.linear, PAPER.tau_jp)) >= 2]
+    return sorted(compared, key=lambda t: (t != "", t))
 
 
-def all_claims(runs: Mapping[str, RunResults]) -> list[Claim]:
+def paper_claims(runs: Mapping[str, RunResults]) -> list[Claim]:
     out: list[Claim] = []
     for tag in tags(runs) or [""]:
         out += [*addition_ordering(runs, tag), one_shot_is_enough(runs, tag), negation_lower_target(runs, tag)]

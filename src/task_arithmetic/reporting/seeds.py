@@ -15,7 +15,8 @@ from typing import Any, Mapping, Sequence
 from scipy.stats import t as student_t
 
 from ..evaluation import addition, negation, single_task
-from .claims import FAILS, HOLDS, Claim, all_claims
+from .analyses import all_claims
+from .claims import FAILS, HOLDS, Claim
 from .table import RunResults
 
 CONFIDENCE = 0.95

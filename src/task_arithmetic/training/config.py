@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 from ..data.registry import get_task
 from ..errors import UserError
-from ..flags import check_seed
+from ..flags import check_float, check_seed
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, check_folder_flag
 from ..recipes import MODES, REGULARIZERS, Mode, Regularizer, RunId
 from ..recipes.base import Context, Plugin, Settings, StepCost, flag
@@ -59,6 +59,7 @@ class FinetuneConfig:
     micro_batch: int | None = None  # per-process forward/backward chunk; None: the whole batch
     epochs: int | None = None
     max_steps: int | None = None  # overrides epochs * steps_per_epoch
+    steps_fraction: float | None = None  # train this fraction of epochs * steps_per_epoch (and of the warm-up); None: all
     clip: float | None = None  # gradient-norm clipping; 0 disables it
     seed: int = 0
     device: str = "auto"
@@ -101,6 +102,7 @@ class TrainingPlan:
     micro_batch: int | None  # None: each process's whole share of the batch at once
     epochs: int | None  # None when max_steps decides
     max_steps: int | None  # None: epochs * steps_per_epoch
+    steps_fraction: float | None  # None: all of epochs * steps_per_epoch; else that fraction, warm-up scaled alike
     clip: float
     seed: int
     device: str
@@ -146,8 +148,10 @@ class TrainingPlan:
         return {k: v for k, v in self.to_json().items() if k not in OPERATIONAL_FIELDS}
 
 
-def resolve_config(cfg: FinetuneConfig | TrainingPlan) -> TrainingPlan:
-    """Validate every setting and fill the defaults; raises UserError before any work is done."""
+def resolve_config(cfg: FinetuneConfig | TrainingPlan, check_files: bool = True) -> TrainingPlan:
+    """Validate every setting and fill the defaults; raises UserError before any work is done.
+
+    check_files=False: a plan made before the runs it reads exist (the study's graph and dry run)."""
     if isinstance(cfg, TrainingPlan):
         return cfg
     run = cfg.run_id()
@@ -168,7 +172,7 @@ def resolve_config(cfg: FinetuneConfig | TrainingPlan) -> TrainingPlan:
         raise UserError(f"task {task.name} has no default number of epochs; pass --epochs N or --max-steps N")
     micro_batch = cfg.micro_batch if cfg.micro_batch is not None else task.defaults.get(f"micro_batch_{mode}", task.defaults.get("micro_batch"))
     _check_numbers(values, epochs, micro_batch, cfg)
-    if cfg.init_from is not None and not Path(cfg.init_from).is_file():
+    if check_files and cfg.init_from is not None and not Path(cfg.init_from).is_file():
         state = "is a folder" if Path(cfg.init_from).is_dir() else "does not exist"
         raise UserError(f"--init-from {cfg.init_from} {state}; pass a finetuned.safetensors written by this suite")
     for flag_name, root in (("--checkpoint-root", cfg.checkpoint_root), ("--results-root", cfg.results_root), ("--data-location", cfg.data_location)):
@@ -220,6 +224,8 @@ def _check_numbers(values: dict[str, Any], epochs: int | None, micro_batch: int 
     need(values["clip"] >= 0 and not math.isnan(values["clip"]), f"--clip must be >= 0 (0 disables clipping), got {values['clip']}")
     need(epochs is None or epochs >= 1, f"--epochs must be >= 1, got {epochs}")
     need(cfg.max_steps is None or cfg.max_steps >= 1, f"--max-steps must be >= 1, got {cfg.max_steps}")
+    if cfg.steps_fraction is not None:
+        check_float("--steps-fraction", cfg.steps_fraction, 0.0, 1.0, lo_open=True)
     need(
         micro_batch is None or 1 <= micro_batch <= values["batch_size"],
         f"--micro-batch must be between 1 and --batch-size ({values['batch_size']}), got {micro_batch}",

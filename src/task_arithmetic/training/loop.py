@@ -16,6 +16,7 @@ import itertools
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -39,6 +40,7 @@ from ..recipes.base import Penalty, PenaltySetup, UpdateRule
 from ..runtime import code_revision, limit_threads, seed_everything
 from ..vectors.task_vector import TaskVector
 from .config import FinetuneConfig, TrainingPlan, resolve_config
+from .cost import CostMeter
 from .distributed import DistContext, barrier, init_distributed, shutdown, sum_over_processes
 from .model import Trainee, build_trainee
 from .ownership import owned_run_folder, tidy_finished_run
@@ -136,6 +138,8 @@ def _train(
 
     # -- the trainee: the mode chooses what trains (at theta_0, before the optimiser) ------------
     encoder, head = encoder.to(device), head.to(device)
+    meter = CostMeter()
+    started = time.perf_counter()
     trainee = build_trainee(encoder, head, plan.mode_plugin, needs_tangent=reg.needs_tangent, init_weights=None)
     theta0 = trainee.theta0() if reg.needs_theta0 else {}  # taken before anything moves theta
     update_rule = plan.mode_plugin.prepare(trainee, plan.mode_settings, _calibration_batches(train_set, plan))
@@ -146,7 +150,7 @@ def _train(
 
     # -- where to start: a saved state of the same settings, or step 0 --------------------------
     epochs = EpochPlan(dataset_size=size(train_set), global_batch=plan.batch_size, rank=ctx.rank, world=ctx.world, seed=plan.seed)
-    total_steps = plan.max_steps if plan.max_steps is not None else (plan.epochs or 1) * epochs.steps_per_epoch
+    total_steps = plan.max_steps if plan.max_steps is not None else max(1, round((plan.epochs or 1) * epochs.steps_per_epoch * (plan.steps_fraction or 1.0)))
     resumed = load_train_state(paths.state, trainee.visual, optimizer, plan.training_settings())
     start = resumed.step if resumed else 0
     if resumed and ctx.is_main:
@@ -156,11 +160,12 @@ def _train(
     cache = layout.model_dir(spec.model_id) / "derived"
     setup = PenaltySetup(trainee, plan.run.variant, theta0, penalty_sets, references, cache, plan.seed, start, ctx.rank, ctx.world, workers)
     penalty = reg.build(plan.reg_settings, setup)
+    meter.setup_seconds = time.perf_counter() - started  # what the recipe does before its first step (data loading aside)
     if penalty is not None and resumed and resumed.extra:
         penalty.load_state(resumed.extra)
 
     # -- the optimiser steps ------------------------------------------------------------------------
-    loop = _Loop(plan, trainee, optimizer, params, epochs, train_set, penalty, update_rule, total_steps, paths, ctx, device, workers)
+    loop = _Loop(plan, trainee, optimizer, params, epochs, train_set, penalty, update_rule, total_steps, paths, ctx, device, workers, meter)
     status = loop.run(start, stop)
     if status == "preempted":
         return FinetuneResult("preempted", paths.weights, loop.step, plan, ctx.is_main)
@@ -168,6 +173,7 @@ def _train(
     # -- the fine-tuned weights, metadata last (the mark of a finished run) ------------------------
     if ctx.is_main:
         extra = _final_metadata(plan, total_steps, ctx.world, update_rule, penalty)
+        extra["cost"] = meter.summary(plan.batch_size, device)
         companions = {paths.log: final_log} if paths.log != final_log and paths.log.is_file() else None
         trainee.encoder.save(paths.weights, extra, companions=companions)
         shutil.rmtree(paths.state, ignore_errors=True)
@@ -257,13 +263,15 @@ class _Loop:
 
     def __init__(self, plan: TrainingPlan, trainee: Trainee, optimizer: torch.optim.Optimizer, params: list, epochs: EpochPlan,
                  train_set: Dataset, penalty: Penalty | None, rule: UpdateRule, total_steps: int, paths: RunPaths,
-                 ctx: DistContext, device: torch.device, workers: int):
+                 ctx: DistContext, device: torch.device, workers: int, meter: CostMeter):
         self.plan, self.trainee, self.optimizer, self.params, self.epochs = plan, trainee, optimizer, params, epochs
+        self.meter = meter
         self.train_set, self.penalty, self.rule, self.total, self.paths = train_set, penalty, rule, total_steps, paths
         self.ctx, self.device, self.workers = ctx, device, workers
         self.step = 0
         micro_batch = min(plan.micro_batch or epochs.local_batch, epochs.local_batch)
-        self.schedule = StepSchedule(plan.lr, plan.warmup, total_steps, plan.clip, micro_batch, plan.reg_plugin.name)
+        warmup = plan.warmup if plan.steps_fraction is None else round(plan.warmup * plan.steps_fraction)  # a shortened run warms up alike
+        self.schedule = StepSchedule(plan.lr, warmup, total_steps, plan.clip, micro_batch, plan.reg_plugin.name)
 
     def run(self, start: int, stop: StopFlag) -> str:
         self.step = start
@@ -309,6 +317,7 @@ class _Loop:
         return "finished"
 
     def _one_step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int, batch_index: int, stop_requested: bool) -> tuple[dict[str, Any], bool]:
+        started = time.perf_counter()
         try:
             record, stop_now = train_step(
                 self.trainee, self.optimizer, self.params, self.rule, self.penalty, images, labels, self.step, self.schedule,
@@ -319,6 +328,7 @@ class _Loop:
             kept = f"the last good state (step {last}) is kept in {self.paths.state}" if last is not None else "no state had been saved yet"
             raise TrainingDiverged(f"{err} (epoch {epoch}, batch {batch_index}); {kept}; lower --lr or check the inputs of {self.plan.task}") from None
         self.step += 1
+        self.meter.step_seconds.append(time.perf_counter() - started)  # the step returns once its statistics are on the host
         return {**record, "epoch": epoch, "batch": batch_index}, stop_now
 
     def _agreed(self, flag: bool) -> bool:
