@@ -37,3 +37,24 @@ def smoke_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     cfg = StudyConfig("smoke", root / "data", root / "checkpoints", root / "results", device="cpu", progress=False)
     return cfg, run_study(cfg)
+
+
+@pytest.fixture(scope="session")
+def smoke_all(smoke_study, tmp_path_factory):
+    """The smoke study with every recipe group on top (the field's recipes, the paper's further
+    experiments), every evaluation but merging x recipe (run on the paper's recipes by the smoke
+    study itself): a copy of it, so only the extra units run. (config, written files)"""
+    import dataclasses
+    import shutil
+
+    from task_arithmetic.evaluation.registry import EVALUATIONS
+    from task_arithmetic.pipeline.study import run_study
+    from task_arithmetic.recipes import Group, recipes_in
+
+    shared, _ = smoke_study
+    root = tmp_path_factory.mktemp("smoke_all")
+    for folder in ("data", "checkpoints", "results"):
+        shutil.copytree(shared.checkpoint_root.parent / folder, root / folder, copy_function=shutil.copy2)
+    cfg = dataclasses.replace(shared, data_location=root / "data", checkpoint_root=root / "checkpoints", results_root=root / "results",
+                              recipes=recipes_in(*Group), evaluations=tuple(e for e in EVALUATIONS if e != "merging"))
+    return cfg, run_study(cfg)

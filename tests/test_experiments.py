@@ -1,6 +1,6 @@
 """The tau-Jp paper's further experiments as study recipes, evaluations and analyses: incremental
 tau-Jp, tau-Jp from fine-tuned models, the sensitivity sweep, the tau-Jp intervention and the cost
-per recipe; on the smoke study (tests/conftest.py), its Slurm plan and by their definitions."""
+per recipe; on the smoke study with every recipe group (tests/conftest.py, smoke_all), its Slurm plan and by their definitions."""
 
 import json
 import re
@@ -21,14 +21,14 @@ from task_arithmetic.reporting.table import RunResults
 MODEL_ID = "TinyCLIP-embedded-smoke"
 
 
-def report_of(smoke_study) -> tuple[str, list[dict]]:
-    cfg, _ = smoke_study
+def report_of(smoke_all) -> tuple[str, list[dict]]:
+    cfg, _ = smoke_all
     folder = cfg.results_root / MODEL_ID / "report"
     return (folder / "report.md").read_text(), json.loads((folder / "claims.json").read_text())
 
 
-def test_every_experiment_reaches_the_smoke_report(smoke_study):
-    text, claims = report_of(smoke_study)
+def test_every_experiment_reaches_the_smoke_report(smoke_all):
+    text, claims = report_of(smoke_all)
     for title in ("Incremental addition", "τJp from existing fine-tuned models", "τJp intervention", "Training cost per recipe"):
         assert title in text, title
     scopes = {c["scope"] for c in claims}
@@ -36,24 +36,24 @@ def test_every_experiment_reaches_the_smoke_report(smoke_study):
     assert "![incremental](incremental.png)" in text
 
 
-def test_the_last_incremental_stage_is_task_addition(smoke_study):
-    cfg, _ = smoke_study
+def test_the_last_incremental_stage_is_task_addition(smoke_all):
+    cfg, _ = smoke_all
     folder = cfg.results_root / MODEL_ID / "linear-tau_jp"
     stages = json.loads((folder / "incremental.json").read_text())["results"]["stages"]
     added = json.loads((folder / "addition.json").read_text())["results"]
     assert [s["k"] for s in stages] == [1, 2, 3] and stages[-1]["tuned"] == added["tuned"] and stages[-1]["one_shot"] == added["one_shot"]
 
 
-def test_incremental_tau_jp_knew_only_earlier_tasks_and_the_control(smoke_study):
-    cfg, _ = smoke_study
+def test_incremental_tau_jp_knew_only_earlier_tasks_and_the_control(smoke_all):
+    cfg, _ = smoke_all
     order = embedded_study(cfg).tasks
     for k, task in enumerate(order):
         meta = json.loads((cfg.checkpoint_root / MODEL_ID / task / "linear-tau_jp_continual" / "finetuned.json").read_text())
         assert meta["config"]["penalty_tasks"] == [*order[:k], "Shapes"]
 
 
-def test_tau_jp_from_continues_the_standard_runs_for_a_fraction_of_their_steps(smoke_study):
-    cfg, _ = smoke_study
+def test_tau_jp_from_continues_the_standard_runs_for_a_fraction_of_their_steps(smoke_all):
+    cfg, _ = smoke_all
     for task in embedded_study(cfg).tasks:
         run = cfg.checkpoint_root / MODEL_ID / task / "standard-tau_jp-from"
         meta = json.loads((run / "finetuned.json").read_text())
@@ -62,8 +62,8 @@ def test_tau_jp_from_continues_the_standard_runs_for_a_fraction_of_their_steps(s
         assert meta["cost"]["seconds_per_step"] > 0 and meta["cost"]["peak_memory_mb"] > 0
 
 
-def test_the_paired_recipe_pairs_each_task_with_one_partner(smoke_study):
-    cfg, _ = smoke_study
+def test_the_paired_recipe_pairs_each_task_with_one_partner(smoke_all):
+    cfg, _ = smoke_all
     tasks = embedded_study(cfg).tasks
     partner = pairing(tasks, "Shapes")
     for task in tasks:

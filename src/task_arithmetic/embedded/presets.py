@@ -75,6 +75,9 @@ PRESETS: dict[str, Preset] = {
         max_train_samples=256,
         eval_limit=128,
         eval_params={"alpha_step": 0.25, "adamerging_steps": 3, "grid_points": 5},
+        # the paper's recipes through every evaluation; the tests add the other groups on top of
+        # it (tests/conftest.py, smoke_all) rather than running every recipe in every copy of it
+        recipe_groups=(Group.PAPER,),
     ),
 }
 
