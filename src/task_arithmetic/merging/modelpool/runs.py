@@ -88,6 +88,10 @@ class RunModelPool(BaseModelPool):
             raise UserError(f"{path} holds a {model_name} encoder, expected {self.spec.name}; check the pool's model")
         return KeyView(SafetensorsReader(path), add="visual.")  # ImageEncoder's key names
 
+    @property
+    def linearized(self) -> bool:
+        return evaluated_linearized(self.mode)
+
     def evaluation_model(self, merged: nn.Module) -> nn.Module:
         if not evaluated_linearized(self.mode):
             return merged
