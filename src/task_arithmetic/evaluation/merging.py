@@ -2,16 +2,19 @@
 
 For each recipe (standard, post-hoc, linear, linear + tau-Jp) the fine-tuned runs form a
 RunModelPool (linear and post-hoc runs are evaluated linearised, as everywhere in the suite).
-Methods with a coefficient (task arithmetic, TIES, DARE, TSV-M, Iso-C, Iso-CTS) are merged once at
-coefficient 1 - each is theta_0 + c * M, linear in c - and c is chosen on the Val parts exactly as
+Methods with a coefficient are merged at its two ends and c is chosen on the Val parts exactly as
 task addition chooses alpha: the grid point with the best average normalised Val accuracy (ties keep
-the smaller c); the test sets are evaluated once at that c. Simple averaging and AdaMerging (which
-learns its own coefficients on the unlabeled test inputs) have no coefficient to choose.
+the smaller c); the test sets are evaluated once at that c. Most are theta_0 + c * M (task
+arithmetic, TIES, DARE, TSV-M, Iso-C/CTS, MagMax, WUDI, Consensus TA), linear in c; LiNeS's depth
+slope beta and CART's lambda move from another origin (beta = 0, resp. the weight average), still
+linearly. Simple averaging, RegMean, RegMean++ and Fisher merging (fed each task's Val inputs) and
+AdaMerging (which learns its own coefficients on the unlabeled test inputs) have no coefficient.
 Normalised accuracy = accuracy / the task's own fine-tuned model's accuracy (same recipe, same split).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +25,21 @@ from torch import nn
 
 from ..merging.adamerging import LayerWiseAdaMergingAlgorithm, TaskWiseAdaMergingAlgorithm
 from ..merging.base import MergeAlgorithm, write_back
+from ..merging.cart import CARTMerging
 from ..merging.dare import DareAlgorithm
+from ..merging.fisher_merging import FisherMergingForCLIPVisionModel
 from ..merging.isotropic import ISO_C_Merge, ISO_CTS_Merge
+from ..merging.lines import LiNeSAlgorithm
+from ..merging.magmax import MagMaxAlgorithm
 from ..merging.modelpool.runs import RunModelPool
+from ..merging.regmean import RegMeanAlgorithmForCLIP
+from ..merging.regmean_plusplus import RegMeanAlgorithmForCLIPPlusPlus
 from ..merging.simple_average import SimpleAverageAlgorithm
+from ..merging.tall_mask import ConsensusTaskArithmeticAlgorithm
 from ..merging.task_arithmetic import TaskArithmeticAlgorithm
 from ..merging.task_singular_vector import TaskSingularVectorMerging
 from ..merging.taskpool.classification import ClassificationTaskPool
+from ..merging.wudi import WUDIMerging
 from ..models.factory import ModelSpec
 from ..paths import Layout
 from ..reporting.table import RunResults, Table, describe, pct_cell, with_results
@@ -37,12 +48,18 @@ from .addition import summarize
 from .selection import alpha_grid, best_index
 from .spec import Evaluation, add_alpha_step, pct, positive_int
 
+# Data-based merges read this many examples of each task's Val part (FusionBench's default).
+DATA_EXAMPLES = 256
+
 
 @dataclass(frozen=True)
 class MergingMethod:
     name: str
     build: Callable[[int], MergeAlgorithm]  # adamerging_steps -> the algorithm (coefficient 1 where it has one)
-    scaled: bool  # theta_0 + c * M with c chosen on Val
+    scaled: bool  # origin + c * (M - origin) with c chosen on Val
+    origin: Callable[[int], MergeAlgorithm] | None = None  # the c = 0 end when it is not theta_0
+    span: float = 1.0  # the coefficient grid is the addition grid times this
+    reads: str = "test"  # the task pool attach_taskpool gives it: AdaMerging the test inputs, data-based merges Val
 
 
 METHODS: tuple[MergingMethod, ...] = (
@@ -52,7 +69,16 @@ METHODS: tuple[MergingMethod, ...] = (
     MergingMethod("tsv_m", lambda steps: TaskSingularVectorMerging(alpha=1.0), True),
     MergingMethod("iso_c", lambda steps: ISO_C_Merge(scaling_factor=1.0), True),
     MergingMethod("iso_cts", lambda steps: ISO_CTS_Merge(scaling_factor=1.0), True),
+    MergingMethod("magmax", lambda steps: MagMaxAlgorithm(scaling_factor=1.0), True),
+    MergingMethod("consensus_task_arithmetic", lambda steps: ConsensusTaskArithmeticAlgorithm(scaling_factor=1.0, prun_thre_k=2, tall_mask_lambda=0.6), True),
+    # WUDI as FusionBench runs it is c = 1; c on Val as for every other theta_0 + c * M method.
+    MergingMethod("wudi", lambda steps: WUDIMerging(iter_num=400), True),
+    MergingMethod("lines_task_arithmetic", lambda steps: LiNeSAlgorithm(beta=1.0), True, origin=lambda steps: LiNeSAlgorithm(beta=0.0)),
+    MergingMethod("cart", lambda steps: CARTMerging(scaling_factor=1.0, rank_ratio=0.08), True, origin=lambda steps: CARTMerging(scaling_factor=0.0), span=2.0),
     MergingMethod("simple_average", lambda steps: SimpleAverageAlgorithm(), False),
+    MergingMethod("regmean", lambda steps: RegMeanAlgorithmForCLIP(num_regmean_examples=DATA_EXAMPLES, split="val"), False, reads="val"),
+    MergingMethod("regmean_plusplus", lambda steps: RegMeanAlgorithmForCLIPPlusPlus(num_regmean_examples=DATA_EXAMPLES, split="val"), False, reads="val"),
+    MergingMethod("fisher_merging", lambda steps: FisherMergingForCLIPVisionModel(num_fisher_examples=DATA_EXAMPLES, split="val"), False, reads="val"),
     MergingMethod("adamerging_task_wise", lambda steps: TaskWiseAdaMergingAlgorithm(max_steps=steps), False),
     MergingMethod("adamerging_layer_wise", lambda steps: LayerWiseAdaMergingAlgorithm(max_steps=steps), False),
 )
@@ -64,10 +90,11 @@ def _ties() -> MergeAlgorithm:
     return TiesMergingAlgorithm(scaling_factor=1.0, threshold=20, merge_func="mean")
 
 
-def scaled(theta0: nn.Module, merged: nn.Module, coefficient: float) -> nn.Module:
-    """theta_0 + c * (merged - theta_0) for the float entries; others are theta_0's."""
-    out = _copy(theta0)
-    base = theta0.state_dict()
+def scaled(origin: nn.Module, merged: nn.Module, coefficient: float) -> nn.Module:
+    """origin + c * (merged - origin) for the float entries (origin: theta_0 or the method's c = 0
+    merge); others are the origin's."""
+    out = _copy(origin)
+    base = origin.state_dict()
     write_back(out, {k: base[k] + coefficient * (v - base[k]) for k, v in merged.state_dict().items() if v.is_floating_point()})
     return out
 
@@ -106,22 +133,26 @@ def evaluate_merging(
     theta0 = pool.load_pretrained_model()
     out: dict[str, Any] = {"tasks": tasks, "alphas": list(alphas), "finetuned": finetuned, "adamerging_steps": adamerging_steps, "methods": {}}
     for method in methods:
+        start = time.perf_counter()
         algorithm = method.build(adamerging_steps)
-        algorithm.attach_taskpool(taskpools["test"])  # AdaMerging: unlabeled test inputs, as in the paper
+        algorithm.attach_taskpool(taskpools[method.reads])
         merged = algorithm.run(pool)
         row: dict[str, Any] = {"settings": {k: v for k, v in algorithm.settings().items() if not isinstance(v, (list, dict))}}
         if method.scaled:
-            curve = [summarize(accuracies(scaled(theta0, merged, a), "val"), finetuned["val"]) for a in alphas]
-            chosen = best_index(list(alphas), [c["avg_normalized"] for c in curve], maximize=True)
-            coefficient = alphas[chosen]
-            row.update(coefficient=coefficient, val_curve=[{"alpha": a, **c} for a, c in zip(alphas, curve)], val=curve[chosen])
-            model = scaled(theta0, merged, coefficient)
+            origin = theta0 if method.origin is None else method.origin(adamerging_steps).run(pool)
+            grid = [a * method.span for a in alphas]
+            curve = [summarize(accuracies(scaled(origin, merged, c), "val"), finetuned["val"]) for c in grid]
+            chosen = best_index(grid, [c["avg_normalized"] for c in curve], maximize=True)
+            coefficient = grid[chosen]
+            row.update(coefficient=coefficient, val_curve=[{"alpha": c, **point} for c, point in zip(grid, curve)], val=curve[chosen])
+            model = scaled(origin, merged, coefficient)
         else:
             row.update(coefficient=None, val=summarize(accuracies(merged, "val"), finetuned["val"]))
             model = merged
         row["test"] = summarize(accuracies(model, "test"), finetuned["test"])
         if getattr(algorithm, "merging_weights", None) is not None:
             row["merging_weights"] = algorithm.merging_weights
+        row["seconds"] = round(time.perf_counter() - start, 2)
         out["methods"][method.name] = row
     return out
 
