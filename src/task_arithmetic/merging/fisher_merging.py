@@ -54,8 +54,8 @@ class FisherMergingAlgorithm(DataMergeAlgorithm):
     ):
         super().__init__(num_fisher_examples, dataloader_kwargs or {"batch_size": 32, "num_workers": 0}, split, seed, inplace, **options)
         self.num_fisher_examples = self._num_examples
-        self.exclude_param_names_regex = list(exclude_param_names_regex or [])
-        self._patterns = compile_patterns(self.exclude_param_names_regex, "exclude_param_names_regex")
+        self._patterns = compile_patterns(exclude_param_names_regex, "exclude_param_names_regex")
+        self.exclude_param_names_regex = [p.pattern for p in self._patterns]
         self.normalize_fisher_weight = bool(normalize_fisher_weight)
         self.minimal_fisher_weight = finite_number("minimal_fisher_weight", minimal_fisher_weight)
         if self.minimal_fisher_weight < 0:

@@ -106,8 +106,8 @@ class RegMeanAlgorithm(DataMergeAlgorithm):
     ):
         super().__init__(num_regmean_examples, dataloader_kwargs or {"batch_size": 32, "num_workers": 0}, split, seed, inplace, **options)
         self.num_regmean_examples = self._num_examples
-        self.exclude_param_names_regex = list(exclude_param_names_regex or [])
-        self._patterns = compile_patterns(self.exclude_param_names_regex, "exclude_param_names_regex")
+        self._patterns = compile_patterns(exclude_param_names_regex, "exclude_param_names_regex")
+        self.exclude_param_names_regex = [p.pattern for p in self._patterns]
         self.reduce_non_diagonal_ratio = finite_number("reduce_non_diagonal_ratio", reduce_non_diagonal_ratio)
         # FusionBench's switch for models storing Linear weights as (in, out); nn.Linear's are (out, in).
         self.weight_transpose = bool(weight_transpose)
