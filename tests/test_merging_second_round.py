@@ -270,6 +270,15 @@ def test_fusionbench_configs_run_through_merge(run_layout, tmp_path, monkeypatch
     # A data-based merge reads each task's train split from the task pool (FusionBench: the pool's train datasets).
     report = merge_main(run_pool_args(root, "method=regmean/clip_regmean", "method.num_regmean_examples=8"))
     assert report["method_config"]["split"] == "train" and 0 <= report["results"]["average"]["accuracy"] <= 1
+    # Every other new config composes, merges and evaluates (one batch per task).
+    for method, *overrides in (
+        ("wudi/wudi", "method.iter_num=3"), ("magmax/magmax",), ("tall_mask/consensus_task_arithmetic",),
+        ("regmean_plusplus/clip_regmean_plusplus", "method.num_regmean_examples=8"), ("lines/lines_task_arithmetic", "method.base_method.scaling_factor=0.5"),
+        ("fisher_merging/clip_fisher_merging", "method.num_fisher_examples=8", "method.split=val"), ("cart/cart",),
+    ):
+        report = merge_main(run_pool_args(root, f"method={method}", "fast_dev_run=true", *overrides))
+        assert set(report["results"]) == {*TOY_TASKS, "average"}, method
+    assert report["method_config"]["rank_ratio"] == 0.08
 
 
 def test_a_data_based_merge_without_task_pool_is_one_clear_error(run_layout):  # noqa: F811

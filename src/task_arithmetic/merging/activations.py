@@ -15,7 +15,8 @@ Rows are tokens (batch x sequence), as FusionBench's hooks flatten them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,8 +167,9 @@ class BlockCall:
     args: tuple
     kwargs: dict
 
-    def run(self, block: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-        out = block(tokens, *self.args, **self.kwargs)
+    def run(self, block: nn.Module) -> torch.Tensor:
+        """`block` on these tokens with the same other arguments; its output tokens."""
+        out = block(self.tokens, *self.args, **self.kwargs)
         return out[0] if isinstance(out, (tuple, list)) else out
 
 
@@ -197,30 +199,13 @@ def block_input(block: nn.Module, forward: Callable[[], Any]) -> BlockCall:
 
 def parameters_before(model: nn.Module, block: nn.Module, forward: Callable[[nn.Module], Any]) -> set[str]:
     """Names of the parameters the first block's input depends on (the embedding: patch and class
-    embeddings, positions, the pre-norm), found by differentiating that input once."""
-    probe = _detached_copy(model)
+    embeddings, positions, the pre-norm), found by differentiating that input once on a copy."""
+    probe = copy.deepcopy(model)
     params = dict(probe.named_parameters())
     for p in params.values():
         p.requires_grad_(True)
-    probe_block = dict(probe.named_modules())[_module_name(model, block)]
+    block_name = next(name for name, module in model.named_modules() if module is block)
     with torch.enable_grad():
-        call = block_input(probe_block, lambda: forward(probe))
+        call = block_input(dict(probe.named_modules())[block_name], lambda: forward(probe))
         grads = torch.autograd.grad(call.tokens.sum(), list(params.values()), allow_unused=True)
     return {name for name, grad in zip(params, grads) if grad is not None}
-
-
-def _module_name(model: nn.Module, target: nn.Module) -> str:
-    for name, module in model.named_modules():
-        if module is target:
-            return name
-    raise ValueError("block not inside model")
-
-
-def _detached_copy(model: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(model)
-
-
-def module_states(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
-    yield from model.state_dict().items()

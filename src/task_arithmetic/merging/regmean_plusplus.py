@@ -91,7 +91,7 @@ class RegMeanAlgorithmPlusPlus(RegMeanAlgorithm):
                     write_back(tuned, {k[len(block_prefix):]: v for k, v in weights.items()})
                 with torch.no_grad(), GramRecorder(tuned, dtype, prefix=block_prefix) as stats:
                     for call in calls[name]:
-                        call.run(tuned, call.tokens)
+                        call.run(tuned)
                 grams = stats.means()
                 for key in keys:
                     if key in grams:
@@ -106,7 +106,7 @@ class RegMeanAlgorithmPlusPlus(RegMeanAlgorithm):
                     write_back(block, {k[len(block_prefix):]: v.clone() for k, v in block_merged.items()})
                 with torch.no_grad():
                     for name in names:
-                        calls[name] = [BlockCall(call.run(block, call.tokens), call.args, call.kwargs) for call in calls[name]]
+                        calls[name] = [BlockCall(call.run(block), call.args, call.kwargs) for call in calls[name]]
         return {k: v.to(stream.base[k].device) for k, v in merged.items()}
 
 
