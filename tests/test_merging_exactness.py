@@ -246,3 +246,35 @@ def test_every_fusionbench_class_name_of_the_suites_methods_imports():
     missing = [n for n in names if not hasattr(merging, n)]
     assert not missing, missing
     assert merging.IsotropicMergingInCommonSubspace is merging.ISO_C_Merge
+
+
+# Where the suite's shipped config deliberately differs from FusionBench's (config/README.md says why).
+CONFIG_DIFFERENCES = {
+    ("ties_merging.yaml", "merge_func"): ("mean", "sum"),  # the paper's disjoint mean
+    ("dare/ties_merging.yaml", "merge_func"): ("mean", "sum"),
+    ("linear/weighted_average.yaml", "weights"): ("???", [0.5, 0.5]),  # FusionBench's example is for two models
+}
+SUITE_ONLY_KEYS = {"seed"}  # DARE's masks have their own seed here (FusionBench: the global generator)
+
+
+def test_shipped_configs_carry_fusionbench_keys_and_defaults_and_its_own_files_instantiate():
+    from omegaconf import OmegaConf
+
+    from task_arithmetic.merging.targets import instantiate, target_class, target_of
+
+    shipped = Path(__file__).parents[1] / "config" / "method"
+    theirs_all = META["fusion_bench_method_configs"]
+    assert {"wudi/wudi.yaml", "magmax/magmax.yaml", "regmean/clip_regmean.yaml", "fisher_merging/clip_fisher_merging.yaml",
+            "tall_mask/task_arithmetic.yaml", "adamerging/clip.yaml", "task_singular_vector/TaskSingularVectorMerging.yaml"} <= set(theirs_all)
+    for name, theirs in theirs_all.items():
+        ours = OmegaConf.to_container(OmegaConf.load(shipped / name), resolve=False) or {}
+        assert target_class("method", target_of("method", ours)) is target_class("method", target_of("method", theirs)), name
+        assert set(ours) - set(theirs) <= SUITE_ONLY_KEYS and set(theirs) <= set(ours), name
+        for key, value in theirs.items():
+            if key != "_target_":
+                assert (ours[key], value) == CONFIG_DIFFERENCES.get((name, key), (value, value)), (name, key)
+        # FusionBench's own file, as it is (its interpolations and ??? filled as a user would).
+        node = {k: (False if v == "${fast_dev_run}" else v) for k, v in theirs.items()}
+        if node.get("weights") == "???":
+            node["weights"] = [0.5, 0.5]
+        instantiate("method", node)
