@@ -74,28 +74,27 @@ class LiNeSAlgorithm(MergeAlgorithm):
         pool = as_model_pool(modelpool)
         if not pool.has_pretrained:
             raise UserError("LiNeS scales task vectors: the models need the pre-trained one under '_pretrained_'")
-        merged = self._base.run(pool, inplace=False)
+        merged = self._base.run(pool, inplace=False)  # a module of our own
         anchor = pool.load_pretrained_model()
         stream = TaskVectorStream(pool, anchor.state_dict())
+        own = merged.state_dict()
         with torch.no_grad():
-            own = merged.state_dict()
-            delta = {k: own[k].to(stream.base[k].dtype) - stream.base[k] for k in stream.float_keys}
-            self.alpha_used = self.alpha if self.alpha is not None else self._multi_task_alpha(stream, delta)
+            self.alpha_used = self.alpha if self.alpha is not None else self._multi_task_alpha(stream, own)
             blocks = self.num_blocks if self.num_blocks is not None else block_count(stream.float_keys)
-            for key, value in delta.items():
-                value.mul_(layer_scale(key, self.alpha_used, self.beta, blocks))
-            out = stream.plus_base(delta)
-        in_place = self.inplace if inplace is None else bool(inplace)
-        target = anchor if in_place else merged  # the base's output is a module of our own
-        write_back(target, out)
-        return target
+            for key in stream.float_keys:  # in place: theta_0 + lambda(key) * (merged - theta_0)
+                base = stream.base[key].to(own[key].dtype)
+                own[key].sub_(base).mul_(layer_scale(key, self.alpha_used, self.beta, blocks)).add_(base)
+        if self.inplace if inplace is None else bool(inplace):
+            write_back(anchor, {k: own[k] for k in stream.float_keys})
+            return anchor
+        return merged
 
     @staticmethod
-    def _multi_task_alpha(stream: TaskVectorStream, delta: dict[str, torch.Tensor]) -> float:
-        """||sum_t tau_t||_1 / (T ||tau_MTL||_1), the authors' multi-task choice (1/T for task arithmetic)."""
-        summed = stream.weighted_sum(dict.fromkeys(stream.names, 1.0))
-        norm_sum = sum(float(v.abs().sum(dtype=torch.float64)) for v in summed.values())
-        norm_merged = sum(float(v.abs().sum(dtype=torch.float64)) for v in delta.values())
+    def _multi_task_alpha(stream: TaskVectorStream, merged: Mapping[str, torch.Tensor]) -> float:
+        """||sum_t tau_t||_1 / (T ||tau_MTL||_1), the authors' multi-task choice (1/T for task arithmetic);
+        both norms key by key (one key of every model in memory)."""
+        norm_sum = sum(float(torch.stack(taus).sum(0).abs().sum(dtype=torch.float64)) for _key, taus in stream.per_key())
+        norm_merged = sum(float((merged[k].to(stream.base[k].dtype) - stream.base[k]).abs().sum(dtype=torch.float64)) for k in stream.float_keys)
         if norm_merged == 0:
             raise UserError("the base merge equals theta_0 (its task vector is zero); LiNeS has nothing to scale, give alpha explicitly")
         return norm_sum / (len(stream.names) * norm_merged)
