@@ -46,8 +46,10 @@ class GramStats:
             self.rows[key] = x.shape[0]
 
     def means(self) -> dict[str, torch.Tensor]:
-        """X^T X / rows: FusionBench's regmean weights (it keeps a running mean of the same)."""
-        return {key: gram / self.rows[key] for key, gram in self.grams.items()}
+        """X^T X / rows, in place: FusionBench's regmean weights (it keeps a running mean of the same)."""
+        for key, gram in self.grams.items():
+            gram.div_(self.rows[key])
+        return self.grams
 
 
 def _attention_input(mha: nn.MultiheadAttention, args: tuple, kwargs: dict) -> torch.Tensor:
