@@ -262,9 +262,8 @@ def fusionbench_child(strategy: str, paths: dict[str, str], examples: int, wudi_
 
 def make_hf_copies(paths: dict[str, str], folder: Path) -> dict[str, str]:
     """HF CLIPVisionModel state dicts of the same weights (FusionBench's side) and their config."""
-    from safetensors.torch import save_file
-
     import open_clip
+    from safetensors.torch import save_file
 
     from task_arithmetic.checkpoints.hf_convert import hf_vision_config, vision_to_hf
     from task_arithmetic.merging.streaming import SafetensorsReader

@@ -287,3 +287,11 @@ def test_a_data_based_merge_without_task_pool_is_one_clear_error(run_layout):  #
     with pytest.raises(UserError, match=r"^FisherMergingForCLIPVisionModel reads each task's inputs from the task pool: give a taskpool \(e.g. taskpool=embedded/all\); its train split is used$"):
         merge_main(argv)
     assert not list((root / "results").glob("merge/**/fisher*"))  # refused before anything is written
+
+
+def test_a_model_without_its_tasks_inputs_is_refused_before_any_statistics():
+    models, data = mlp_world()
+    merge = mlp_data({t: x for t, x in data.items() if t != TASKS[1]})
+    with pytest.raises(UserError, match=rf"no inputs for model\(s\) {TASKS[1]}: the task pool has"):
+        RegMeanAlgorithmForCLIP().run(models, merge_data=merge)
+    assert all(len(list(t.batches)) == 3 for t in merge.tasks.values())  # nothing was read

@@ -85,6 +85,7 @@ class DataMergeAlgorithm(MergeAlgorithm):
         self._given: TestTimeData | None = None
         self._data: TestTimeData | None = None
         self._anchor: nn.Module | None = None
+        self._names: list[str] = []
 
     def attach_taskpool(self, taskpool: Any) -> None:
         self._taskpool = taskpool
@@ -96,9 +97,18 @@ class DataMergeAlgorithm(MergeAlgorithm):
         finally:
             self._given = self._data = self._anchor = None
 
+    def check_model_names(self, names: list[str]) -> None:
+        self._names = list(names)
+
     def prepare(self, pretrained: nn.Module) -> None:
         self._anchor = pretrained
         self._data = self._given if self._given is not None else self._load_data(pretrained)
+        missing = [n for n in self._names if n not in self._data.tasks]
+        if missing:  # before any statistics are computed
+            raise UserError(
+                f"no inputs for model(s) {', '.join(missing)}: the task pool has {', '.join(self._data.tasks)}; "
+                "a data-based merge pairs each model with the task of the same name"
+            )
 
     def _load_data(self, pretrained: nn.Module) -> TestTimeData:
         if self._taskpool is None or not hasattr(self._taskpool, "test_time_data"):
@@ -111,8 +121,6 @@ class DataMergeAlgorithm(MergeAlgorithm):
     def batches(self, name: str) -> Iterator[torch.Tensor]:
         """Model `name`'s task inputs on the data device, until >= num_examples have been used."""
         data = self._data
-        if name not in data.tasks:
-            raise UserError(f"no inputs for model '{name}': the task pool has {', '.join(data.tasks)}; a data-based merge pairs each model with the task of the same name")
         iterator = iter(data.tasks[name].batches)
         used = 0
         while used < self._num_examples:

@@ -128,11 +128,10 @@ def run_program(config: dict[str, Any], choices: dict[str, str | None]) -> dict[
     saved = None
     if config.get("merged_model_save_path"):
         path = Path(config["merged_model_save_path"])
-        modules = named_modules(merged)
         if isinstance(merged, nn.Module):
             saved = str(save_merged(merged, path, merge_info))
         else:  # several models: <stem>.<name><suffix> each
-            saved = {name: str(save_merged(module, path.with_name(f"{path.stem}.{name}{path.suffix}"), merge_info)) for name, module in modules.items()}
+            saved = {name: str(save_merged(module, path.with_name(f"{path.stem}.{name}{path.suffix}"), merge_info)) for name, module in named_modules(merged).items()}
         print(f"merged model saved to {saved}")
 
     results = None
