@@ -14,7 +14,6 @@ Normalised accuracy = accuracy / the task's own fine-tuned model's accuracy (sam
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +132,6 @@ def evaluate_merging(
     theta0 = pool.load_pretrained_model()
     out: dict[str, Any] = {"tasks": tasks, "alphas": list(alphas), "finetuned": finetuned, "adamerging_steps": adamerging_steps, "methods": {}}
     for method in methods:
-        start = time.perf_counter()
         algorithm = method.build(adamerging_steps)
         algorithm.attach_taskpool(taskpools[method.reads])
         merged = algorithm.run(pool)
@@ -152,7 +150,6 @@ def evaluate_merging(
         row["test"] = summarize(accuracies(model, "test"), finetuned["test"])
         if getattr(algorithm, "merging_weights", None) is not None:
             row["merging_weights"] = algorithm.merging_weights
-        row["seconds"] = round(time.perf_counter() - start, 2)
         out["methods"][method.name] = row
     return out
 
