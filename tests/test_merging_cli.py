@@ -59,7 +59,7 @@ def merge_main(argv):
 def test_defaults_compose_and_interpolate(tmp_path):
     config, choices = compose([f"checkpoint_root={tmp_path}"])
     assert choices == {"method": "task_arithmetic", "modelpool": "embedded/TinyCLIP_all", "taskpool": "embedded/all"}
-    assert config["method"] == {"_target_": "TaskArithmeticAlgorithm", "scaling_factor": 0.5}
+    assert config["method"] == {"_target_": "TaskArithmeticAlgorithm", "scaling_factor": 0.3}  # FusionBench's default
     assert config["taskpool"]["model"] == "TinyCLIP" and config["taskpool"]["pretrained"] == "embedded"
     assert config["modelpool"]["checkpoint_root"] == str(tmp_path) and config["results_root"].endswith("results")
     config, _ = compose(["method=ties_merging", "method.threshold=10", "method.inplace=true", "+modelpool.extra=1", "taskpool=null"])

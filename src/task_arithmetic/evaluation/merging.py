@@ -3,11 +3,14 @@
 For each recipe the fine-tuned runs form a RunModelPool read out as the recipe is (linear and
 post-hoc runs linearised, as everywhere in the suite), and every merged model is evaluated through
 the session's accuracy path (its data, heads, sample cap and readout), as addition's edits are.
-Methods with a coefficient (task arithmetic, TIES, DARE, TSV-M, Iso-C, Iso-CTS) are merged once at
-coefficient 1 - each is theta_0 + c * M, linear in c - and c is chosen on the Val parts exactly as
-task addition chooses alpha (addition.choose). Simple averaging and AdaMerging (which learns its
-own coefficients on the unlabeled test inputs) have no coefficient to choose. Normalised accuracy =
-accuracy / the task's own fine-tuned model's accuracy (same recipe, same split).
+Methods with a coefficient are merged at its two ends and c is chosen on the Val parts exactly as
+task addition chooses alpha (addition.choose); the test sets are evaluated once at that c. Most are
+theta_0 + c * M (task arithmetic, TIES, DARE, TSV-M, Iso-C/CTS, MagMax, WUDI, Consensus TA), linear
+in c; LiNeS's depth slope beta and CART's lambda move from another origin (beta = 0, resp. the
+weight average), still linearly. Simple averaging, RegMean, RegMean++ and Fisher merging (fed each
+task's Val inputs) and AdaMerging (which learns its own coefficients on the unlabeled test inputs)
+have no coefficient. Normalised accuracy = accuracy / the task's own fine-tuned model's accuracy
+(same recipe, same split).
 """
 
 from __future__ import annotations
@@ -22,16 +25,27 @@ from torch import nn
 from ..flags import alpha_step, positive_int
 from ..merging.adamerging import LayerWiseAdaMergingAlgorithm, TaskWiseAdaMergingAlgorithm
 from ..merging.base import MergeAlgorithm, write_back
+from ..merging.cart import CARTMerging
 from ..merging.dare import DareAlgorithm
+from ..merging.fisher_merging import FisherMergingForCLIPVisionModel
 from ..merging.isotropic import ISO_C_Merge, ISO_CTS_Merge
+from ..merging.lines import LiNeSAlgorithm
+from ..merging.magmax import MagMaxAlgorithm
+from ..merging.regmean import RegMeanAlgorithmForCLIP
+from ..merging.regmean_plusplus import RegMeanAlgorithmForCLIPPlusPlus
 from ..merging.simple_average import SimpleAverageAlgorithm
+from ..merging.tall_mask import ConsensusTaskArithmeticAlgorithm
 from ..merging.task_arithmetic import TaskArithmeticAlgorithm
 from ..merging.task_singular_vector import TaskSingularVectorMerging
+from ..merging.wudi import WUDIMerging
 from ..reporting.table import RunResults, Table, pct_cell
 from .addition import CurvePoint, Scores, choose, summarize
 from .selection import alpha_grid
 from .session import EvalSession
 from .spec import Evaluation, param, pct
+
+# Data-based merges read this many examples of each task's Val part (FusionBench's default).
+DATA_EXAMPLES = 256
 
 
 @dataclass(frozen=True)
@@ -65,7 +79,9 @@ class MergingResult:
 class MergingMethod:
     name: str
     build: Callable[[int], MergeAlgorithm]  # adamerging_steps -> the algorithm (coefficient 1 where it has one)
-    scaled: bool  # theta_0 + c * M with c chosen on Val
+    scaled: bool  # origin + c * (M - origin) with c chosen on Val
+    origin: Callable[[int], MergeAlgorithm] | None = None  # the c = 0 end when it is not theta_0
+    span: float = 1.0  # the coefficient grid is the addition grid times this
 
 
 METHODS: tuple[MergingMethod, ...] = (
@@ -75,7 +91,16 @@ METHODS: tuple[MergingMethod, ...] = (
     MergingMethod("tsv_m", lambda steps: TaskSingularVectorMerging(alpha=1.0), True),
     MergingMethod("iso_c", lambda steps: ISO_C_Merge(scaling_factor=1.0), True),
     MergingMethod("iso_cts", lambda steps: ISO_CTS_Merge(scaling_factor=1.0), True),
+    MergingMethod("magmax", lambda steps: MagMaxAlgorithm(scaling_factor=1.0), True),
+    MergingMethod("consensus_task_arithmetic", lambda steps: ConsensusTaskArithmeticAlgorithm(scaling_factor=1.0, prun_thre_k=2, tall_mask_lambda=0.6), True),
+    # WUDI as FusionBench runs it is c = 1; c on Val as for every other theta_0 + c * M method.
+    MergingMethod("wudi", lambda steps: WUDIMerging(iter_num=400), True),
+    MergingMethod("lines_task_arithmetic", lambda steps: LiNeSAlgorithm(beta=1.0), True, origin=lambda steps: LiNeSAlgorithm(beta=0.0)),
+    MergingMethod("cart", lambda steps: CARTMerging(scaling_factor=1.0, rank_ratio=0.08), True, origin=lambda steps: CARTMerging(scaling_factor=0.0), span=2.0),
     MergingMethod("simple_average", lambda steps: SimpleAverageAlgorithm(), False),
+    MergingMethod("regmean", lambda steps: RegMeanAlgorithmForCLIP(num_regmean_examples=DATA_EXAMPLES, split="val"), False),
+    MergingMethod("regmean_plusplus", lambda steps: RegMeanAlgorithmForCLIPPlusPlus(num_regmean_examples=DATA_EXAMPLES, split="val"), False),
+    MergingMethod("fisher_merging", lambda steps: FisherMergingForCLIPVisionModel(num_fisher_examples=DATA_EXAMPLES, split="val"), False),
     MergingMethod("adamerging_task_wise", lambda steps: TaskWiseAdaMergingAlgorithm(max_steps=steps), False),
     MergingMethod("adamerging_layer_wise", lambda steps: LayerWiseAdaMergingAlgorithm(max_steps=steps), False),
 )
@@ -87,10 +112,11 @@ def _ties() -> MergeAlgorithm:
     return TiesMergingAlgorithm(scaling_factor=1.0, threshold=20, merge_func="mean")
 
 
-def scaled(theta0: nn.Module, merged: nn.Module, coefficient: float) -> nn.Module:
-    """theta_0 + c * (merged - theta_0) for the float entries; others are theta_0's."""
-    out = copy.deepcopy(theta0)
-    base = theta0.state_dict()
+def scaled(origin: nn.Module, merged: nn.Module, coefficient: float) -> nn.Module:
+    """origin + c * (merged - origin) for the float entries (origin: theta_0 or the method's c = 0
+    merge); others are the origin's."""
+    out = copy.deepcopy(origin)
+    base = origin.state_dict()
     write_back(out, {k: base[k] + coefficient * (v - base[k]) for k, v in merged.state_dict().items() if v.is_floating_point()})
     return out
 
@@ -107,18 +133,20 @@ def evaluate_merging(session: EvalSession, alphas: Sequence[float], adamerging_s
     rows: dict[str, MethodResult] = {}
     for method in methods:
         algorithm = method.build(adamerging_steps)
-        algorithm.attach_taskpool(session)  # AdaMerging: the session's unlabeled test inputs, as in the paper
+        algorithm.attach_taskpool(session)  # AdaMerging: the unlabeled test inputs, as in the paper; data-based merges: Val
         merged = algorithm.run(pool)
         settings = {k: v for k, v in algorithm.settings().items() if not isinstance(v, (list, dict))}
         weights = getattr(algorithm, "merging_weights", None)
         if method.scaled:
+            origin = theta0 if method.origin is None else method.origin(adamerging_steps).run(pool)
+            grid = [a * method.span for a in alphas]
             curve = []
-            for a in alphas:
-                s = summarize(accuracies(scaled(theta0, merged, a), "val"), finetuned["val"])
-                curve.append(CurvePoint(s.per_task, s.per_task_normalized, s.avg_accuracy, s.avg_normalized, a))
-            chosen, selected_on = choose(alphas, curve)  # as addition: normalised Val accuracy, else absolute
-            coefficient = alphas[chosen]
-            test = summarize(accuracies(scaled(theta0, merged, coefficient), "test"), finetuned["test"])
+            for c in grid:
+                s = summarize(accuracies(scaled(origin, merged, c), "val"), finetuned["val"])
+                curve.append(CurvePoint(s.per_task, s.per_task_normalized, s.avg_accuracy, s.avg_normalized, c))
+            chosen, selected_on = choose(grid, curve)  # as addition: normalised Val accuracy, else absolute
+            coefficient = grid[chosen]
+            test = summarize(accuracies(scaled(origin, merged, coefficient), "test"), finetuned["test"])
             rows[method.name] = MethodResult(settings, coefficient, selected_on, curve, curve[chosen], test, weights)
         else:
             val = summarize(accuracies(merged, "val"), finetuned["val"])

@@ -186,19 +186,22 @@ class EvalSession:
         sel = self.selection
         return RunModelPool.of(sel.spec, sel.layout, sel.evaluated, self.tasks)
 
-    def test_time_data(self, model: nn.Module, batch_size: int, num_workers: int = 0, seed: int = 0) -> "TestTimeData":
-        """AdaMerging's unlabeled inputs: shuffled batches of each task's test part (the session's
-        sample cap) and its frozen head."""
+    def test_time_data(
+        self, model: nn.Module, batch_size: int, num_workers: int = 0, seed: int = 0, split: str = "test", epochs: int | None = None
+    ) -> "TestTimeData":
+        """Unlabeled inputs for the merges that read data: shuffled batches of each task's `split`
+        (AdaMerging the test part, endless; the data-based merges Val, `epochs` passes), with the
+        session's sample cap, and its frozen head."""
         from ..merging.adamerging import TestTimeData, TestTimeTask
         from ..merging.taskpool.base import endless_inputs
 
         sel = self.selection
         tasks = {}
         for task in self.tasks:
-            loader = make_loader(self.bank.dataset(task, "test"), batch_size, shuffle=True, seed=seed, num_workers=num_workers)
+            loader = make_loader(self.bank.dataset(task, split), batch_size, shuffle=True, seed=seed, num_workers=num_workers)
             # a head of its own: the session's were made under inference mode, which autograd refuses
             head = task_head(sel.spec, task, sel.layout, sel.data_location, self.device).float().requires_grad_(False)
-            tasks[task] = TestTimeTask(head, endless_inputs(loader))
+            tasks[task] = TestTimeTask(head, endless_inputs(loader, epochs))
         return TestTimeData(features=lambda call, images: call(images).float(), tasks=tasks, device=self.device)
 
     # provenance -----------------------------------------------------------------------------

@@ -82,8 +82,8 @@ class TaskVectorStream:
         self.names = list(self.pool.model_names)
         self.float_keys = [k for k, t in self.base.items() if t.is_floating_point()]
 
-    def task_vector(self, name: str, keys: Sequence[str] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
-        """(key, tau) for the float keys (or `keys`), in the accumulation dtype, on theta_0's device."""
+    def state(self, name: str) -> Mapping[str, torch.Tensor]:
+        """The fine-tuned model's state (lazy for file pools), checked against theta_0's keys and shapes."""
         state = self.pool.load_state(name)
         problem = state_mismatch(self.base, state)
         if problem:
@@ -91,11 +91,38 @@ class TaskVectorStream:
                 f"model '{name}' does not match the pre-trained model '{PRETRAINED}': {problem}; "
                 "every model must have the pre-trained model's architecture"
             )
+        return state
+
+    def task_vector(self, name: str, keys: Sequence[str] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+        """(key, tau) for the float keys (or `keys`), in the accumulation dtype, on theta_0's device."""
+        state = self.state(name)
         for key in self.float_keys if keys is None else keys:
             base = self.base[key]
             dtype = accumulation_dtype(base.dtype)
             tau = state[key].to(device=base.device, dtype=dtype) - base.to(dtype)
             yield key, (self.transform(name, key, tau) if self.transform else tau)
+
+    def weights(self, name: str, keys: Sequence[str] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+        """(key, theta) of one fine-tuned model, in the accumulation dtype on theta_0's device
+        (the methods that average weights rather than task vectors: RegMean, Fisher)."""
+        state = self.state(name)
+        for key in self.float_keys if keys is None else keys:
+            base = self.base[key]
+            yield key, state[key].to(device=base.device, dtype=accumulation_dtype(base.dtype))
+
+    def per_key(self, keys: Sequence[str] | None = None) -> Iterator[tuple[str, list[torch.Tensor]]]:
+        """(key, [tau_t for every model, in pool order]) for the float keys (or `keys`), one key at a
+        time: every model's state is opened once (file pools read lazily), so memory holds one key
+        of each model, not whole models."""
+        states = {name: self.state(name) for name in self.names}
+        for key in self.float_keys if keys is None else keys:
+            base = self.base[key]
+            dtype = accumulation_dtype(base.dtype)
+            taus = []
+            for name in self.names:
+                tau = states[name][key].to(device=base.device, dtype=dtype) - base.to(dtype)
+                taus.append(self.transform(name, key, tau) if self.transform else tau)
+            yield key, taus
 
     def weighted_sum(self, coefficients: Mapping[str, float]) -> dict[str, torch.Tensor]:
         """sum_i c_i * tau_i over the float keys, accumulated in float32."""

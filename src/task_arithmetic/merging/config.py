@@ -22,7 +22,7 @@ import yaml
 
 from ..errors import UserError
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, REPO_ROOT
-from .targets import parameters, target_class
+from .targets import parameters, target_class, target_of
 
 CONFIG_ROOT = REPO_ROOT / "config"
 GROUPS = ("method", "modelpool", "taskpool")
@@ -177,9 +177,9 @@ def _force_class_parameters(root: Path, overrides: list[str]) -> list[str]:
             if not isinstance(node, DictConfig):
                 raise UserError(f"cannot set '{key}': {where} is not a mapping")
             valid = [k for k in node.keys() if k != "hydra"]
-            if depth == 1 and parts[0] in GROUPS and "_target_" in node:
+            if depth == 1 and parts[0] in GROUPS and target_of(parts[0], node) is not None:
                 try:
-                    valid += [p for p in parameters(target_class(parts[0], node["_target_"])) if p not in node]
+                    valid += [p for p in parameters(target_class(parts[0], target_of(parts[0], node))) if p not in node]
                 except UserError:
                     pass
             if part not in valid:

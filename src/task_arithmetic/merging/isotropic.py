@@ -89,3 +89,8 @@ class ISO_CTS_Merge(_IsotropicMerge):  # noqa: N801 - FusionBench's class name
 
     def merge_matrix(self, taus: Sequence[torch.Tensor]) -> torch.Tensor:
         return iso_cts_matrix(taus, self.common_space_fraction)
+
+
+# FusionBench's primary names; ISO_C_Merge and ISO_CTS_Merge are its aliases.
+IsotropicMergingInCommonSubspace = ISO_C_Merge
+IsotropicMergingInCommonAndTaskSubspace = ISO_CTS_Merge

@@ -114,9 +114,37 @@ def check_switches(config: dict[str, Any]) -> None:
             raise UserError(f"{key} must be true or false, got {config[key]!r}; pass e.g. {key}=true")
 
 
-def print_results(results: dict[str, Any]) -> None:
+def print_results(results: dict[str, Any], indent: str = "  ") -> None:
     for name, row in results.items():
-        print(f"  {name:24s} accuracy {row['accuracy']:.4f}  loss {row['loss']:.4f}")
+        if isinstance(row, dict) and "accuracy" in row:
+            print(f"{indent}{name:24s} accuracy {row['accuracy']:.4f}  loss {row['loss']:.4f}")
+        elif isinstance(row, dict):  # one model of several (TALL masks, TSV-M's single-task models)
+            print(f"{indent}{name}:")
+            print_results(row, indent + "  ")
+
+
+def named_modules(result: Any, prefix: str = "") -> dict[str, nn.Module]:
+    """The modules a method returned: one merged module, or FusionBench's dicts of several
+    ({name: module, ...} or {"models": {...}, "metadata": ...}), flattened to dotted names."""
+    if isinstance(result, nn.Module):
+        return {prefix or "merged": result}
+    out: dict[str, nn.Module] = {}
+    for key, value in (result or {}).items():
+        name = key if key != "models" else ""
+        inner = f"{prefix}.{name}".strip(".") if name else prefix
+        if isinstance(value, (nn.Module, dict)):
+            out |= named_modules(value, inner)
+    return out
+
+
+def evaluate_result(taskpool: Any, modelpool: Any, result: Any, max_batches: int | None) -> Any:
+    """FusionBench's rule for several models: each is evaluated on the whole task pool; other
+    entries (metadata) are copied into the report."""
+    if isinstance(result, nn.Module):
+        return taskpool.evaluate(modelpool.evaluation_model(result), max_batches=max_batches)
+    if isinstance(result, dict):
+        return {k: evaluate_result(taskpool, modelpool, v, max_batches) if isinstance(v, (nn.Module, dict)) else v for k, v in result.items()}
+    return result
 
 
 def seed_everything(seed: Any) -> None:
@@ -158,13 +186,17 @@ def run_program(config: dict[str, Any], choices: dict[str, str | None]) -> dict[
 
     saved = None
     if config.get("merged_model_save_path"):
-        saved = str(save_merged(merged, Path(config["merged_model_save_path"]), merge_info))
+        path = Path(config["merged_model_save_path"])
+        if isinstance(merged, nn.Module):
+            saved = str(save_merged(merged, path, merge_info))
+        else:  # several models: <stem>.<name><suffix> each
+            saved = {name: str(save_merged(module, path.with_name(f"{path.stem}.{name}{path.suffix}"), merge_info)) for name, module in named_modules(merged).items()}
         print(f"merged model saved to {saved}")
 
     results = None
     if taskpool is not None:
         start = time.perf_counter()
-        results = taskpool.evaluate(modelpool.evaluation_model(merged), max_batches=1 if config.get("fast_dev_run") else None)
+        results = evaluate_result(taskpool, modelpool, merged, 1 if config.get("fast_dev_run") else None)
         seconds["evaluate"] = time.perf_counter() - start
         print_results(results)
 

@@ -77,6 +77,12 @@ class BaseModelPool:
     def check_available(self) -> None:
         """Raise one UserError naming every model that cannot be loaded (before any work starts)."""
 
+    @property
+    def linearized(self) -> bool:
+        """True when merges are evaluated as the linearised model around theta_0 (the data-based
+        merges then read theta_0's activations)."""
+        return False
+
     def evaluation_model(self, merged: nn.Module) -> nn.Module:
         """The module to evaluate for merged weights (linearised runs wrap them around theta_0)."""
         return merged

@@ -23,11 +23,14 @@ class BaseTaskPool(ABC):
         return {"type": type(self).__name__}
 
 
-def endless_inputs(loader: DataLoader) -> Iterator[torch.Tensor]:
-    """The loader's images, epoch after epoch (AdaMerging's unlabeled test inputs; labels dropped)."""
-    while True:
+def endless_inputs(loader: DataLoader, epochs: int | None = None) -> Iterator[torch.Tensor]:
+    """The loader's images, epoch after epoch (AdaMerging's unlabeled test inputs; labels dropped);
+    `epochs` stops after that many passes (the data-based merges read at most one)."""
+    done = 0
+    while epochs is None or done < epochs:
         for images, _labels in loader:
             yield images
+        done += 1
 
 
 def limited(loader: DataLoader, max_batches: int | None) -> Iterable:

@@ -62,17 +62,22 @@ class ClassificationTaskPool(BaseTaskPool):
             results[task] = evaluate_task(embed, head, loader, device, max_batches)
         return summarise(results)
 
-    def test_time_data(self, model: nn.Module, batch_size: int, num_workers: int = 0, seed: int = 0) -> TestTimeData:
-        """Shuffled unlabeled batches of each task's split and its frozen head (AdaMerging), preprocessed
-        as evaluate() preprocesses them for `model`."""
+    def test_time_data(
+        self, model: nn.Module, batch_size: int, num_workers: int = 0, seed: int = 0, split: str | None = None, epochs: int | None = None
+    ) -> TestTimeData:
+        """Shuffled unlabeled batches of each task's split (or `split`: the data-based merges read
+        train or val) and its frozen head, preprocessed as evaluate() preprocesses them for `model`;
+        endless unless `epochs` is given (AdaMerging cycles, the data-based merges read one pass)."""
+        if split is not None and split not in SPLITS:
+            raise UserError(f"unknown split '{split}'; valid splits: {', '.join(SPLITS)}")
         device = pick_device(self.device)
         transform = getattr(model, "val_preprocess", None)
         tasks = {}
         for task in self.tasks:
             head = task_head(self.spec, task, self.layout, self.data_location, device).float().requires_grad_(False)
-            dataset = self._limit(load_dataset(task, self.split, self.data_location, transform))
+            dataset = self._limit(load_dataset(task, split or self.split, self.data_location, transform))
             loader = make_loader(dataset, batch_size, shuffle=True, seed=seed, num_workers=num_workers)
-            tasks[task] = TestTimeTask(head, endless_inputs(loader))
+            tasks[task] = TestTimeTask(head, endless_inputs(loader, epochs))
         return TestTimeData(features=lambda call, images: call(images).float(), tasks=tasks, device=device)
 
     def _limit(self, dataset):

@@ -149,8 +149,13 @@ class CLIPVisionModelTaskPool(BaseTaskPool):
             results[name] = evaluate_task(embed, head, loader, device, max_batches)
         return summarise(results)
 
-    def test_time_data(self, model: nn.Module, batch_size: int, num_workers: int = 0, seed: int = 0) -> TestTimeData:
-        """Shuffled unlabeled batches of each task's split, the frozen heads and projection (AdaMerging)."""
+    def test_time_data(
+        self, model: nn.Module, batch_size: int, num_workers: int = 0, seed: int = 0, split: str | None = None, epochs: int | None = None
+    ) -> TestTimeData:
+        """Shuffled unlabeled batches of each task's split (or `split` for every task), the frozen heads
+        and projection (AdaMerging; the data-based merges read one pass, `epochs`=1)."""
+        if split is not None and split not in SPLITS:
+            raise UserError(f"unknown split '{split}'; valid splits: {', '.join(SPLITS)}")
         from transformers import CLIPModel
 
         device = pick_device(self.device)
@@ -160,8 +165,8 @@ class CLIPVisionModelTaskPool(BaseTaskPool):
         tasks = {}
         for name, task in self.tasks.items():
             head = self.head(clip, task, device).float().requires_grad_(False)
-            dataset = load_dataset(task, self.splits[name], self.data_location, transform)
-            tasks[name] = TestTimeTask(head, endless_inputs(make_loader(dataset, batch_size, shuffle=True, seed=seed, num_workers=num_workers)))
+            dataset = load_dataset(task, split or self.splits[name], self.data_location, transform)
+            tasks[name] = TestTimeTask(head, endless_inputs(make_loader(dataset, batch_size, shuffle=True, seed=seed, num_workers=num_workers), epochs))
 
         def features(call, pixels: torch.Tensor) -> torch.Tensor:
             return projection(call(pixel_values=pixels).pooler_output.float())
