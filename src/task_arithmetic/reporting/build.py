@@ -11,6 +11,7 @@ from ..paths import Layout
 from .claims import all_claims
 from .collect import collect
 from .plots import all_plots
+from .precision_note import precision_note
 
 
 def build_report(layout: Layout, model_id: str) -> list[Path]:
@@ -33,6 +34,7 @@ def build_report(layout: Layout, model_id: str) -> list[Path]:
     lines = [f"# Task-arithmetic report: {model_id}", "", f"Runs: {', '.join(runs)}. Evaluations found:", ""]
     for name, run in runs.items():
         lines.append(f"- {name}: {', '.join(run.evaluations)}")
+    lines += ["", precision_note(runs)[1]]
     lines += ["", "## Claims", ""]
     for c in claims:
         lines.append(f"- **{c.verdict}** — {c.claim} [{c.scope}]: {c.details}")
