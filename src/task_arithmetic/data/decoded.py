@@ -1,0 +1,360 @@
+"""Decode once: the preprocessed images of a (dataset, split, preprocessing), cached as uint8.
+
+The evaluation transform of open_clip (resize, centre crop, RGB, to tensor, normalise) is
+deterministic up to its float stage, so its PIL stage runs once per image and the result is
+stored as uint8 records in one memory-mapped file; a pass over the data then only converts
+records to float and normalises them, with the transform's own tensor stage, so every value is
+bit for bit what the PIL pipeline gives. The file is verified like the suite's other caches:
+its sha256 is recorded in the JSON beside it and checked when a process first opens it, its
+name carries a fingerprint of the preprocessing (the PIL stage, Pillow and torchvision
+versions), and every open decodes a few images again and compares them with their records (a
+dataset replaced in place, same size, is noticed and the cache rebuilt, saying so).
+
+Training's random crop cannot be cached, so `--train-crop cache` caches each image squashed to
+TRAIN_SIDE(size) = size * 8/7 square (256 px for 224) and takes RandomResizedCrop's box, drawn
+from the original image size with the same random numbers as the PIL path, from that record on
+tensors (uint8 bicubic, antialiased). That resamples twice instead of once, so it is not exact:
+its accuracy effect is measured in the README.
+
+Caches live in `<data_location>/decoded/`, are shared by every run and evaluation, are built on
+first use (or by `prepare_datasets.py cache`) under a lock, and their size is printed, and checked
+against the free space, before anything is written. Tensor-native tasks (the embedded ones) are
+already in memory and are never cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import PIL
+import torch
+import torchvision
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, RandomResizedCrop, Resize, ToTensor
+from torchvision.transforms import functional as TF
+
+from ..errors import UserError
+from ..io import atomic_stream, atomic_write_json, metadata_path, read_json_object
+from ..runtime import usable_cores
+from ..storage.checksums import DIGEST_KEY, DamagedFile, verify_digest
+from ..storage.locks import FileLock
+from ..storage.write_errors import WriteFailed
+from .registry import get_task
+from .splits import SPLITS, split_train_val
+
+CACHE_FORMAT = "decoded_images"
+CACHE_VERSION = 1
+FOLDER = "decoded"
+SPOT_CHECKS = 4  # images decoded again on every open and compared with their records
+_BUILD_BATCH = 64
+_MARGIN = 256 * 2**20  # free space kept beyond the file when building
+
+
+def train_side(size: int) -> int:
+    """The side of a training record: room for RandomResizedCrop's box at 8/7 of the model's input."""
+    return int(math.ceil(size * 8 / 7))
+
+
+# ---- which transforms can be cached ---------------------------------------------------------------
+
+
+def _is_rgb(t: Any) -> bool:
+    return type(t).__name__ == "MaybeConvertMode" and getattr(t, "mode", "RGB") == "RGB" or getattr(t, "__name__", "") == "_convert_to_rgb"
+
+
+def _is_to_tensor(t: Any) -> bool:
+    return isinstance(t, ToTensor)
+
+
+@dataclass(frozen=True)
+class Stages:
+    """A transform split where it leaves PIL: what runs once (cached) and what runs every pass."""
+
+    kind: str  # "eval": the deterministic PIL stage is cached | "train": records squashed to `side`, cropped each pass
+    pil: tuple  # the PIL transforms the cache applies once
+    tensor: tuple  # the transforms after ToTensor (Normalize), applied to every record
+    side: int  # records are side x side x 3
+    crop: RandomResizedCrop | None = None  # train: the crop done on records
+
+    def describe(self) -> str:
+        """What decides the records' bytes: part of the cache's fingerprint."""
+        return " | ".join(repr(t) for t in self.pil) + f" | side {self.side}"
+
+
+def _steps(transform: Callable) -> list:
+    return list(transform.transforms) if isinstance(transform, Compose) else [transform]
+
+
+def _tensor_stage(rest: list) -> tuple | None:
+    if not rest or not _is_to_tensor(rest[0]) or not all(isinstance(t, Normalize) for t in rest[1:]):
+        return None
+    return tuple(rest[1:])
+
+
+def eval_stages(transform: Callable | None) -> Stages | None:
+    """Stages of a deterministic evaluation transform (resize, centre crop, RGB, ToTensor, Normalize);
+    None when it is anything else (then the images are decoded on every pass)."""
+    if transform is None:
+        return None
+    steps = _steps(transform)
+    cut = next((i for i, t in enumerate(steps) if _is_to_tensor(t)), None)
+    if cut is None:
+        return None
+    pil, tensor = steps[:cut], _tensor_stage(steps[cut:])
+    if tensor is None or not pil or not all(isinstance(t, (Resize, CenterCrop)) or _is_rgb(t) for t in pil) or not _is_rgb(pil[-1]):
+        return None
+    crops = [t for t in pil if isinstance(t, CenterCrop)]
+    if not crops or len(set(crops[-1].size)) != 1:
+        return None
+    return Stages("eval", tuple(pil), tensor, int(crops[-1].size[0]))
+
+
+def train_stages(transform: Callable) -> Stages | None:
+    """Stages of open_clip's training transform (RandomResizedCrop, RGB, ToTensor, Normalize)."""
+    steps = _steps(transform)
+    if len(steps) < 3 or not isinstance(steps[0], RandomResizedCrop) or not _is_rgb(steps[1]):
+        return None
+    tensor = _tensor_stage(steps[2:])
+    crop = steps[0]
+    if tensor is None or len(set(crop.size)) != 1:
+        return None
+    side = train_side(int(crop.size[0]))
+    squash = Resize((side, side), interpolation=crop.interpolation, antialias=True)
+    return Stages("train", (steps[1], squash), tensor, side, crop)
+
+
+# ---- the cached split ------------------------------------------------------------------------------
+
+
+class _Record:
+    """The PIL stage as a dataset transform: (uint8 HxWx3 record, original width, height)."""
+
+    def __init__(self, pil: Sequence[Callable]):
+        self.pil = list(pil)
+
+    def __call__(self, image):
+        width, height = image.size
+        for t in self.pil:
+            image = t(image)
+        return np.asarray(image, dtype=np.uint8), width, height
+
+
+def _collate(items):
+    records, labels = zip(*items)
+    return (np.stack([r[0] for r in records]), np.array([[r[1], r[2]] for r in records], dtype=np.int32),
+            np.array([int(label) for label in labels], dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class CacheFile:
+    path: Path  # the uint8 records; its JSON beside it describes them
+    count: int
+    side: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.count * self.side * self.side * 3
+
+
+class DecodedImages(Dataset):
+    """(tensor, label) from a cache file: records converted as the transform's ToTensor and
+    Normalize would (eval), or randomly cropped first (train). Memory-mapped, so every worker
+    process shares the page cache instead of holding a copy."""
+
+    def __init__(self, file: CacheFile, labels: np.ndarray, sizes: np.ndarray, stages: Stages):
+        self.file, self.labels, self.sizes, self.stages = file, labels, sizes, stages
+        self._records: np.memmap | None = None
+
+    def __len__(self) -> int:
+        return self.file.count
+
+    def __getstate__(self) -> dict:  # worker processes map the file themselves
+        return {**self.__dict__, "_records": None}
+
+    def records(self) -> np.memmap:
+        if self._records is None:
+            self._records = np.memmap(self.file.path, dtype=np.uint8, mode="r", shape=(self.file.count, self.file.side, self.file.side, 3))
+        return self._records
+
+    def __getitem__(self, index: int):
+        record = torch.from_numpy(np.array(self.records()[index])).permute(2, 0, 1)  # uint8 CHW, own memory
+        if self.stages.crop is not None:
+            record = crop_record(record, int(self.sizes[index][0]), int(self.sizes[index][1]), self.stages.crop)
+        # exactly torchvision's to_tensor for a uint8 image, then the transform's own Normalize
+        image = record.contiguous().to(dtype=torch.get_default_dtype()).div(255)
+        for t in self.stages.tensor:
+            image = t(image)
+        return image, int(self.labels[index])
+
+
+def crop_record(record: torch.Tensor, width: int, height: int, crop: RandomResizedCrop) -> torch.Tensor:
+    """RandomResizedCrop of the original (width x height) image, taken from its squashed record.
+
+    The box is drawn by the transform's own get_params from the ORIGINAL size (the same random
+    numbers, so the same box as the PIL path for the same seed), then scaled to the record."""
+    side = record.shape[-1]
+    shape_only = torch.empty((), dtype=torch.uint8).expand(3, height, width)  # get_params reads only the size
+    top, left, h, w = crop.get_params(shape_only, crop.scale, crop.ratio)
+    sy, sx = side / height, side / width
+    y0, x0 = round(top * sy), round(left * sx)
+    y1, x1 = max(y0 + 1, round((top + h) * sy)), max(x0 + 1, round((left + w) * sx))
+    return TF.resized_crop(record, y0, x0, y1 - y0, x1 - x0, list(crop.size), interpolation=crop.interpolation, antialias=True)
+
+
+def _fingerprint(task: str, split: str, count: int, stages: Stages) -> str:
+    key = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "task": task, "split": split, "count": count, "kind": stages.kind,
+           "pil": stages.describe(), "pillow": PIL.__version__, "torchvision": torchvision.__version__}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def cache_file(root: Path, task: str, split: str, count: int, stages: Stages) -> CacheFile:
+    name = f"{task}-{split}-{stages.kind}{stages.side}-{_fingerprint(task, split, count, stages)}.u8"
+    return CacheFile(Path(root) / FOLDER / name, count, stages.side)
+
+
+def _spot_indices(count: int) -> list[int]:
+    return sorted({round(i * (count - 1) / max(SPOT_CHECKS - 1, 1)) for i in range(SPOT_CHECKS)}) if count else []
+
+
+def _open(file: CacheFile, raw: Dataset, stages: Stages) -> DecodedImages | None:
+    """The cache when it is complete, intact and still the dataset's images; None otherwise (said once)."""
+    meta_file = metadata_path(file.path)
+    if not meta_file.is_file() or not file.path.is_file():
+        return None
+    meta = read_json_object(meta_file)
+    if meta.get("format") != CACHE_FORMAT or meta.get("count") != file.count or meta.get("side") != file.side:
+        return None
+    try:
+        verify_digest(file.path, meta.get(DIGEST_KEY))
+    except DamagedFile as err:
+        print(f"{file.path} is damaged ({err.detail.split(';')[0]}); rebuilding it", file=sys.stderr)
+        return None
+    labels, sizes = np.asarray(meta["labels"], dtype=np.int64), np.asarray(meta["sizes"], dtype=np.int32)
+    dataset = DecodedImages(file, labels, sizes, stages)
+    records = dataset.records()
+    for i in _spot_indices(file.count):
+        record, width, height = raw[i][0]
+        if not np.array_equal(record, records[i]) or [width, height] != sizes[i].tolist() or int(raw[i][1]) != labels[i]:
+            print(f"{file.path}: image {i} of the dataset differs from its cached record (the data changed); rebuilding it", file=sys.stderr)
+            return None
+    return dataset
+
+
+def _build(file: CacheFile, raw: Dataset, what: str) -> None:
+    """Decode every image once into the records file; its JSON (labels, sizes, sha256) goes last."""
+    folder = file.path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < file.nbytes + _MARGIN:
+        raise UserError(f"decoding {what} once needs {file.nbytes / 2**30:.2f} GB in {folder}, but {free / 2**30:.2f} GB are free; "
+                        "free space there, or pass --decode-cache off")
+    print(f"decode cache: {what}, {file.count} images at {file.side}x{file.side} px: writing {file.nbytes / 2**20:.0f} MB to {file.path}",
+          file=sys.stderr, flush=True)
+    workers = min(8, usable_cores()) if file.count > 4 * _BUILD_BATCH else 0
+    loader = DataLoader(raw, batch_size=_BUILD_BATCH, num_workers=workers, collate_fn=_collate)
+    digest, labels, sizes, written = hashlib.sha256(), [], [], 0
+    with atomic_stream(file.path, file.nbytes) as handle:
+        for records, batch_sizes, batch_labels in loader:
+            if records.shape[1:] != (file.side, file.side, 3):
+                raise UserError(f"{what}: the preprocessing gave {records.shape[1:]} arrays, expected {file.side}x{file.side}x3; "
+                                "pass --decode-cache off for this transform")
+            data = np.ascontiguousarray(records).tobytes()
+            handle.write(data)
+            digest.update(data)
+            labels += batch_labels.tolist()
+            sizes += batch_sizes.tolist()
+            written += len(records)
+        if written != file.count:
+            raise UserError(f"{what}: the dataset gave {written} images, {file.count} expected; check the data under --data-location")
+        metadata_path(file.path).unlink(missing_ok=True)  # the JSON marks a complete file: never old JSON beside new records
+    atomic_write_json(metadata_path(file.path), {"format": CACHE_FORMAT, "version": CACHE_VERSION, "count": file.count, "side": file.side,
+                                                 "what": what, "labels": labels, "sizes": sizes, DIGEST_KEY: digest.hexdigest()})
+
+
+def decoded_split(task: str, split: str, data_location: Path, stages: Stages) -> DecodedImages:
+    """The official split ("train" or "test") of `task` through `stages`, from its cache, built if needed."""
+    spec = get_task(task)
+    raw = spec.load_split(Path(data_location), split, _Record(stages.pil))
+    file = cache_file(Path(data_location), spec.name, split, len(raw), stages)  # type: ignore[arg-type]
+    opened = _open(file, raw, stages)
+    if opened is not None:
+        return opened
+    what = f"{spec.name} {split} ({stages.kind})"
+    with FileLock(file.path.with_name(file.path.name + ".lock"), what=f"decode cache {file.path}", wait_s=None):
+        opened = _open(file, raw, stages)  # another process may have built it while we waited
+        if opened is None:
+            _build(file, raw, what)
+            opened = _open(file, raw, stages)
+    if opened is None:  # pragma: no cover - a file that fails its checks right after being written
+        raise UserError(f"{file.path} could not be verified right after it was written; check the disk, or pass --decode-cache off")
+    return opened
+
+
+# ---- what the loaders call ----------------------------------------------------------------------------
+
+DECODE_CACHE_CHOICES = ("on", "off")
+TRAIN_CROPS = ("pil", "cache")
+_UNWRITABLE: set[str] = set()
+
+
+def writable(data_location: Path) -> bool:
+    """Whether caches can be written under `data_location` (said once per folder when not)."""
+    folder = Path(data_location) / FOLDER
+    probe = folder if folder.is_dir() else Path(data_location)
+    ok = probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+    if not ok and str(folder) not in _UNWRITABLE:
+        _UNWRITABLE.add(str(folder))
+        print(f"decode cache: {folder} cannot be written; images are decoded on every pass (make it writable to cache them)", file=sys.stderr)
+    return ok
+
+
+def cached_dataset(task: str, split: str, data_location: Path, transform: Callable | None, train_crop: bool = False) -> Dataset | None:
+    """`load_dataset(task, split, data_location, transform)` served from the decode cache, or None
+    where there is nothing to cache (a tensor-native task, a transform of another shape, a
+    read-only data folder). train_crop: `transform` is the training transform, cropped on records."""
+    if split not in SPLITS:
+        raise UserError(f"unknown split '{split}'; valid splits: {', '.join(SPLITS)}")
+    spec = get_task(task)
+    if spec.tensor_native or transform is None:
+        return None
+    stages = train_stages(transform) if train_crop else eval_stages(transform)
+    if stages is None:
+        if train_crop:
+            raise UserError(f"--train-crop cache needs open_clip's training transform (RandomResizedCrop, RGB, ToTensor, Normalize); "
+                            f"this model's is {transform}; pass --train-crop pil")
+        return None
+    if not writable(data_location):
+        return None
+    try:
+        full = decoded_split(spec.name, "test" if split == "test" else "train", Path(data_location), stages)
+    except WriteFailed as err:
+        raise UserError(f"{err}; or pass --decode-cache off") from err
+    if split == "test":
+        return full
+    train_idx, val_idx = split_train_val(len(full))
+    return Subset(full, train_idx if split == "train" else val_idx)
+
+
+def load_images(task: str, split: str, data_location: Path, transform: Callable | None, decode_cache: bool = True,
+                train_crop: bool = False) -> Dataset:
+    """The dataset every loader reads: from the decode cache where it applies, else decoded on
+    every pass (splits.load_dataset). train_crop (training's --train-crop cache) must be served
+    from the cache: it changes the trained weights, so it never falls back silently."""
+    from .splits import load_dataset
+
+    if train_crop:
+        if not decode_cache:
+            raise UserError("--train-crop cache crops cached images; it cannot be combined with --decode-cache off")
+        if not get_task(task).tensor_native and not writable(data_location):
+            raise UserError(f"--train-crop cache needs a writable {Path(data_location) / FOLDER}; make it writable or pass --train-crop pil")
+    dataset = cached_dataset(task, split, data_location, transform, train_crop) if decode_cache else None
+    return dataset if dataset is not None else load_dataset(task, split, data_location, transform)
