@@ -21,6 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from task_arithmetic.data.decoded import DECODE_CACHE_CHOICES
 from task_arithmetic.data.registry import parse_task_list
 from task_arithmetic.embedded.presets import PRESETS
 from task_arithmetic.errors import UserError, cli_entry
@@ -32,11 +33,13 @@ from task_arithmetic.pipeline.parallel import auto_jobs, parse_jobs
 from task_arithmetic.pipeline.plan import CALIBRATION, PASS_KINDS, Study, format_plan, make_plan
 from task_arithmetic.pipeline.slurm import SlurmOptions, format_commands, job_graph, submit
 from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute_seeds, replicates, run_stage
+from task_arithmetic.precision import PRECISION_CHOICES, resolve_precision
 
 # Fine-tuning flags passed through to every run (src/finetune.py has the same), with their types.
 FINETUNE_FLAGS: dict[str, type] = {
     "lr": float, "wd": float, "warmup": int, "batch_size": int, "micro_batch": int, "epochs": int, "max_steps": int,
     "clip": float, "penalty_coef": float, "penalty_batch": int, "max_train_samples": int, "num_workers": int, "save_every": int,
+    "train_crop": str,
 }
 
 
@@ -77,6 +80,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", default="0", help="comma list of fine-tuning seeds, one replicate each (default 0)")
     s.add_argument("--pretrain-seeds", action="store_true", help="each replicate also pretrains the embedded TinyCLIP from its seed")
     s.add_argument("--device", default="auto")
+    s.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                   help="fine-tuning and evaluations: fp32, tf32 (CUDA), bf16 (autocast), auto (default: bf16 on CUDA, fp32 on CPU)")
+    s.add_argument("--decode-cache", choices=DECODE_CACHE_CHOICES, default="on", help="images decoded once for every run and evaluation (default on)")
     s.add_argument("--no-progress", action="store_true")
     s.add_argument("--launcher", choices=("local", "slurm"), default="local", help="run here, or submit a Slurm job graph")
     s.add_argument("--jobs", default="auto", help="local: worker processes for the runs and evaluations, or auto "
@@ -120,7 +126,7 @@ def build_study(args: argparse.Namespace) -> Study:
         names = None if args.recipes is None else _recipe_names(args.recipes)
         chosen = None if args.evaluations is None else tuple(_evaluation_names(args.evaluations))
         study = embedded_study(StudyConfig(args.preset, args.data_location, args.checkpoint_root, args.results_root, args.device,
-                                           not args.no_progress, names, chosen))
+                                           not args.no_progress, names, chosen, precision=args.precision))
         check_evaluations(list(study.evaluations), list(study.tasks), study.settings.control)
         return study
     tasks = list(parse_task_list(args.tasks))
@@ -145,6 +151,8 @@ def build_study(args: argparse.Namespace) -> Study:
         finetune={k: getattr(args, k) for k in FINETUNE_FLAGS if getattr(args, k) is not None},
         eval_limit=args.max_eval_samples,
         eval_batch_size=args.eval_batch_size,
+        precision=args.precision,
+        decode_cache=args.decode_cache == "on",
     )
 
 
@@ -179,6 +187,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     p = parser()
     args = p.parse_args(argv)
     study = build_study(args)
+    if args.launcher == "local":  # a Slurm job's device is not this machine's: its jobs resolve "auto" themselves
+        resolve_precision(args.precision, args.device)  # tf32 without CUDA fails before any work
     seeds = parse_seeds(args.seeds)
     jobs = parse_jobs(args.jobs)  # a bad value fails before any work
     replicates(study, seeds, args.pretrain_seeds)  # bad seed settings fail before any work, a dry run included

@@ -14,10 +14,12 @@ from typing import Any, Sequence
 
 import torch
 
+from ..data.decoded import DECODE_CACHE_CHOICES
 from ..data.registry import parse_task_list
 from ..errors import UserError
 from ..models.factory import ModelSpec, parse_pretrained
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout, check_folder_flag
+from ..precision import PRECISION_CHOICES
 from ..recipes.base import DEFAULT_VARIANT
 from ..recipes.names import all_variants, evaluation_modes, regularizers
 from ..vectors.runs import RunRecipe
@@ -53,6 +55,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default 1: on a shared machine 2 threads were >5x slower, see README)")
     e.add_argument("--per-edit", action="store_true", help="standard runs: one data pass per edit (the unbatched path, for comparison)")
     e.add_argument("--batch-memory-mb", type=positive_int, default=DEFAULT_MEMORY_MB, help="memory for the edits batched in one pass (standard runs)")
+    e.add_argument("--precision", choices=PRECISION_CHOICES, default="auto", help="fp32, tf32 (CUDA), bf16 (autocast), auto (default: bf16 on CUDA, fp32 on CPU)")
+    e.add_argument("--decode-cache", choices=DECODE_CACHE_CHOICES, default="on",
+                   help="on (default): images decoded once into <data-location>/decoded/ (bit-identical tensors); off: decoded every pass")
     e.add_argument("--vectors-per-pass", type=positive_int, default=None, help="task vectors batched in one JVP pass (memory)")
 
 
@@ -76,6 +81,8 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
         vectors_per_pass=args.vectors_per_pass,
         batched=not args.per_edit,
         batch_memory_mb=args.batch_memory_mb,
+        precision=args.precision,
+        decode_cache=args.decode_cache == "on",
     )
 
 
@@ -99,7 +106,8 @@ def build_parser(evaluation: str, description: str | None = None) -> argparse.Ar
 def run_evaluation(evaluation: str, session: EvalSession, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     """Run one registered evaluation on a session and write its results file."""
     selection = session.selection
-    results, extra = EVALUATIONS[evaluation].run(session, args)
+    with session.autocast():
+        results, extra = EVALUATIONS[evaluation].run(session, args)
     path = write_results(selection.layout, selection.spec.model_id, selection.recipe.results_run, evaluation, session.settings(**extra), results)
     return path, results
 

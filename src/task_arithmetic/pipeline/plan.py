@@ -55,6 +55,8 @@ class Study:
     eval_limit: int | None = None
     eval_batch_size: int = 128
     eval_workers: int = 0
+    precision: str = "auto"  # fine-tuning and evaluation alike (task_arithmetic/precision.py)
+    decode_cache: bool = True  # images decoded once for every run and evaluation (data/decoded.py)
 
     @property
     def trainings(self) -> tuple[tuple[str, str], ...]:
@@ -84,7 +86,7 @@ class Study:
             task=task, model=self.spec.name, pretrained=self.spec.pretrained, cache_dir=self.spec.cache_dir,
             mode=mode, reg=reg, options=options, device=self.device, data_location=str(self.data_location),
             checkpoint_root=str(self.layout.checkpoint_root), results_root=str(self.layout.results_root),
-            progress=self.progress, **common,
+            progress=self.progress, precision=self.precision, decode_cache="on" if self.decode_cache else "off", **common,
         )
 
 

@@ -57,6 +57,10 @@ def finetune_flags(study: Study, reg: str, mode: str | None = None) -> list[str]
     flags = ["--model", spec.name, "--pretrained", "none" if spec.pretrained is None else _absolute_if_file(spec.pretrained)]
     if spec.cache_dir is not None:
         flags += ["--cache-dir", str(Path(spec.cache_dir).resolve())]
+    if study.precision != "auto":  # "auto" is finetune.py's default; each job resolves it on its own device
+        flags += ["--precision", study.precision]
+    if not study.decode_cache:
+        flags += ["--decode-cache", "off"]
     flags += ["--device", study.device, "--data-location", str(Path(study.data_location).resolve()),
               "--checkpoint-root", str(Path(study.layout.checkpoint_root).resolve()),
               "--results-root", str(Path(study.layout.results_root).resolve())]

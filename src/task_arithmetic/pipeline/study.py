@@ -53,6 +53,7 @@ class StudyConfig:
     seeds: tuple[int, ...] = (0,)  # fine-tuning seeds, one replicate of the whole study each
     pretrain_seeds: bool = False  # replicate i also pretrains TinyCLIP from seed seeds[i]
     jobs: int = 1  # worker processes for the runs and evaluations (pipeline/parallel.py); 1: this process
+    precision: str = "auto"  # --precision of every run and evaluation (task_arithmetic/precision.py)
 
 
 @dataclass
@@ -89,6 +90,7 @@ def embedded_study(cfg: StudyConfig) -> Study:
         progress=cfg.progress,
         finetune=finetune,
         eval_limit=preset.eval_limit,
+        precision=cfg.precision,
     )
 
 

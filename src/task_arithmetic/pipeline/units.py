@@ -21,10 +21,12 @@ def evaluate_recipe(study: Study, recipe: Recipe, only: tuple[str, ...] | None =
         print(f"  {recipe.evaluated.results_run}: up to date", flush=True)
         return
     selection = RunSelection(study.spec, study.layout, study.data_location, recipe.evaluated, study.tasks)
-    options = EvalOptions(device=study.device, batch_size=study.eval_batch_size, num_workers=study.eval_workers, max_eval_samples=study.eval_limit)
+    options = EvalOptions(device=study.device, batch_size=study.eval_batch_size, num_workers=study.eval_workers, max_eval_samples=study.eval_limit,
+                          precision=study.precision, decode_cache=study.decode_cache)
     session = EvalSession(selection, options)
     for name in pending:
-        results, extra = EVALUATIONS[name](list(study.tasks), study.settings)(session)
+        with session.autocast():
+            results, extra = EVALUATIONS[name](list(study.tasks), study.settings)(session)
         path = write_results(study.layout, study.spec.model_id, recipe.evaluated.results_run, name, session.settings(**extra), results)
         print(f"  {recipe.evaluated.results_run}/{name} -> {path}", flush=True)
 

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..data.decoded import DECODE_CACHE_CHOICES, TRAIN_CROPS
 from ..data.registry import get_task
 from ..errors import UserError
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, check_folder_flag
+from ..precision import resolve_precision
 from ..recipes import MODES, REGULARIZERS, Mode, Regularizer
 from ..recipes.base import DEFAULT_VARIANT, Context, Plugin, Settings, flag
 from ..recipes.names import check_choice, check_recipe, default_mode, run_name
@@ -33,9 +35,14 @@ PAPER_DEFAULTS: dict[str, Any] = {"lr": 1e-5, "wd": 0.1, "warmup": 500, "batch_s
 
 # Operational settings: they do not change the trained weights, so a run may be resumed with
 # different values (another device, more workers, wandb switched on).
+# Activation checkpointing recomputes the same activations, so it is operational too.
 OPERATIONAL_FIELDS = frozenset(
-    {"device", "data_location", "checkpoint_root", "results_root", "save_every", "wandb", "num_workers", "force", "progress"}
+    {"device", "data_location", "checkpoint_root", "results_root", "save_every", "wandb", "num_workers", "force", "progress",
+     "grad_checkpointing", "decode_cache"}
 )
+# Settings added after runs were first saved, with the value those runs implied: a saved state
+# of such a run (whose fingerprint lacks the key) resumes when the value is unchanged.
+LATER_SETTINGS: dict[str, Any] = {"precision": "fp32", "train_crop": "pil"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,10 @@ class FinetuneConfig:
     tag: str = ""
     force: bool = False
     progress: bool = True
+    precision: str = "auto"  # fp32 | tf32 | bf16 | auto (bf16 on CUDA, fp32 on the CPU): task_arithmetic/precision.py
+    grad_checkpointing: bool = False  # recompute each block's activations in the backward (memory for time)
+    decode_cache: str = "on"  # on: images decoded once into data/decoded.py's cache (exact for the eval transform)
+    train_crop: str = "pil"  # pil: RandomResizedCrop on decoded images; cache: on cached records (data/decoded.py)
 
     @property
     def run(self) -> str:
@@ -111,6 +122,10 @@ class TrainingPlan:
     tag: str
     force: bool
     progress: bool
+    precision: str  # a Precision value, never "auto"
+    grad_checkpointing: bool
+    decode_cache: str
+    train_crop: str
 
     @property
     def run(self) -> str:
@@ -133,7 +148,7 @@ class TrainingPlan:
 
     def training_settings(self) -> dict[str, Any]:
         """The settings that determine the trained weights (a resumed run must match them)."""
-        return {k: v for k, v in self.to_json().items() if k not in OPERATIONAL_FIELDS}
+        return {k: v for k, v in self.to_json().items() if k not in OPERATIONAL_FIELDS and not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
 
 
 def resolve_config(cfg: FinetuneConfig | TrainingPlan) -> TrainingPlan:
@@ -144,6 +159,10 @@ def resolve_config(cfg: FinetuneConfig | TrainingPlan) -> TrainingPlan:
     mode = cfg.mode if cfg.mode is not None else default_mode(cfg.reg)
     check_recipe(mode, cfg.reg, cfg.variant, evaluation=False)
     check_choice("--wandb", cfg.wandb, WANDB_MODES)
+    check_choice("--decode-cache", cfg.decode_cache, DECODE_CACHE_CHOICES)
+    check_choice("--train-crop", cfg.train_crop, TRAIN_CROPS)
+    if cfg.train_crop == "cache" and cfg.decode_cache == "off":
+        raise UserError("--train-crop cache crops cached images; it cannot be combined with --decode-cache off")
     task = get_task(cfg.task)
     if cfg.tag and not all(c.isalnum() or c in "_.+" for c in cfg.tag):
         raise UserError(f"--tag '{cfg.tag}' may only contain letters, digits, '_', '.' and '+' (it becomes part of a folder name)")
@@ -166,14 +185,16 @@ def resolve_config(cfg: FinetuneConfig | TrainingPlan) -> TrainingPlan:
     for flag_name, root in (("--checkpoint-root", cfg.checkpoint_root), ("--results-root", cfg.results_root), ("--data-location", cfg.data_location)):
         check_folder_flag(flag_name, root)
 
+    precision = resolve_precision(cfg.precision, cfg.device).value
     mode_plugin, reg_plugin = MODES[mode], REGULARIZERS[cfg.reg]
     _refuse_foreign_options(cfg.options, mode_plugin, reg_plugin)
     ctx = Context(task.name, task.benchmark, cfg.model, mode, cfg.variant, values["batch_size"], dict(task.defaults))
     mode_settings = mode_plugin.resolve(mode_plugin.request(dict(cfg.options)), ctx)
     reg_settings = reg_plugin.resolve(reg_plugin.request(dict(cfg.options)), ctx)
-    common = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in ("options", "mode", "task", "epochs", "micro_batch")}
+    common = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in ("options", "mode", "task", "epochs", "micro_batch", "precision")}
     return TrainingPlan(
         **{**common, **values},
+        precision=precision,
         task=task.name,
         mode=mode,
         mode_settings=mode_settings,

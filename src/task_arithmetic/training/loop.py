@@ -24,8 +24,8 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.decoded import load_images
 from ..data.registry import get_task
-from ..data.splits import load_dataset
 from ..errors import UserError
 from ..io import load_weights, metadata_path, read_json
 from ..models.encoder import ImageEncoder, load_encoder
@@ -33,6 +33,7 @@ from ..models.factory import ModelSpec
 from ..models.heads import ClassificationHead
 from ..models.pretrained import task_head, zeroshot_encoder
 from ..paths import Layout
+from ..precision import Precision, set_matmul_precision
 from ..recipes.base import Penalty, PenaltySetup, UpdateRule
 from ..runtime import code_revision, limit_threads, seed_everything
 from .config import FinetuneConfig, TrainingPlan, resolve_config
@@ -106,6 +107,7 @@ def _train(
     if plan.batch_size % ctx.world:
         raise UserError(f"--batch-size {plan.batch_size} is not divisible by the {ctx.world} processes; choose a multiple of {ctx.world}")
     limit_threads()
+    set_matmul_precision(Precision(plan.precision))
     workers = loader_workers(plan.num_workers, device, get_task(plan.task).tensor_native)
     if plan.force and ctx.is_main:
         # Start over, but the finished model stays until the new one replaces it (save_weights).
@@ -126,15 +128,17 @@ def _train(
     reference_norms = _reference_norms(plan, spec, layout, encoder)
     init_weights = _init_weights(plan, spec)
     data = Path(plan.data_location)
-    train_set = subsample(load_dataset(plan.task, "train", data, encoder.train_preprocess), plan.max_train_samples)
+    cache = plan.decode_cache == "on"
+    train_set = subsample(load_images(plan.task, "train", data, encoder.train_preprocess, cache, plan.train_crop == "cache"), plan.max_train_samples)
     reg = plan.reg_plugin
     penalty_tasks = reg.data_tasks(plan.reg_settings)
-    penalty_sets = [load_dataset(t, "train", data, encoder.val_preprocess) for t in penalty_tasks]
+    penalty_sets = [load_images(t, "train", data, encoder.val_preprocess, cache) for t in penalty_tasks]
     _check_nonempty(plan.task, train_set, penalty_tasks, penalty_sets)
 
     # -- the trainee: the mode chooses what trains (at theta_0, before the optimiser) ------------
     encoder, head = encoder.to(device), head.to(device)
     trainee = build_trainee(encoder, head, plan.mode, needs_theta0=reg.needs_theta0, init_weights=None)
+    trainee.set_grad_checkpointing(plan.grad_checkpointing)
     update_rule = plan.mode_plugin.prepare(trainee, plan.mode_settings, _calibration_batches(train_set, plan))
     if init_weights is not None:  # --init-from replaces theta after theta_0 was kept and scored
         trainee.visual.load_state_dict(init_weights)
@@ -243,6 +247,7 @@ def _final_metadata(plan: TrainingPlan, steps: int, world: int, rule: UpdateRule
         "run": plan.run,
         "config": plan.to_json(),
         "seed": plan.seed,
+        "precision": plan.precision,
         "code_revision": code_revision(),
         "steps": steps,
         "world_size": world,
@@ -319,7 +324,7 @@ class _Loop:
         self.optimizer.zero_grad(set_to_none=True)
         local = accumulate_gradients(
             self.trainee, images, labels, self.micro_batch, global_count=images.shape[0] * ctx.world, world=ctx.world,
-            penalty=self.penalty, penalty_inputs=pen_inputs,
+            penalty=self.penalty, penalty_inputs=pen_inputs, precision=Precision(plan.precision),
         )
         average_gradients(self.params, ctx)
         self.rule.after_backward()

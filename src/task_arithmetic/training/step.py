@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ..precision import Precision, autocast
 from ..recipes.base import Penalty, PenaltyInputs
 from .model import Trainee
 
@@ -59,12 +60,14 @@ def accumulate_gradients(
     world: int,
     penalty: Penalty | None = None,
     penalty_inputs: PenaltyInputs | None = None,
+    precision: Precision = Precision.FP32,
 ) -> StepStats:
     """Backpropagate this process's share of one step's objective into the .grad fields.
 
     objective = mean cross-entropy over the global batch + the penalty's term (for tau-Jp:
     coef x mean tau-Jp norm over the global penalty batch). The penalty rides on the first
-    micro-batch, sharing its JVP when the penalty needs one.
+    micro-batch, sharing its JVP when the penalty needs one. Under bf16 the forward, the loss
+    and the penalty run in autocast; the backward runs outside it, as torch recommends.
     """
     # Running sums stay on the device: no host synchronisation inside the step.
     n_extra = 2 * len(penalty.metrics) if penalty is not None else 0
@@ -74,14 +77,15 @@ def accumulate_gradients(
         x, y = images[start : start + micro_batch], labels[start : start + micro_batch]
         first = start == 0
         pen_x = penalty_inputs.inputs if (first and penalty_inputs is not None) else None
-        features, tangent = trainee.forward(x, pen_x)
-        logits = trainee.head(features)
-        ce_sum = F.cross_entropy(logits, y, reduction="sum")
-        objective = ce_sum * scale
-        if first and penalty is not None:
-            term, metric_sums = penalty.term(trainee, tangent, penalty_inputs, world)
-            objective = objective + term
-            sums[3:] += metric_sums
+        with autocast(precision, images.device):
+            features, tangent = trainee.forward(x, pen_x)
+            logits = trainee.head(features)
+            ce_sum = F.cross_entropy(logits, y, reduction="sum")
+            objective = ce_sum * scale
+            if first and penalty is not None:
+                term, metric_sums = penalty.term(trainee, tangent, penalty_inputs, world)
+                objective = objective + term
+                sums[3:] += metric_sums
         objective.backward()
         sums[0] += ce_sum.detach()
         sums[1] += (logits.detach().argmax(dim=-1) == y).sum()
