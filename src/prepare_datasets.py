@@ -14,6 +14,10 @@
   check  print, per task, "ready" or exactly what is missing (exit 1 if any task is not ready);
          --counts also loads each ready task and reports its image and class counts, flagging a
          copy with fewer classes than the full dataset (an interrupted download or extraction)
+  cache  decode every image of the tasks once, through a model's preprocessing, into
+         <data-location>/decoded/ (uint8, memory-mapped; the runs and evaluations of that model
+         read it instead of decoding JPEGs on every pass); its size is printed and checked against
+         the free space first. --train-crop also caches the 8/7-size records --train-crop cache reads.
 """
 
 import argparse
@@ -27,12 +31,17 @@ from task_arithmetic.errors import cli_entry
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (("split", "make the hand-made split folders/lists"), ("check", "report which tasks are ready")):
+    for name, help_text in (("split", "make the hand-made split folders/lists"), ("check", "report which tasks are ready"),
+                            ("cache", "decode every image once into <data-location>/decoded/ for one model's preprocessing")):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--data-location", type=Path, required=True, help="folder holding the datasets")
-        command.add_argument("--tasks", default="", help="comma-separated task names (default: all)")
+        command.add_argument("--tasks", default="", help="comma-separated task names (default: all)" if name != "cache" else "comma list or a benchmark (default real8)")
         if name == "check":
             command.add_argument("--counts", action="store_true", help="load each ready task and check its image and class counts")
+        if name == "cache":
+            command.add_argument("--model", default="ViT-B-32", help="open_clip architecture whose preprocessing the runs use")
+            command.add_argument("--pretrained", default="openai", help="its weight tag or file (the tag can change the preprocessing); nothing is read")
+            command.add_argument("--train-crop", action="store_true", help="also cache the records --train-crop cache crops from")
     return parser.parse_args(argv)
 
 
@@ -43,6 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     register_builtin_plugins()  # the embedded benchmark's tasks and weights
     args = parse_args(argv)
     tasks = [name.strip() for name in args.tasks.split(",") if name.strip()]
+    if args.command == "cache":
+        from task_arithmetic.data.decoded import prepare
+        from task_arithmetic.data.registry import parse_task_list
+        from task_arithmetic.models.factory import ModelSpec, parse_pretrained, transforms_for
+
+        train, val = transforms_for(ModelSpec(args.model, parse_pretrained(args.pretrained)))
+        for line in prepare(args.data_location, parse_task_list(args.tasks or "real8"), train, val, args.train_crop):
+            print(line)
+        return 0
     if args.command == "split":
         for line in tool.split(args.data_location, tasks):
             print(line)

@@ -358,3 +358,40 @@ def load_images(task: str, split: str, data_location: Path, transform: Callable 
             raise UserError(f"--train-crop cache needs a writable {Path(data_location) / FOLDER}; make it writable or pass --train-crop pil")
     dataset = cached_dataset(task, split, data_location, transform, train_crop) if decode_cache else None
     return dataset if dataset is not None else load_dataset(task, split, data_location, transform)
+
+
+def prepare(data_location: Path, tasks: Sequence[str], train: Callable, val: Callable, train_crop: bool = False) -> list[str]:
+    """`prepare_datasets.py cache`: build the caches a model's runs and evaluations read (the
+    evaluation transform of each train and test split, and with train_crop the training records),
+    after stating their total size and checking it against the free space. One line per cache."""
+    root = Path(data_location)
+    if not root.is_dir():
+        raise UserError(f"--data-location {root} is not a folder; pass the folder that holds the datasets")
+    wanted: list[tuple[str, str, Stages]] = []
+    eval_stage = eval_stages(val)
+    if eval_stage is None:
+        raise UserError(f"this model's evaluation transform cannot be cached ({val}); runs decode every pass")
+    crop_stage = train_stages(train) if train_crop else None
+    if train_crop and crop_stage is None:
+        raise UserError(f"this model's training transform is not open_clip's RandomResizedCrop pipeline ({train}); drop --train-crop")
+    for task in tasks:
+        if get_task(task).tensor_native:
+            continue
+        wanted += [(task, "train", eval_stage), (task, "test", eval_stage)] + ([(task, "train", crop_stage)] if crop_stage else [])
+    files = []
+    for task, split, stages in wanted:
+        raw = get_task(task).load_split(root, split, _Record(stages.pil))
+        files.append((task, split, stages, cache_file(root, get_task(task).name, split, len(raw), stages)))  # type: ignore[arg-type]
+    todo = [f for f in files if not metadata_path(f[3].path).is_file()]
+    total = sum(f[3].nbytes for f in todo)
+    (root / FOLDER).mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(root / FOLDER).free
+    print(f"decode cache: {len(files)} caches for {len(tasks)} tasks, {len(todo)} to build: {total / 2**30:.2f} GB to write in {root / FOLDER} "
+          f"({free / 2**30:.1f} GB free)", file=sys.stderr, flush=True)
+    if free < total + _MARGIN:
+        raise UserError(f"the caches need {total / 2**30:.2f} GB in {root / FOLDER}, but {free / 2**30:.2f} GB are free; free space there or cache fewer --tasks")
+    lines = []
+    for task, split, stages, file in files:
+        dataset = decoded_split(task, split, root, stages)
+        lines.append(f"{task} {split} ({stages.kind}, {stages.side} px): {len(dataset)} images, {file.nbytes / 2**20:.0f} MB, {file.path.name}")
+    return lines
