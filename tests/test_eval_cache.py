@@ -6,10 +6,10 @@ import pytest
 import torch
 from toyworld import isolated_toy_world
 
-from task_arithmetic.evaluation.edits import Edit
-from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection
 from task_arithmetic.evaluation.addition import evaluate_addition
+from task_arithmetic.evaluation.edits import Edit
 from task_arithmetic.evaluation.negation import evaluate_negation
+from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection
 from task_arithmetic.evaluation.single_task import evaluate_single_task
 from task_arithmetic.evaluation.tangent_cache import Direction, FeatureCache, TangentComputer
 from task_arithmetic.evaluation.tau_jp import evaluate_tau_jp
