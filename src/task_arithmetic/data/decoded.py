@@ -11,10 +11,12 @@ versions), and every open decodes a few images again and compares them with thei
 dataset replaced in place, same size, is noticed and the cache rebuilt, saying so).
 
 Training's random crop cannot be cached, so `--train-crop cache` caches each image squashed to
-TRAIN_SIDE(size) = size * 8/7 square (256 px for 224) and takes RandomResizedCrop's box, drawn
-from the original image size with the same random numbers as the PIL path, from that record on
-tensors (uint8 bicubic, antialiased). That resamples twice instead of once, so it is not exact:
-its accuracy effect is measured in the README.
+train_side(size) = size * 8/7 square (256 px for 224) and takes RandomResizedCrop's box, drawn
+from the original image size with the same random numbers as the PIL path, from that record
+(Pillow, the transform's filter, the box in sub-pixel coordinates). That resamples twice instead
+of once, so it is not exact: its accuracy effect is measured in the README. A split of square
+images no larger than that (MNIST, EuroSAT, RESISC45, CIFAR) keeps its images as they are, and
+there the crop is exactly the PIL path's.
 
 Caches live in `<data_location>/decoded/`, are shared by every run and evaluation, are built on
 first use (or by `prepare_datasets.py cache`) under a lock, and their size is printed, and checked
@@ -24,6 +26,7 @@ already in memory and are never cached.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -37,6 +40,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import PIL
 import torch
+from PIL import Image
 import torchvision
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, RandomResizedCrop, Resize, ToTensor
@@ -127,9 +131,21 @@ def train_stages(transform: Callable) -> Stages | None:
     crop = steps[0]
     if tensor is None or len(set(crop.size)) != 1:
         return None
-    side = train_side(int(crop.size[0]))
-    squash = Resize((side, side), interpolation=crop.interpolation, antialias=True)
-    return Stages("train", (steps[1], squash), tensor, side, crop)
+    return _with_side(Stages("train", (steps[1],), tensor, train_side(int(crop.size[0])), crop), train_side(int(crop.size[0])))
+
+
+def _with_side(stages: Stages, side: int) -> Stages:
+    squash = Resize((side, side), interpolation=stages.crop.interpolation, antialias=True)  # type: ignore[union-attr]
+    return dataclasses.replace(stages, pil=(stages.pil[0], squash), side=side)
+
+
+def fit_train_side(stages: Stages, first_size: tuple[int, int]) -> Stages:
+    """A split whose (first) image is square and no larger than the record keeps its images as they
+    are: cropping such a record is then exactly the PIL path (same pixels, same box, same filter)."""
+    width, height = first_size
+    if stages.kind == "train" and width == height and width <= stages.side:
+        return _with_side(stages, width)
+    return stages
 
 
 # ---- the cached split ------------------------------------------------------------------------------
@@ -173,12 +189,13 @@ class DecodedImages(Dataset):
     def __init__(self, file: CacheFile, labels: np.ndarray, sizes: np.ndarray, stages: Stages):
         self.file, self.labels, self.sizes, self.stages = file, labels, sizes, stages
         self._records: np.memmap | None = None
+        self._norms: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def __len__(self) -> int:
         return self.file.count
 
     def __getstate__(self) -> dict:  # worker processes map the file themselves
-        return {**self.__dict__, "_records": None}
+        return {**self.__dict__, "_records": None, "_norms": None}
 
     def records(self) -> np.memmap:
         if self._records is None:
@@ -186,28 +203,40 @@ class DecodedImages(Dataset):
         return self._records
 
     def __getitem__(self, index: int):
-        record = torch.from_numpy(np.array(self.records()[index])).permute(2, 0, 1)  # uint8 CHW, own memory
+        record = np.array(self.records()[index])  # uint8 HWC, own memory
         if self.stages.crop is not None:
             record = crop_record(record, int(self.sizes[index][0]), int(self.sizes[index][1]), self.stages.crop)
-        # exactly torchvision's to_tensor for a uint8 image, then the transform's own Normalize
-        image = record.contiguous().to(dtype=torch.get_default_dtype()).div(255)
-        for t in self.stages.tensor:
-            image = t(image)
+        record = torch.from_numpy(record).permute(2, 0, 1)
+        # torchvision's to_tensor of a uint8 image (to float, / 255), then each Normalize's
+        # sub_(mean).div_(std): the same operations in the same order, done in place (a copy less each)
+        image = record.contiguous().to(dtype=torch.get_default_dtype()).div_(255)
+        for mean, std in self._normalisation(image.dtype):
+            image.sub_(mean).div_(std)
         return image, int(self.labels[index])
 
+    def _normalisation(self, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if self._norms is None:
+            self._norms = [(torch.as_tensor(t.mean, dtype=dtype).view(-1, 1, 1), torch.as_tensor(t.std, dtype=dtype).view(-1, 1, 1))
+                           for t in self.stages.tensor]
+        return self._norms
 
-def crop_record(record: torch.Tensor, width: int, height: int, crop: RandomResizedCrop) -> torch.Tensor:
-    """RandomResizedCrop of the original (width x height) image, taken from its squashed record.
+
+def crop_record(record: np.ndarray, width: int, height: int, crop: RandomResizedCrop) -> np.ndarray:
+    """RandomResizedCrop of the original (width x height) image, taken from its record.
 
     The box is drawn by the transform's own get_params from the ORIGINAL size (the same random
-    numbers, so the same box as the PIL path for the same seed), then scaled to the record."""
-    side = record.shape[-1]
+    numbers, so the same box as the PIL path for the same seed). A record that is the original
+    image is cropped and resized exactly as the PIL path does (bit-identical); a squashed one is
+    resampled by Pillow straight from the scaled, sub-pixel box (one resampling after the squash)."""
+    side = record.shape[0]
     shape_only = torch.empty((), dtype=torch.uint8).expand(3, height, width)  # get_params reads only the size
     top, left, h, w = crop.get_params(shape_only, crop.scale, crop.ratio)
+    out_h, out_w = crop.size
+    image, resample = Image.fromarray(record), TF.pil_modes_mapping[crop.interpolation]
+    if (width, height) == (side, side):
+        return np.array(image.crop((left, top, left + w, top + h)).resize((out_w, out_h), resample))
     sy, sx = side / height, side / width
-    y0, x0 = round(top * sy), round(left * sx)
-    y1, x1 = max(y0 + 1, round((top + h) * sy)), max(x0 + 1, round((left + w) * sx))
-    return TF.resized_crop(record, y0, x0, y1 - y0, x1 - x0, list(crop.size), interpolation=crop.interpolation, antialias=True)
+    return np.array(image.resize((out_w, out_h), resample, box=(left * sx, top * sy, (left + w) * sx, (top + h) * sy)))
 
 
 def _fingerprint(task: str, split: str, count: int, stages: Stages) -> str:
@@ -280,11 +309,21 @@ def _build(file: CacheFile, raw: Dataset, what: str) -> None:
                                                  "what": what, "labels": labels, "sizes": sizes, DIGEST_KEY: digest.hexdigest()})
 
 
+def _source(task: str, split: str, root: Path, stages: Stages) -> tuple[Dataset, Stages, CacheFile]:
+    """The split read through the stages' PIL part (the training side fitted to its images), and its file."""
+    spec = get_task(task)
+    if stages.kind == "train":
+        probe = spec.load_split(root, split, lambda image: image.size)
+        if len(probe):  # type: ignore[arg-type]
+            stages = fit_train_side(stages, probe[0][0])
+    raw = spec.load_split(root, split, _Record(stages.pil))
+    return raw, stages, cache_file(root, spec.name, split, len(raw), stages)  # type: ignore[arg-type]
+
+
 def decoded_split(task: str, split: str, data_location: Path, stages: Stages) -> DecodedImages:
     """The official split ("train" or "test") of `task` through `stages`, from its cache, built if needed."""
     spec = get_task(task)
-    raw = spec.load_split(Path(data_location), split, _Record(stages.pil))
-    file = cache_file(Path(data_location), spec.name, split, len(raw), stages)  # type: ignore[arg-type]
+    raw, stages, file = _source(task, split, Path(data_location), stages)
     opened = _open(file, raw, stages)
     if opened is not None:
         return opened
@@ -380,8 +419,8 @@ def prepare(data_location: Path, tasks: Sequence[str], train: Callable, val: Cal
         wanted += [(task, "train", eval_stage), (task, "test", eval_stage)] + ([(task, "train", crop_stage)] if crop_stage else [])
     files = []
     for task, split, stages in wanted:
-        raw = get_task(task).load_split(root, split, _Record(stages.pil))
-        files.append((task, split, stages, cache_file(root, get_task(task).name, split, len(raw), stages)))  # type: ignore[arg-type]
+        _, fitted, file = _source(task, split, root, stages)
+        files.append((task, split, fitted, file))
     todo = [f for f in files if not metadata_path(f[3].path).is_file()]
     total = sum(f[3].nbytes for f in todo)
     (root / FOLDER).mkdir(parents=True, exist_ok=True)
@@ -393,5 +432,5 @@ def prepare(data_location: Path, tasks: Sequence[str], train: Callable, val: Cal
     lines = []
     for task, split, stages, file in files:
         dataset = decoded_split(task, split, root, stages)
-        lines.append(f"{task} {split} ({stages.kind}, {stages.side} px): {len(dataset)} images, {file.nbytes / 2**20:.0f} MB, {file.path.name}")
+        lines.append(f"{task} {split} ({stages.kind}, {dataset.file.side} px): {len(dataset)} images, {file.nbytes / 2**20:.0f} MB, {file.path.name}")
     return lines
