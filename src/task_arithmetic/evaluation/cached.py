@@ -25,6 +25,12 @@ class CachedEvaluator:
         self.bank = bank
 
     def cache(self, dataset: str, split: str, directions: Iterable[Direction] = ()) -> FeatureCache:
+        directions = list(directions)
+        if any(len(d.tasks) == 1 and d.tasks[0] != dataset for d in directions):
+            # One task's tangent on another task's data (pairs, the grid, the tau-Jp matrix, the
+            # control): every task's is built with it in the same pass over the data, whose primal
+            # pass they share; whichever of those evaluations comes next reads them from the cache.
+            directions += [Direction((t,)) for t in self.store.checkpoints]
         suffix = f"-max{self.bank.max_samples}" if self.bank.max_samples is not None else ""
         return self.store.get(dataset, split, lambda: self.bank.loader(dataset, split), self.bank.size(dataset, split), suffix, directions)
 

@@ -120,6 +120,16 @@ class TangentComputer:
         self.params0 = {k: v.detach() for k, v in module.named_parameters()}
         self.jvp_fn = select_jvp(module)
         self._vmap_ok = True
+        # The last stacked directions: successive datasets ask for the same ones (the sum of all
+        # tasks for addition, every task for the matrix), which are then read from disk once.
+        self._stacked: tuple[tuple, dict[str, torch.Tensor]] | None = None
+
+    def _stack(self, groups: dict[str, list[Path]], chunk: list[str]) -> dict[str, torch.Tensor]:
+        key = tuple((name, tuple(str(p) for p in groups[name])) for name in chunk)
+        if self._stacked is None or self._stacked[0] != key:
+            self._stacked = None  # free the previous directions before reading the next
+            self._stacked = (key, stack_directions([groups[n] for n in chunk], self.theta0_path, list(self.params0), self.device))
+        return self._stacked[1]
 
     def _batched(self, stacked: dict[str, torch.Tensor], images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         count = next(iter(stacked.values())).shape[0]
@@ -145,7 +155,7 @@ class TangentComputer:
         cache: FeatureCache | None = None
         for start in range(0, max(len(names), 1), step):
             chunk = names[start : start + step]
-            stacked = stack_directions([groups[n] for n in chunk], self.theta0_path, list(self.params0), self.device) if chunk else {}
+            stacked = self._stack(groups, chunk) if chunk else {}
             feats, labels, tangents = [], [], []
             for images, batch_labels in loader:
                 images = images.to(self.device)
@@ -161,7 +171,6 @@ class TangentComputer:
             if chunk:
                 stacked_tangents = torch.cat(tangents, dim=1)
                 cache.tangents.update({n: stacked_tangents[i] for i, n in enumerate(chunk)})
-            del stacked
         assert cache is not None
         return cache
 
