@@ -28,6 +28,8 @@ from task_arithmetic.errors import UserError, cli_entry
 from task_arithmetic.evaluation.session import default_control
 from task_arithmetic.models.factory import ModelSpec, parse_pretrained
 from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout
+from task_arithmetic.pipeline.calibration import format_table
+from task_arithmetic.pipeline.calibration import seconds_per_image as seconds_per_image_measured
 from task_arithmetic.pipeline.catalog import DEFAULT_RECIPES, EMBEDDED_RECIPES, EVALUATIONS, EvalSettings, check_evaluations, get_recipe
 from task_arithmetic.pipeline.parallel import auto_jobs, parse_jobs
 from task_arithmetic.pipeline.plan import CALIBRATION, PASS_KINDS, Study, format_plan, make_plan
@@ -210,7 +212,11 @@ def main(argv: list[str] | None = None) -> list[Path]:
         return []
     if args.dry_run:
         calibration = args.seconds_per_image or CALIBRATION.get(study.spec.name)
+        if calibration is None and (found := seconds_per_image_measured(study.spec.name)) is not None:
+            calibration = found[0]
+            print(f"GPU hours from the GPU check's {found[1].model} on {found[1].gpu} ({found[1].precision}, {found[1].date[:10]})")
         print(format_plan(study, make_plan(study), calibration))
+        print(format_table())
         return []
     written = execute_seeds(study, seeds, args.pretrain_seeds, jobs or auto_jobs(study.device))
     report = next((p for p in written if p.name == "report.md"), None)
