@@ -163,12 +163,6 @@ class EvalSession:
     def finetuned_accuracy(self, task: str, split: str) -> float:
         return self.accuracy(Edit.scaled([task], 1.0), task, split)
 
-    def prefetch_tangents(self, tasks: Sequence[str], datasets: Sequence[str], split: str) -> None:
-        """Announce the tau-Jp entries to be read: the cache computes each dataset's in one pass."""
-        if self.tangent_source is self.cached and self.cached is not None:
-            with autocast(self.precision, self.device):
-                self.cached.prefetch_tangents(tasks, datasets, split)
-
     def tangent_norm_mean(self, task: str, dataset: str, split: str) -> float:
         with autocast(self.precision, self.device):
             return self.tangent_source.tangent_norm_mean(task, dataset, split)

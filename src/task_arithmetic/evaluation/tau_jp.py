@@ -18,7 +18,6 @@ from .spec import Evaluation
 
 def evaluate_tau_jp(session: EvalSession, datasets: Sequence[str] | None = None, split: str = "test") -> dict[str, Any]:
     datasets = list(datasets) if datasets is not None else list(session.tasks)
-    session.prefetch_tangents(session.tasks, datasets, split)  # one JVP pass per dataset for all vectors
     matrix = [[session.tangent_norm_mean(vector, dataset, split) for dataset in datasets] for vector in session.tasks]
     off_diagonal = [matrix[i][j] for i, v in enumerate(session.tasks) for j, d in enumerate(datasets) if d != v and d in session.tasks]
     diagonal = [matrix[i][datasets.index(v)] for i, v in enumerate(session.tasks) if v in datasets]
