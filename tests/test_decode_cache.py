@@ -95,13 +95,20 @@ def test_reopened_reused_damaged_or_stale_rebuilt(data, capsys, monkeypatch):
         image.write_bytes(original)
 
 
-def test_too_little_disk_is_refused_before_anything_is_written(data, monkeypatch):
+def test_too_little_disk_or_too_large_is_refused_before_anything_is_written(data, monkeypatch, capsys):
     folder = data / "decoded"
-    before = sorted(p.name for p in folder.iterdir())
+    before = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     monkeypatch.setattr(decoded.shutil, "disk_usage", lambda p: type("U", (), {"free": 1000})())
     with pytest.raises(UserError, match=r"needs .* GB in .*decoded, but 0.00 GB are free; free space there, or pass --decode-cache off"):
-        cached_dataset("SUN397", "test", data, TRAIN, train_crop=True)
-    assert sorted(p.name for p in folder.iterdir()) == before
+        cached_dataset("SUN397", "train", data, TRAIN, train_crop=True)  # asked for: an error
+    # cached on first use only (here at 32 px, a cache no other test built): decoded every pass instead, said in one line
+    small = transforms_for(ModelSpec("TinyCLIP", None))[1]
+    assert cached_dataset("SUN397", "test", data, small) is None and "decoding every pass instead" in capsys.readouterr().err
+    assert len(load_images("SUN397", "test", data, small)) > 0
+    monkeypatch.undo()
+    monkeypatch.setattr(decoded, "AUTO_LIMIT_BYTES", 1000)
+    assert cached_dataset("SUN397", "test", data, small) is None and "prepare_datasets.py cache builds it anyway" in capsys.readouterr().err
+    assert (sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []) == before
 
 
 def test_train_crop_draws_the_pil_paths_box_from_records(data):
@@ -116,11 +123,11 @@ def test_train_crop_draws_the_pil_paths_box_from_records(data):
         return pairs
 
     # 500x375 photos are squashed into 256 px records (224 * 8/7): the same box, resampled twice
-    assert load_images("SUN397", "train", data, TRAIN, train_crop=True).dataset.file.side == 256
+    assert load_images("SUN397", "train", data, TRAIN, train_crop=True).file.side == 256
     for a, b in crops("SUN397"):
         assert a.shape == b.shape == (3, 224, 224) and (a - b).abs().mean() < 0.03
     # 64 px squares are kept as they are: the crop is the PIL path's, bit for bit
-    assert load_images("EuroSAT", "train", data, TRAIN, train_crop=True).dataset.file.side == 64
+    assert load_images("EuroSAT", "train", data, TRAIN, train_crop=True).file.side == 64
     assert all(torch.equal(a, b) for a, b in crops("EuroSAT"))
     square = load_images("EuroSAT", "train", data, TRAIN, train_crop=True)
     torch.manual_seed(0)
@@ -135,8 +142,8 @@ def test_prepare_datasets_cache_builds_what_runs_read(data, tmp_path, monkeypatc
     out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
     assert out.returncode == 0, out.stderr
     assert "GB to write in" in out.stderr and "GB free" in out.stderr
-    assert [line.split(":")[0] for line in out.stdout.splitlines()] == ["EuroSAT train (eval, 224 px)", "EuroSAT test (eval, 224 px)",
-                                                                      "EuroSAT train (train, 64 px)"]
+    assert [line.split(":")[0] for line in out.stdout.splitlines()] == ["EuroSAT train (eval, 224 px)", "EuroSAT val (eval, 224 px)",
+                                                                      "EuroSAT test (eval, 224 px)", "EuroSAT train (train, 64 px)"]
     monkeypatch.setattr(decoded, "_build", lambda *a: pytest.fail(f"rebuilt {a[2]}"))
     assert len(cached_dataset("EuroSAT", "val", data, VAL)) == len(load_dataset("EuroSAT", "val", data, VAL))
     assert cached_dataset("EuroSAT", "train", data, TRAIN, train_crop=True) is not None

@@ -127,10 +127,10 @@ def test_precision_travels_from_finetuning_to_results_and_report(tmp_path):
     meta = json.loads((tmp_path / "ck/TinyCLIP-random/TrainToyA/linear-tau_jp/finetuned.json").read_text())
     assert meta["precision"] == "bf16" and meta["config"]["precision"] == "bf16" and meta["config"]["grad_checkpointing"] is True
     evaluate = [sys.executable, "src/evaluate.py", "single_task", "--model", "TinyCLIP", "--pretrained", "none", "--tasks", "TrainToyA", "--device", "cpu", *roots]
-    _run([*evaluate, "--mode", "linear", "--reg", "tau_jp", "--precision", "bf16"])
-    _run([*evaluate, "--mode", "standard"])
+    _run([*evaluate, "--mode", "linear", "--reg", "tau_jp", "--precision", "bf16"])  # the tangent cache in bf16
+    _run([*evaluate, "--mode", "standard", "--precision", "bf16"])  # the batched (stacked-weights) evaluator in bf16
     results = json.loads((tmp_path / "res/TinyCLIP-random/linear-tau_jp/single_task.json").read_text())["settings"]
     assert results["precision"] == "bf16" and results["vectors"]["TrainToyA"]["precision"] == "bf16"
     _run([sys.executable, "src/report.py", "--model", "TinyCLIP", "--pretrained", "none", "--results-root", str(tmp_path / "res")])
     report = (tmp_path / "res/TinyCLIP-random/report/report.md").read_text()
-    assert "**Mixed precision**" in report and "linear-tau_jp: trained bf16, evaluated bf16" in report and "standard: trained fp32, evaluated fp32" in report
+    assert "**Mixed precision**" in report and "linear-tau_jp: trained bf16, evaluated bf16" in report and "standard: trained fp32, evaluated bf16" in report

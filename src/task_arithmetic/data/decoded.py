@@ -2,7 +2,8 @@
 
 The evaluation transform of open_clip (resize, centre crop, RGB, to tensor, normalise) is
 deterministic up to its float stage, so its PIL stage runs once per image and the result is
-stored as uint8 records in one memory-mapped file; a pass over the data then only converts
+stored as uint8 records in one memory-mapped file per (task, split: train, val or test, exactly
+the items the runs read); a pass over the data then only converts
 records to float and normalises them, with the transform's own tensor stage, so every value is
 bit for bit what the PIL pipeline gives. The file is verified like the suite's other caches:
 its sha256 is recorded in the JSON beside it and checked when a process first opens it, its
@@ -20,7 +21,9 @@ there the crop is exactly the PIL path's.
 
 Caches live in `<data_location>/decoded/`, are shared by every run and evaluation, are built on
 first use (or by `prepare_datasets.py cache`) under a lock, and their size is printed, and checked
-against the free space, before anything is written. Tensor-native tasks (the embedded ones) are
+against the free space, before anything is written. Built on first use they stay under
+AUTO_LIMIT_BYTES (ImageNet's 1.27 million training images, the tau-Jp control, are decoded every
+pass unless `prepare_datasets.py cache` is asked for them). Tensor-native tasks (the embedded ones) are
 already in memory and are never cached.
 """
 
@@ -42,7 +45,7 @@ import PIL
 import torch
 from PIL import Image
 import torchvision
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, RandomResizedCrop, Resize, ToTensor
 from torchvision.transforms import functional as TF
 
@@ -53,7 +56,7 @@ from ..storage.checksums import DIGEST_KEY, DamagedFile, verify_digest
 from ..storage.locks import FileLock
 from ..storage.write_errors import WriteFailed
 from .registry import get_task
-from .splits import SPLITS, split_train_val
+from .splits import SPLITS
 
 CACHE_FORMAT = "decoded_images"
 CACHE_VERSION = 1
@@ -61,6 +64,10 @@ FOLDER = "decoded"
 SPOT_CHECKS = 4  # images decoded again on every open and compared with their records
 _BUILD_BATCH = 64
 _MARGIN = 256 * 2**20  # free space kept beyond the file when building
+# Caches built on first use stay under this size: a 224 px record is 147 KB, so this is ~140 000
+# images (every split of real8 but ImageNet's train set, the tau-Jp control's 1.27 million, which
+# would take 188 GB for the few thousand penalty inputs a run draws from it).
+AUTO_LIMIT_BYTES = 20 * 2**30
 
 
 def train_side(size: int) -> int:
@@ -278,14 +285,29 @@ def _open(file: CacheFile, raw: Dataset, stages: Stages) -> DecodedImages | None
     return dataset
 
 
-def _build(file: CacheFile, raw: Dataset, what: str) -> None:
-    """Decode every image once into the records file; its JSON (labels, sizes, sha256) goes last."""
+def _room(file: CacheFile, what: str, required: bool) -> bool:
+    """Whether the cache may be written: it fits the disk and, when the caller only opportunistically
+    caches (the default for every evaluation and the penalty inputs), it is under AUTO_LIMIT_BYTES.
+    A cache that is asked for (--train-crop cache, prepare_datasets.py cache) and does not fit is an
+    error; an opportunistic one is skipped, saying so once, and the images are decoded every pass."""
     folder = file.path.parent
     folder.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(folder).free
     if free < file.nbytes + _MARGIN:
-        raise UserError(f"decoding {what} once needs {file.nbytes / 2**30:.2f} GB in {folder}, but {free / 2**30:.2f} GB are free; "
-                        "free space there, or pass --decode-cache off")
+        message = f"decoding {what} once needs {file.nbytes / 2**30:.2f} GB in {folder}, but {free / 2**30:.2f} GB are free"
+        if required:
+            raise UserError(f"{message}; free space there, or pass --decode-cache off")
+        print(f"decode cache: {message}; decoding every pass instead", file=sys.stderr, flush=True)
+        return False
+    if not required and file.nbytes > AUTO_LIMIT_BYTES:
+        print(f"decode cache: {what} would take {file.nbytes / 2**30:.1f} GB (over the {AUTO_LIMIT_BYTES / 2**30:.0f} GB built on first use); "
+              "decoding every pass (prepare_datasets.py cache builds it anyway)", file=sys.stderr, flush=True)
+        return False
+    return True
+
+
+def _build(file: CacheFile, raw: Dataset, what: str) -> None:
+    """Decode every image once into the records file; its JSON (labels, sizes, sha256) goes last."""
     print(f"decode cache: {what}, {file.count} images at {file.side}x{file.side} px: writing {file.nbytes / 2**20:.0f} MB to {file.path}",
           file=sys.stderr, flush=True)
     workers = min(8, usable_cores()) if file.count > 4 * _BUILD_BATCH else 0
@@ -310,24 +332,29 @@ def _build(file: CacheFile, raw: Dataset, what: str) -> None:
 
 
 def _source(task: str, split: str, root: Path, stages: Stages) -> tuple[Dataset, Stages, CacheFile]:
-    """The split read through the stages' PIL part (the training side fitted to its images), and its file."""
-    spec = get_task(task)
+    """The split (train, val or test: exactly the items the runs read) through the stages' PIL part
+    (the training side fitted to its images), and its cache file."""
+    from .splits import load_dataset
+
+    name = get_task(task).name
     if stages.kind == "train":
-        probe = spec.load_split(root, split, lambda image: image.size)
+        probe = load_dataset(name, split, root, lambda image: image.size)
         if len(probe):  # type: ignore[arg-type]
             stages = fit_train_side(stages, probe[0][0])
-    raw = spec.load_split(root, split, _Record(stages.pil))
-    return raw, stages, cache_file(root, spec.name, split, len(raw), stages)  # type: ignore[arg-type]
+    raw = load_dataset(name, split, root, _Record(stages.pil))
+    return raw, stages, cache_file(root, name, split, len(raw), stages)  # type: ignore[arg-type]
 
 
-def decoded_split(task: str, split: str, data_location: Path, stages: Stages) -> DecodedImages:
-    """The official split ("train" or "test") of `task` through `stages`, from its cache, built if needed."""
-    spec = get_task(task)
+def decoded_split(task: str, split: str, data_location: Path, stages: Stages, required: bool = True) -> DecodedImages | None:
+    """`task`'s split through `stages`, from its cache, built if needed; None when an unrequired
+    cache would not fit (see _room)."""
     raw, stages, file = _source(task, split, Path(data_location), stages)
     opened = _open(file, raw, stages)
     if opened is not None:
         return opened
-    what = f"{spec.name} {split} ({stages.kind})"
+    what = f"{get_task(task).name} {split} ({stages.kind})"
+    if not _room(file, what, required):
+        return None
     with FileLock(file.path.with_name(file.path.name + ".lock"), what=f"decode cache {file.path}", wait_s=None):
         opened = _open(file, raw, stages)  # another process may have built it while we waited
         if opened is None:
@@ -374,13 +401,9 @@ def cached_dataset(task: str, split: str, data_location: Path, transform: Callab
     if not writable(data_location):
         return None
     try:
-        full = decoded_split(spec.name, "test" if split == "test" else "train", Path(data_location), stages)
+        return decoded_split(spec.name, split, Path(data_location), stages, required=train_crop)
     except WriteFailed as err:
         raise UserError(f"{err}; or pass --decode-cache off") from err
-    if split == "test":
-        return full
-    train_idx, val_idx = split_train_val(len(full))
-    return Subset(full, train_idx if split == "train" else val_idx)
 
 
 def load_images(task: str, split: str, data_location: Path, transform: Callable | None, decode_cache: bool = True,
@@ -401,7 +424,7 @@ def load_images(task: str, split: str, data_location: Path, transform: Callable 
 
 def prepare(data_location: Path, tasks: Sequence[str], train: Callable, val: Callable, train_crop: bool = False) -> list[str]:
     """`prepare_datasets.py cache`: build the caches a model's runs and evaluations read (the
-    evaluation transform of each train and test split, and with train_crop the training records),
+    evaluation transform of each train, val and test split, and with train_crop the training records),
     after stating their total size and checking it against the free space. One line per cache."""
     root = Path(data_location)
     if not root.is_dir():
@@ -416,7 +439,7 @@ def prepare(data_location: Path, tasks: Sequence[str], train: Callable, val: Cal
     for task in tasks:
         if get_task(task).tensor_native:
             continue
-        wanted += [(task, "train", eval_stage), (task, "test", eval_stage)] + ([(task, "train", crop_stage)] if crop_stage else [])
+        wanted += [(task, split, eval_stage) for split in SPLITS] + ([(task, "train", crop_stage)] if crop_stage else [])
     files = []
     for task, split, stages in wanted:
         _, fitted, file = _source(task, split, root, stages)
@@ -431,6 +454,7 @@ def prepare(data_location: Path, tasks: Sequence[str], train: Callable, val: Cal
         raise UserError(f"the caches need {total / 2**30:.2f} GB in {root / FOLDER}, but {free / 2**30:.2f} GB are free; free space there or cache fewer --tasks")
     lines = []
     for task, split, stages, file in files:
-        dataset = decoded_split(task, split, root, stages)
+        dataset = decoded_split(task, split, root, stages, required=True)
+        assert dataset is not None
         lines.append(f"{task} {split} ({stages.kind}, {dataset.file.side} px): {len(dataset)} images, {file.nbytes / 2**20:.0f} MB, {file.path.name}")
     return lines
