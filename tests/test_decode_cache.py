@@ -17,6 +17,7 @@ from PIL import Image
 
 from task_arithmetic.data import decoded
 from task_arithmetic.data.decoded import cached_dataset, load_images
+from task_arithmetic.data.preprocessing import eval_stages, train_stages
 from task_arithmetic.data.real import tool
 from task_arithmetic.data.splits import load_dataset
 from task_arithmetic.errors import UserError
@@ -154,6 +155,6 @@ def test_prepare_datasets_cache_builds_what_runs_read(data, tmp_path, monkeypatc
 
 def test_tensor_native_tasks_and_other_transforms_are_not_cached(tmp_path):
     assert cached_dataset("Digits", "test", tmp_path, VAL) is None  # the embedded tasks are tensors already
-    assert decoded.eval_stages(TRAIN) is None and decoded.train_stages(VAL) is None
+    assert eval_stages(TRAIN) is None and train_stages(VAL) is None
     with pytest.raises(UserError, match="--train-crop cache needs open_clip's training transform"):
         cached_dataset("EuroSAT", "train", tmp_path, VAL, train_crop=True)
