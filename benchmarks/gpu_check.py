@@ -39,10 +39,10 @@ StepFn = Callable[["Context", StepRecord], None]
 STEPS: dict[str, tuple[str, StepFn]] = {
     "env": ("1. environment", step_env),
     "tests": ("2. CUDA tests", step_tests),
-    "train-base": ("3. train step, base model", step_train_base),
-    "train-large": ("4. train step, large model", step_train_large),
+    "train-base": ("3. train step, base model, fp32 vs bf16", step_train_base),
+    "train-large": ("4. train step, large model, + checkpointing", step_train_large),
     "eval": ("5. evaluation", step_eval),
-    "data": ("6. data loading", step_data),
+    "data": ("6. data loading, decode vs cache", step_data),
     "ddp": ("7. DDP resume", step_ddp),
 }
 DEFAULT_BUDGET_S = 480.0  # the 8 minutes on one GPU
@@ -60,6 +60,7 @@ class Context:
     deadline: float
     slack: float = 1.0  # multiplies every child's time limit
     train_rate: dict[str, dict[str, float]] = field(default_factory=dict)
+    calibration: dict[str, dict[str, object]] = field(default_factory=dict)  # model -> images/s of plain and linearised steps
 
     def log(self, text: str) -> None:
         with self.log_path.open("a") as f:
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 record.seconds = time.monotonic() - t0
             print(f"  {record.title}: {record.status} ({record.seconds:.0f} s){' - ' + record.message if record.message else ''}", flush=True)
             head["total_seconds"] = round(time.monotonic() - started)
+            head["calibration"] = ctx.calibration  # read by the dry run's cost table (pipeline/calibration.py)
             js, md = write(results_dir, name, head, records)
     finally:
         if not args.keep_work:

@@ -58,25 +58,13 @@ def fake_data(ctx) -> Path:
 # --- 6. data loading ------------------------------------------------------------------------
 
 
-def step_data(ctx, record: StepRecord) -> None:
+def _loader_rate(ctx, dataset, batch: int, workers: int, device) -> tuple[float, float]:
+    """(seconds to the first batch, images/s after it) of the training loader over two epochs."""
     import torch
 
-    from task_arithmetic.data.sampling import EpochPlan, epoch_loader, loader_workers
-    from task_arithmetic.data.splits import load_dataset
-    from task_arithmetic.models.encoder import build_encoder
-    from task_arithmetic.models.factory import ModelSpec
+    from task_arithmetic.data.sampling import EpochPlan, epoch_loader
 
-    started = time.perf_counter()
-    root = fake_data(ctx)
-    record.add("fake JPEGs made", round(time.perf_counter() - started, 1), "s", f"{ctx.sizes.image_size} px, textured, quality 90")
-    device = torch.device(ctx.device)
-    encoder = build_encoder(ModelSpec(ctx.sizes.base_model), torch.device("cpu"))
-    dataset = load_dataset("EuroSAT", "train", root, encoder.train_preprocess)
-    workers = loader_workers(None, device, tensor_native=False)  # what --num-workers defaults to
-    batch = ctx.sizes.loader_batch
     plan = EpochPlan(dataset_size=len(dataset), global_batch=batch, rank=0, world=1, seed=0)
-    record.add("setting", f"EuroSAT train {len(dataset)} images, batch {batch}, {workers} workers (the default on {device.type}), "
-                          f"pin_memory {device.type == 'cuda'}, {ctx.sizes.base_model} train preprocess")
     started = time.perf_counter()
     first = None
     count = 0
@@ -91,13 +79,51 @@ def step_data(ctx, record: StepRecord) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
-    rate = count / seconds if seconds > 0 else float("nan")
-    record.add("first batch (workers start)", round(first or 0.0, 2), "s")
-    record.add("loading images/s", round(rate, 1), "images/s", "after the first batch, to the device")
-    for model, rates in ctx.train_rate.items():
-        for kind, step_rate in rates.items():
-            verdict = "loading keeps up" if rate >= step_rate else "loading starves the step"
-            record.add(f"vs {model}: {kind} step", round(rate / step_rate, 2), "x", f"step {step_rate:.0f} images/s: {verdict}")
+    return first or 0.0, (count / seconds if seconds > 0 else float("nan"))
+
+
+def step_data(ctx, record: StepRecord) -> None:
+    """The training loader's images/s, decoding JPEGs every pass against the decode-once cache
+    (data/decoded.py: the evaluation transform's records, and --train-crop cache), each with the
+    default --num-workers, against each training step's images/s."""
+    import torch
+
+    from task_arithmetic.data.decoded import cached_dataset, load_images
+    from task_arithmetic.data.sampling import loader_workers
+    from task_arithmetic.data.splits import load_dataset
+    from task_arithmetic.models.factory import ModelSpec, transforms_for
+
+    started = time.perf_counter()
+    root = fake_data(ctx)
+    record.add("fake JPEGs made", round(time.perf_counter() - started, 1), "s", f"{ctx.sizes.image_size} px, textured, quality 90")
+    device = torch.device(ctx.device)
+    train_tf, val_tf = transforms_for(ModelSpec(ctx.sizes.base_model))
+    workers = loader_workers(None, device, tensor_native=False)  # what --num-workers defaults to
+    batch = ctx.sizes.loader_batch
+    started = time.perf_counter()
+    readers = {
+        "train, decode every pass": load_dataset("EuroSAT", "train", root, train_tf),
+        "train, --train-crop cache": load_images("EuroSAT", "train", root, train_tf, train_crop=True),
+        "eval, decode every pass": load_dataset("EuroSAT", "train", root, val_tf),
+        "eval, decode cache": cached_dataset("EuroSAT", "train", root, val_tf),
+    }
+    record.add("decode caches built", round(time.perf_counter() - started, 1), "s", "one decoding pass each, written to <data>/decoded/")
+    record.add("setting", f"EuroSAT train {len(readers['train, decode every pass'])} images, batch {batch}, {workers} workers "
+                          f"(the default on {device.type}), pin_memory {device.type == 'cuda'}, {ctx.sizes.base_model} transforms")
+    rates = {}
+    for name, dataset in readers.items():
+        first, rate = _loader_rate(ctx, dataset, batch, workers, device)
+        rates[name] = rate
+        record.add(f"{name}: first batch (workers start)", round(first, 2), "s")
+        record.add(f"{name}: images/s", round(rate, 1), "images/s", "after the first batch, to the device")
+    for kind in ("train", "eval"):
+        decode, cache = rates[f"{kind}, decode every pass"], rates[f"{kind}, {'--train-crop cache' if kind == 'train' else 'decode cache'}"]
+        record.add(f"{kind}: cache / decode", round(cache / decode, 2), "x", f"{workers} workers each")
+    for model, step_rates in ctx.train_rate.items():
+        for kind, step_rate in step_rates.items():
+            for name in ("train, decode every pass", "train, --train-crop cache"):
+                verdict = "loading keeps up" if rates[name] >= step_rate else "loading starves the step"
+                record.add(f"vs {model}: {kind} step, {name}", round(rates[name] / step_rate, 2), "x", f"step {step_rate:.0f} images/s: {verdict}")
 
 
 # --- 7. DDP run, stopped and resumed --------------------------------------------------------

@@ -149,39 +149,62 @@ def step_tests(ctx, record: StepRecord) -> None:
 # --- 3./4. train-step benchmarks ------------------------------------------------------------
 
 
-def _train_bench(ctx, record: StepRecord, model: str, batch: int, penalty: int, micro: int | None, timeout: float) -> None:
-    out_json = Path(tempfile.mkdtemp(prefix="gpu_check_train_")) / "result.json"
-    command = [sys.executable, str(REPO / "benchmarks/bench_train_step.py"), "--models", model, "--batch", str(batch),
-               "--penalty-batch", str(penalty), "--penalty-tasks", "8", "--device", ctx.device, "--autocast", "bf16",
-               "--repeats", str(ctx.sizes.repeats), "--json", str(out_json)]
-    if micro:
-        command += ["--micro-batch", str(micro)]
-    run_logged(ctx, command, timeout)
-    result = json.loads(out_json.read_text())[0]
+def _train_bench(ctx, record: StepRecord, model: str, batch: int, penalty: int, micro: int | None, timeout: float,
+                 autocast: str = "bf16", checkpointing: bool = False, kinds: tuple[str, ...] | None = None) -> dict:
     from bench_train_step import STEP_KINDS, targets
 
-    t, peak = result["time"], result["peak_mb"]
-    record.add("setting", f"{model} random weights, batch {batch}, micro-batch {result['micro_batch']}, bf16 autocast, "
-                          f"penalty {penalty} x 8 tasks (strict), JVP {result['jvp']}")
-    for kind in STEP_KINDS:
-        record.add(f"{kind} step", round(t[kind] * 1000, 1), "ms", f"{t[kind] / t['standard']:.2f}x standard")
-        record.add(f"{kind} images/s", round(batch / t[kind], 1), "images/s")
-        if peak.get(kind) is not None:
-            record.add(f"{kind} peak memory", round(peak[kind]), "MB", f"{peak[kind] / peak['standard']:.2f}x standard; above weights + Adam state")
-    for name, ratio, target in targets(result):
-        record.add(f"target {name} <= {target}", round(ratio, 2), "x", "met" if ratio <= target else "NOT met")
-    label = f"{model} batch {batch}" + (f" (micro-batch {micro})" if micro else "")
-    ctx.train_rate[label] = {kind: batch / t[kind] for kind in STEP_KINDS}
+    out_json = Path(tempfile.mkdtemp(prefix="gpu_check_train_")) / "result.json"
+    command = [sys.executable, str(REPO / "benchmarks/bench_train_step.py"), "--models", model, "--batch", str(batch),
+               "--penalty-batch", str(penalty), "--penalty-tasks", "8", "--device", ctx.device, "--autocast", autocast,
+               "--repeats", str(ctx.sizes.repeats), "--json", str(out_json), "--kinds", ",".join(kinds or STEP_KINDS)]
+    if micro:
+        command += ["--micro-batch", str(micro)]
+    if checkpointing:
+        command += ["--grad-checkpointing"]
+    run_logged(ctx, command, timeout)
+    result = json.loads(out_json.read_text())[0]
+    extra = ", activation checkpointing" if checkpointing else ""
+    record.add("setting" + (" (checkpointing)" if checkpointing else ""),
+               f"{model} random weights, batch {batch}, micro-batch {result['micro_batch']}, precision {autocast.replace('none', 'fp32')}{extra}, "
+               f"penalty {penalty} x 8 tasks (strict), JVP {result['jvp']}")
+    by_mode = result.get("by_autocast", {result["autocast"]: result})
+    for mode, figures in by_mode.items():
+        t, peak = figures["time"], figures["peak_mb"]
+        label = ("fp32" if mode == "none" else mode) + (" checkpointing" if checkpointing else "")
+        for kind in t:
+            rel = f"{t[kind] / t['standard']:.2f}x standard" if "standard" in t else ""
+            record.add(f"{kind} step, {label}", round(t[kind] * 1000, 1), "ms", rel)
+            record.add(f"{kind} images/s, {label}", round(batch / t[kind], 1), "images/s")
+            if peak.get(kind) is not None:
+                record.add(f"{kind} peak memory, {label}", round(peak[kind]), "MB", "above weights + Adam state")
+        for name, ratio, target in targets({"time": t}):
+            record.add(f"target {name} <= {target}, {label}", round(ratio, 2), "x", "met" if ratio <= target else "NOT met")
+    if "none" in by_mode and "bf16" in by_mode:
+        for kind in by_mode["bf16"]["time"]:
+            record.add(f"{kind}: bf16 speed-up over fp32", round(by_mode["none"]["time"][kind] / by_mode["bf16"]["time"][kind], 2), "x",
+                       "same process, interleaved")
+    fastest = by_mode["bf16"] if "bf16" in by_mode else next(iter(by_mode.values()))
+    label = f"{model} batch {batch}" + (f" (micro-batch {micro})" if micro else "") + extra
+    ctx.train_rate[label] = {kind: batch / v for kind, v in fastest["time"].items()}
+    if not checkpointing and {"standard", "linear"} <= set(fastest["time"]):
+        # the dry run's images/s table (pipeline/calibration.py): plain and linearised passes per architecture
+        ctx.calibration[model] = {"precision": "bf16" if "bf16" in by_mode else "fp32",
+                                  "plain": round(batch / fastest["time"]["standard"], 1), "linearized": round(batch / fastest["time"]["linear"], 1)}
+    return result
 
 
 def step_train_base(ctx, record: StepRecord) -> None:
+    """ViT-B-32 in fp32 and bf16, side by side (--precision's two main settings)."""
     s = ctx.sizes
-    _train_bench(ctx, record, s.base_model, s.base_batch, s.base_penalty, None, ctx.timeout(150))
+    _train_bench(ctx, record, s.base_model, s.base_batch, s.base_penalty, None, ctx.timeout(180), autocast="none,bf16")
 
 
 def step_train_large(ctx, record: StepRecord) -> None:
+    """ViT-L-14 in micro-batches (bf16), then the whole batch at once with activation checkpointing."""
     s = ctx.sizes
-    _train_bench(ctx, record, s.large_model, s.large_batch, s.large_penalty, s.large_micro, ctx.timeout(180))
+    _train_bench(ctx, record, s.large_model, s.large_batch, s.large_penalty, s.large_micro, ctx.timeout(150))
+    _train_bench(ctx, record, s.large_model, s.large_batch, s.large_penalty, None, ctx.timeout(120), checkpointing=True,
+                 kinds=("standard", "linear", "tau-Jp efficient"))
     if ctx.device == "cuda":
         import torch
 

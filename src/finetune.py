@@ -28,8 +28,10 @@ import argparse
 import sys
 
 from task_arithmetic import flags
+from task_arithmetic.data.decoded import DECODE_CACHE_CHOICES, TRAIN_CROPS
 from task_arithmetic.errors import cli_entry
 from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT
+from task_arithmetic.precision import PRECISION_CHOICES
 from task_arithmetic.recipes import MODES, REGULARIZERS
 from task_arithmetic.recipes.registry import all_variants
 from task_arithmetic.training.config import WANDB_MODES, FinetuneConfig
@@ -66,6 +68,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--wandb", choices=WANDB_MODES, default="off")
     p.add_argument("--num-workers", type=flags.nonnegative_int, default=None, help="data-loading processes (default: 0 on CPU, up to 8 per process on CUDA)")
     p.add_argument("--max-train-samples", type=flags.positive_int, default=None, help="train on a fixed random subset (quick runs)")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                   help="fp32, tf32 (CUDA), bf16 (autocast, float32 weights and optimiser state), auto (default: bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--grad-checkpointing", action="store_true", help="recompute each block's activations in the backward: less memory, ~1.3x time")
+    p.add_argument("--decode-cache", choices=DECODE_CACHE_CHOICES, default="on",
+                   help="on (default): decode each image once into <data-location>/decoded/ (exact for the evaluation transform); off: decode every pass")
+    p.add_argument("--train-crop", choices=TRAIN_CROPS, default="pil",
+                   help="pil (default): random crop of each decoded image; cache: the same crop taken from a cached 8/7-size record, on tensors (faster, not bit-identical)")
     p.add_argument("--tag", default="", type=flags.name("--tag", allow_empty=True), help="suffix of the run name, to keep variants apart")
     p.add_argument("--force", action="store_true", help="train again even if the run finished")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -85,6 +94,7 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
         device=args.device, data_location=args.data_location, checkpoint_root=args.checkpoint_root,
         results_root=args.results_root, save_every=args.save_every, wandb=args.wandb, num_workers=args.num_workers,
         max_train_samples=args.max_train_samples, tag=args.tag, run=args.run, force=args.force, progress=not args.no_progress,
+        precision=args.precision, grad_checkpointing=args.grad_checkpointing, decode_cache=args.decode_cache, train_crop=args.train_crop,
     )
 
 

@@ -22,6 +22,10 @@
          dataset (an interrupted download or extraction); --fingerprints prints each part's
          split fingerprint (train / Val / test), as written with every model and result;
          --leaks reports test images identical to train images (content hash; exit 1 if any)
+  cache  decode every image of the tasks once, through a model's preprocessing, into
+         <data-location>/decoded/ (uint8, memory-mapped; the runs and evaluations of that model
+         read it instead of decoding JPEGs on every pass); its size is printed and checked against
+         the free space first. --train-crop also caches the 8/7-size records --train-crop cache reads.
 """
 
 import argparse
@@ -39,12 +43,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("download", "fetch the tasks' Hugging Face hub copies"),
         ("split", "make the hand-made split folders/lists"),
         ("check", "report which tasks are ready"),
+        ("cache", "decode every image once into <data-location>/decoded/ for one model's preprocessing"),
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--data-location", type=Path, required=True, help="folder holding the datasets")
         if name == "download":
             command.add_argument("--tasks", required=True, help="real8, real14, real20 or comma-separated task names")
             command.add_argument("--dry-run", action="store_true", help="print what would be fetched and what is ready; fetch nothing")
+        elif name == "cache":
+            command.add_argument("--tasks", default="", help="comma list or a benchmark (default real8)")
+            command.add_argument("--model", default="ViT-B-32", help="open_clip architecture whose preprocessing the runs use")
+            command.add_argument("--pretrained", default="openai", help="its weight tag or file (the tag can change the preprocessing); nothing is read")
+            command.add_argument("--train-crop", action="store_true", help="also cache the records --train-crop cache crops from")
         else:
             command.add_argument("--tasks", default="", help="comma-separated task names or a suite (default: all)")
         if name == "check":
@@ -63,6 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [name.strip() for name in args.tasks.split(",") if name.strip()]
     if args.command == "download":
         return 0 if tool.download(args.data_location, tasks, dry_run=args.dry_run, progress=sys.stderr.isatty()) else 1
+    if args.command == "cache":
+        from task_arithmetic.data.decoded import prepare
+        from task_arithmetic.data.registry import parse_task_list
+        from task_arithmetic.models.factory import ModelSpec, parse_pretrained, transforms_for
+
+        train, val = transforms_for(ModelSpec(args.model, parse_pretrained(args.pretrained)))
+        for line in prepare(args.data_location, parse_task_list(args.tasks or "real8"), train, val, args.train_crop):
+            print(line)
+        return 0
     if args.command == "split":
         for line in tool.split(args.data_location, tasks):
             print(line)

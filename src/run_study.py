@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from task_arithmetic import flags
+from task_arithmetic.data.decoded import DECODE_CACHE_CHOICES
 from task_arithmetic.data.registry import parse_task_list
 from task_arithmetic.embedded.presets import PRESETS
 from task_arithmetic.errors import UserError, cli_entry
@@ -40,6 +41,8 @@ from task_arithmetic.evaluation.session import default_control
 from task_arithmetic.evaluation.spec import add_param_argument
 from task_arithmetic.models.factory import ModelSpec, parse_pretrained
 from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout
+from task_arithmetic.pipeline.calibration import format_table
+from task_arithmetic.pipeline.calibration import seconds_per_image as seconds_per_image_measured
 from task_arithmetic.pipeline.definition import Study
 from task_arithmetic.pipeline.graph import build_graph, read_unit_file, run_unit
 from task_arithmetic.pipeline.parallel import auto_jobs, parse_jobs
@@ -47,6 +50,7 @@ from task_arithmetic.pipeline.plan import CALIBRATION, PASS_KINDS, format_plan, 
 from task_arithmetic.pipeline.slurm import SlurmOptions, format_commands, job_graph, submission_folder, submit
 from task_arithmetic.pipeline.stop import stop_for_signal
 from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute_seeds, replicates
+from task_arithmetic.precision import PRECISION_CHOICES, resolve_precision
 from task_arithmetic.recipes import MODES, REGULARIZERS, Group, Recipe, recipe, recipes_in
 from task_arithmetic.recipes.identity import POSTHOC, from_flags
 from task_arithmetic.recipes.registry import all_variants
@@ -57,7 +61,7 @@ FINETUNE_FLAGS: dict[str, Callable[[str], Any]] = {
     "lr": flags.positive_float, "wd": flags.nonnegative_float, "warmup": flags.nonnegative_int, "batch_size": flags.positive_int,
     "micro_batch": flags.positive_int, "epochs": flags.positive_int, "max_steps": flags.positive_int, "clip": flags.nonnegative_float,
     "max_train_samples": flags.positive_int, "num_workers": flags.nonnegative_int, "save_every": flags.positive_int,
-    "steps_fraction": flags.float_in(0.0, 1.0, lo_open=True),
+    "steps_fraction": flags.float_in(0.0, 1.0, lo_open=True), "train_crop": str,
 }
 GROUPS = {g.value: g for g in Group}
 
@@ -106,6 +110,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", default="0", help="comma list of fine-tuning seeds, one replicate each (default 0)")
     s.add_argument("--pretrain-seeds", action="store_true", help="each replicate also pretrains the embedded TinyCLIP from its seed")
     s.add_argument("--device", default="auto")
+    s.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                   help="fine-tuning and evaluations: fp32, tf32 (CUDA), bf16 (autocast), auto (default: bf16 on CUDA, fp32 on CPU)")
+    s.add_argument("--decode-cache", choices=DECODE_CACHE_CHOICES, default="on", help="images decoded once for every run and evaluation (default on)")
     s.add_argument("--no-progress", action="store_true")
     s.add_argument("--launcher", choices=("local", "slurm"), default="local", help="run here, or submit a Slurm job graph")
     s.add_argument("--jobs", default="auto", help="local: worker processes for the runs and evaluations, or auto "
@@ -202,7 +209,8 @@ def build_study(args: argparse.Namespace) -> Study:
         chosen = None if args.evaluations is None else evaluation_names(args.evaluations)
         study = embedded_study(StudyConfig(args.preset, args.data_location, args.checkpoint_root, args.results_root, args.device,
                                            not args.no_progress, names, chosen))
-        study = dataclasses.replace(study, finetune={**study.finetune, **finetune}, eval_params={**study.eval_params, **given})
+        study = dataclasses.replace(study, finetune={**study.finetune, **finetune}, eval_params={**study.eval_params, **given},
+                                    precision=args.precision, decode_cache=args.decode_cache == "on")
     else:
         tasks = tuple(parse_task_list(args.tasks))
         if not tasks:
@@ -220,6 +228,8 @@ def build_study(args: argparse.Namespace) -> Study:
             finetune=finetune,
             eval_limit=args.max_eval_samples,
             eval_batch_size=args.eval_batch_size,
+            precision=args.precision,
+            decode_cache=args.decode_cache == "on",
         )
     if args.sweep is not None:
         study = dataclasses.replace(study, recipes=study.recipes + swept(study, args.sweep))
@@ -268,6 +278,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     if args.unit is not None:
         return run_one_unit(args.unit)
     study = build_study(args)
+    if args.launcher == "local":  # a Slurm job's device is not this machine's: its jobs resolve "auto" themselves
+        resolve_precision(args.precision, args.device)  # tf32 without CUDA fails before any work
     seeds = parse_seeds(args.seeds)
     jobs = parse_jobs(args.jobs)  # a bad value fails before any work
     replicates(study, seeds, args.pretrain_seeds)  # bad seed settings fail before any work, a dry run included
@@ -288,7 +300,11 @@ def main(argv: list[str] | None = None) -> list[Path]:
         return []
     if args.dry_run:
         calibration = args.seconds_per_image or CALIBRATION.get(study.spec.name)
+        if calibration is None and (found := seconds_per_image_measured(study.spec.name)) is not None:
+            calibration = found[0]
+            print(f"GPU hours from the GPU check's {found[1].model} on {found[1].gpu} ({found[1].precision}, {found[1].date[:10]})")
         print(format_plan(study, make_plan(study), calibration))
+        print(format_table())
         return []
     written = execute_seeds(study, seeds, args.pretrain_seeds, jobs or auto_jobs(study.device))
     report = next((p for p in written if p.name == "report.md"), None)

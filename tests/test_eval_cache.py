@@ -6,9 +6,13 @@ import pytest
 import torch
 from toyworld import isolated_toy_world
 
+from task_arithmetic.evaluation.addition import evaluate_addition
 from task_arithmetic.evaluation.edits import Edit
+from task_arithmetic.evaluation.negation import evaluate_negation
 from task_arithmetic.evaluation.session import EvalOptions, EvalSession, RunSelection
-from task_arithmetic.evaluation.tangent_cache import TangentComputer
+from task_arithmetic.evaluation.single_task import evaluate_single_task
+from task_arithmetic.evaluation.tangent_cache import Direction, FeatureCache, TangentComputer
+from task_arithmetic.evaluation.tau_jp import evaluate_tau_jp
 from task_arithmetic.io import metadata_path
 from task_arithmetic.models.linearize import functorch_jvp
 from task_arithmetic.recipes import EvaluatedRun
@@ -72,17 +76,19 @@ def test_tau_jp_entries_cached_direct_and_independent(world):
 
 def test_disk_cache_is_reused_and_invalidated_per_vector(world, monkeypatch):
     first = session(world, "linear", True)
-    reference = first.logits(EDITS[2], "Toy0", "test")[0]
+    read = [EDITS[1], EDITS[2], EDITS[4]]  # Toy1 alone, the sum of three, the pair Toy0 + Toy2
+    reference = [first.logits(edit, "Toy0", "test")[0] for edit in read]
 
     def refuse(self, checkpoints, loader):
         raise AssertionError(f"recomputed {list(checkpoints)}")
 
     monkeypatch.setattr(TangentComputer, "compute", refuse)
     second = session(world, "linear", True)
-    assert torch.equal(second.logits(EDITS[2], "Toy0", "test")[0], reference)
+    for edit, ref in zip(read, reference):
+        assert torch.equal(second.logits(edit, "Toy0", "test")[0], ref)
     monkeypatch.undo()
 
-    # a re-trained Toy1 (new metadata) invalidates only Toy1's tangents
+    # a re-trained Toy1 (new metadata) invalidates only the directions that contain Toy1
     meta_file = metadata_path(first.checkpoints["Toy1"])
     original = meta_file.read_text()
     asked = []
@@ -96,10 +102,44 @@ def test_disk_cache_is_reused_and_invalidated_per_vector(world, monkeypatch):
         meta_file.write_text(json.dumps({**json.loads(original), "steps": 1}))
         monkeypatch.setattr(TangentComputer, "compute", record)
         third = session(world, "linear", True)
-        assert torch.allclose(third.logits(EDITS[2], "Toy0", "test")[0], reference, atol=1e-5)
-        assert asked == [["Toy1"]]
+        for edit, ref in zip(read, reference):
+            assert torch.allclose(third.logits(edit, "Toy0", "test")[0], ref, atol=1e-5)
+        assert asked == [["Toy1"], [Direction.of(["Toy0", "Toy1", "Toy2"]).name]]  # the pair's tangents were reused
     finally:
         meta_file.write_text(original)
+
+
+def test_single_task_addition_and_negation_build_tangents_linear_in_t(world, monkeypatch):
+    """Each task's own tangent, the sum's, and each task's on the control: never tau_j on task i's data."""
+    s = session(world, "linear", True, disk_cache=False)
+    built: list[tuple[str, str, str]] = []
+    real_get = type(s.cached.store).get
+
+    def record(store, dataset, split, loader_factory, size, suffix="", directions=()):
+        directions = list(directions)
+        before = set(store._memory.get((dataset, split, suffix), FeatureCache(None, None)).tangents)
+        out = real_get(store, dataset, split, loader_factory, size, suffix, directions)
+        built.extend((dataset, split, name) for name in sorted(set(out.tangents) - before))
+        return out
+
+    monkeypatch.setattr(type(s.cached.store), "get", record)
+    evaluate_single_task(s)
+    evaluate_addition(s)
+    evaluate_negation(s, "ToyControl")
+    everything = Direction.of(world.tasks).name
+    per_dataset = {}
+    for dataset, split, name in built:
+        per_dataset.setdefault((dataset, split), set()).add(name)
+    for task in world.tasks:
+        for split in ("val", "test"):
+            assert per_dataset[(task, split)] == {task, everything}, (task, split)
+    assert per_dataset[("ToyControl", "val")] == set(world.tasks)
+    assert per_dataset.get(("ToyControl", "test"), set()) <= set(world.tasks)  # only at each task's chosen alpha
+    assert len(built) == len(set(built)) <= 6 * len(world.tasks)  # 2T own + 2T sums + up to 2T on the control
+    # the tau-Jp matrix builds the rest (every tau_i on every dataset) only when it runs
+    evaluate_tau_jp(s, [*world.tasks, "ToyControl"])
+    for dataset in [*world.tasks, "ToyControl"]:
+        assert set(world.tasks) <= {n for d, split, n in built if d == dataset and split == "test"}
 
 
 def test_batched_tangents_equal_one_jvp_per_vector(world):
@@ -129,4 +169,4 @@ def test_max_eval_samples_caps_every_split_with_a_fixed_subset(world):
     logits, _ = capped.logits(Edit.zeroshot(), "Toy0", "test")
     assert torch.allclose(logits, full.logits(Edit.zeroshot(), "Toy0", "test")[0][rows], atol=1e-5)
     cache_dir = world.layout.results(world.spec.model_id, "linear", "x").parent / "tangent_cache"
-    assert (cache_dir / "Toy0-test-max5.safetensors").is_file() and (cache_dir / "Toy0-test.safetensors").is_file()
+    assert (cache_dir / "Toy0-test-max5" / "features0.safetensors").is_file() and (cache_dir / "Toy0-test" / "features0.safetensors").is_file()

@@ -23,7 +23,7 @@ from task_arithmetic import io as ta_io
 from task_arithmetic.data.registry import parse_task_list
 from task_arithmetic.errors import UserError
 from task_arithmetic.evaluation import cli as eval_cli
-from task_arithmetic.evaluation.tangent_cache import FeatureCache, TangentCacheStore
+from task_arithmetic.evaluation.tangent_cache import Direction, FeatureCache, TangentCacheStore
 from task_arithmetic.io import load_weights, metadata_path, save_weights
 from task_arithmetic.models.encoder import ImageEncoder, load_encoder
 from task_arithmetic.models.factory import ModelSpec
@@ -224,13 +224,14 @@ def test_flipped_tangent_cache_is_recomputed_not_trusted(tmp_path, capsys):
 
     ckpt = save_weights(tmp_path / "ck" / "A.safetensors", {"w": torch.zeros(1)}, {"steps": 1})
     store = lambda: TangentCacheStore(Computer(), {"A": ckpt}, tmp_path / "cache", {"model": "m"})  # noqa: E731
-    first = store().get("Toy", "test", lambda: None, 4)
-    cache_file = tmp_path / "cache" / "Toy-test.safetensors"
+    wanted = [Direction(("A",))]
+    first = store().get("Toy", "test", lambda: None, 4, directions=wanted)
+    cache_file = tmp_path / "cache" / "Toy-test" / "A.safetensors"
     assert calls == [["A"]] and cache_file.is_file()
-    store().get("Toy", "test", lambda: None, 4)
+    store().get("Toy", "test", lambda: None, 4, directions=wanted)
     assert calls == [["A"]]  # intact cache: reused
     flip_byte(cache_file, 8)
-    again = store().get("Toy", "test", lambda: None, 4)
+    again = store().get("Toy", "test", lambda: None, 4, directions=wanted)
     assert calls == [["A"], ["A"]] and torch.equal(again.tangents["A"], first.tangents["A"])
     assert "rebuilding it" in capsys.readouterr().err
 

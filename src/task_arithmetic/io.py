@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, BinaryIO, Iterator, Mapping
 
 import torch
 from safetensors import SafetensorError
@@ -70,6 +70,26 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         try:
             with open(tmp, "wb") as handle:
                 handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+@contextlib.contextmanager
+def atomic_stream(path: Path, size: int) -> Iterator[BinaryIO]:
+    """Write a file too large to hold in memory piece by piece: it appears at `path`, complete,
+    only when the block ends without an error (temporary in the same folder, fsync, rename).
+    `size` (bytes) is what a full disk's message says was needed."""
+    path = Path(path)
+    with translating_write_errors(path, size):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _temp_beside(path)
+        try:
+            with open(tmp, "wb") as handle:
+                yield handle
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, path)

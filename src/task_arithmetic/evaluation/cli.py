@@ -15,11 +15,13 @@ from typing import Any, Sequence
 
 import torch
 
+from ..data.decoded import DECODE_CACHE_CHOICES
 from ..data.registry import parse_task_list
 from ..errors import UserError
 from ..flags import finite_float, name, nonnegative_int, positive_int
 from ..models.factory import ModelSpec, parse_pretrained
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout, check_folder_flag
+from ..precision import PRECISION_CHOICES
 from ..recipes import MODES, REGULARIZERS
 from ..recipes.identity import POSTHOC, from_flags
 from ..recipes.registry import all_variants
@@ -56,6 +58,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default 1: on a shared machine 2 threads were >5x slower, see README)")
     e.add_argument("--per-edit", action="store_true", help="standard runs: one data pass per edit (the unbatched path, for comparison)")
     e.add_argument("--batch-memory-mb", type=positive_int, default=DEFAULT_MEMORY_MB, help="memory for the edits batched in one pass (standard runs)")
+    e.add_argument("--precision", choices=PRECISION_CHOICES, default="auto", help="fp32, tf32 (CUDA), bf16 (autocast), auto (default: bf16 on CUDA, fp32 on CPU)")
+    e.add_argument("--decode-cache", choices=DECODE_CACHE_CHOICES, default="on",
+                   help="on (default): images decoded once into <data-location>/decoded/ (bit-identical tensors); off: decoded every pass")
     e.add_argument("--vectors-per-pass", type=positive_int, default=None, help="task vectors batched in one JVP pass (memory)")
     e.add_argument("--force", action="store_true", help="replace results made with other settings (otherwise refused)")
 
@@ -80,6 +85,8 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
         vectors_per_pass=args.vectors_per_pass,
         batched=not args.per_edit,
         batch_memory_mb=args.batch_memory_mb,
+        precision=args.precision,
+        decode_cache=args.decode_cache == "on",
     )
 
 
@@ -105,12 +112,14 @@ def run_evaluation(evaluation: str, session: EvalSession, params: Any, force: bo
     spec, sel = EVALUATIONS[evaluation], session.selection
     params = spec.resolved(params, session.tasks)
     path = sel.layout.results(sel.spec.model_id, sel.evaluated.name, evaluation)
-    key = results_key(spec, params, session.tasks, session.options.max_eval_samples, [session.theta0_path, *session.checkpoints.values()])
+    weights = [session.theta0_path, *session.checkpoints.values()]
+    key = results_key(spec, params, session.tasks, session.options.max_eval_samples, weights, session.precision.value)
     state = freshness(path, spec, key)
     if state.status == "other_settings" and not force:
         raise UserError(f"{path} holds {evaluation} results made with other settings ({state.detail}); pass --force to replace them, "
                         "or another --results-root to keep both")
-    result = spec.run(session, params)
+    with session.autocast():
+        result = spec.run(session, params)
     return write_results(sel.layout, sel.spec.model_id, sel.evaluated.name, spec, params, session.settings(), result, key), result
 
 

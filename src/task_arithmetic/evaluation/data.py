@@ -8,9 +8,9 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..data.decoded import load_images
 from ..data.loaders import make_loader
 from ..data.registry import get_task
-from ..data.splits import load_dataset
 
 EVAL_SPLITS = ("val", "test")
 SUBSAMPLE_SEED = 0
@@ -34,12 +34,14 @@ class DataBank:
         batch_size: int = 128,
         num_workers: int = 0,
         max_samples: int | None = None,
+        decode_cache: bool = True,
     ):
         self.data_location = Path(data_location)
         self.transform = transform
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.max_samples = max_samples
+        self.decode_cache = decode_cache  # images decoded once (data/decoded.py): the same tensors, bit for bit
         self._datasets: dict[tuple[str, str], Dataset] = {}
 
     def dataset(self, task: str, split: str) -> Dataset:
@@ -47,7 +49,7 @@ class DataBank:
         if key not in self._datasets:
             spec = get_task(task)
             transform = None if spec.tensor_native else self.transform
-            self._datasets[key] = capped(load_dataset(task, split, self.data_location, transform), self.max_samples)
+            self._datasets[key] = capped(load_images(task, split, self.data_location, transform, self.decode_cache), self.max_samples)
         return self._datasets[key]
 
     def loader(self, task: str, split: str) -> DataLoader:

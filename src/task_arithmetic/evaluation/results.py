@@ -66,9 +66,15 @@ class ResultsKey:
         return {"settings": self.settings, "settings_digest": self.settings_digest, "inputs": self.inputs, "inputs_digest": self.inputs_digest}
 
 
-def results_key(evaluation: Evaluation[Any, Any], params: Any, tasks: Sequence[str], max_eval_samples: int | None, weight_files: Sequence[Path]) -> ResultsKey:
-    """`params` resolved for the tasks (Evaluation.resolved): the same key from src/evaluate.py and the study."""
+def results_key(
+    evaluation: Evaluation[Any, Any], params: Any, tasks: Sequence[str], max_eval_samples: int | None, weight_files: Sequence[Path],
+    precision: str = "fp32",
+) -> ResultsKey:
+    """`params` resolved for the tasks (Evaluation.resolved): the same key from src/evaluate.py and the
+    study. The precision the forward passes ran in is part of it (bf16 numbers are not fp32's)."""
     settings = {"evaluation": evaluation.name, "tasks": list(tasks), "max_eval_samples": max_eval_samples, **typed_json.dump(params)}
+    if precision != "fp32":  # keys written before the setting existed were fp32 and stay fresh
+        settings["precision"] = precision
     return ResultsKey(settings, input_digests(weight_files))
 
 

@@ -27,6 +27,7 @@ from ..models.factory import ModelSpec
 from ..models.heads import ClassificationHead
 from ..models.pretrained import task_head, zeroshot_encoder
 from ..paths import Layout
+from ..precision import autocast, resolve_precision, set_matmul_precision
 from ..recipes import EvaluatedRun, Readout
 from ..runtime import code_revision, pick_device
 from ..vectors.runs import locate_runs
@@ -57,6 +58,8 @@ class EvalOptions:
     vectors_per_pass: int | None = None
     batched: bool = True  # standard runs: many edits per data pass (False: one pass per edit, for comparison)
     batch_memory_mb: int = DEFAULT_MEMORY_MB  # budget for the edited weights and activations of one pass
+    precision: str = "auto"  # fp32 | tf32 | bf16 | auto (bf16 on CUDA, fp32 on CPU): every forward pass and JVP
+    decode_cache: bool = True  # images decoded once (data/decoded.py); the tensors are bit-identical either way
 
 
 @dataclass(frozen=True)
@@ -96,19 +99,23 @@ class EvalSession:
         linearized = selection.linearized
         self.tasks = list(selection.tasks)
         self.device = pick_device(options.device)
+        self.precision = resolve_precision(options.precision, self.device)
+        set_matmul_precision(self.precision)
         self.checkpoints = locate_runs(spec, self.tasks, run, layout, selection.data_location)
         self.theta0_path = layout.zeroshot(spec.model_id)
         self.theta0 = zeroshot_encoder(spec, layout, self.device).eval()
         for p in self.theta0.parameters():
             p.requires_grad_(False)
         self.heads = HeadBank(spec, layout, selection.data_location, self.device)
-        self.bank = DataBank(selection.data_location, self.theta0.val_preprocess, options.batch_size, options.num_workers, options.max_eval_samples)
+        self.bank = DataBank(selection.data_location, self.theta0.val_preprocess, options.batch_size, options.num_workers, options.max_eval_samples,
+                             options.decode_cache)
         self.direct = DirectEvaluator(self.theta0.visual, self.theta0_path, self.checkpoints, self.heads, self.bank, linearized, self.device)
         self.cached: CachedEvaluator | None = None
         if options.use_cache:
             computer = TangentComputer(self.theta0.visual, self.theta0_path, self.device, options.vectors_per_pass)
             folder = layout.results(spec.model_id, run.name, "tangent_cache").with_suffix("") if options.disk_cache else None
             base_key = {"model_id": spec.model_id, "theta0": file_signature(self.theta0_path), "max_samples": options.max_eval_samples}
+            base_key["precision"] = self.precision.value
             self.cached = CachedEvaluator(TangentCacheStore(computer, self.checkpoints, folder, base_key), self.heads, self.bank)
         self.evaluator = self.cached if (self.cached is not None and linearized) else self.direct
         self.batched = BatchedEvaluator(self.direct, options.batch_memory_mb) if options.batched and not linearized else None
@@ -117,12 +124,20 @@ class EvalSession:
         self._metrics: dict[tuple, Metrics] = {}
         self._predictions: dict[tuple, torch.Tensor] = {}
 
+    def autocast(self):
+        """The session's precision around a whole evaluation (merging's own forward passes too)."""
+        return autocast(self.precision, self.device)
+
     # queries --------------------------------------------------------------------------------
     def prefetch(self, queries: Iterable[tuple[Edit, str, str]]) -> None:
         """Evaluate these (edit, dataset, split) points together; later queries read the memo.
 
-        Only the batched evaluator gains from knowing them in advance; for the others it is a no-op."""
+        The batched evaluator groups the edits; the tangent cache builds every tangent they read on
+        a dataset in one pass; the direct evaluator has nothing to gain."""
         if self.batched is None:
+            if self.evaluator is self.cached and self.cached is not None:
+                with autocast(self.precision, self.device):
+                    self.cached.prefetch(queries)
             return
         pending: dict[tuple, EditRequest] = {}
         for edit, dataset, split in queries:
@@ -131,12 +146,15 @@ class EvalSession:
             pending.setdefault(edit.key(), EditRequest(edit, set())).needs.add((dataset, split))
         if not pending:
             return
-        for key, (logits, labels) in self.batched.evaluate(pending.values()).items():
+        with autocast(self.precision, self.device):
+            evaluated = self.batched.evaluate(pending.values())
+        for key, (logits, labels) in evaluated.items():
             self._metrics[key] = accuracy_from_logits(logits, labels)
             self._predictions[key] = logits.argmax(dim=-1)
 
     def logits(self, edit: Edit, dataset: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.evaluator.logits(edit, dataset, split)
+        with autocast(self.precision, self.device):
+            return self.evaluator.logits(edit, dataset, split)
 
     def predictions(self, edit: Edit, dataset: str, split: str) -> torch.Tensor:
         if self.batched is None:
@@ -161,7 +179,8 @@ class EvalSession:
         return self.accuracy(Edit.scaled([task], 1.0), task, split)
 
     def tangent_norm_mean(self, task: str, dataset: str, split: str) -> float:
-        return self.tangent_source.tangent_norm_mean(task, dataset, split)
+        with autocast(self.precision, self.device):
+            return self.tangent_source.tangent_norm_mean(task, dataset, split)
 
     def relative_norms(self) -> dict[str, float]:
         """||tau_t|| / ||theta_0|| per task: how far each fine-tuning moved the encoder (a linear
@@ -213,6 +232,7 @@ class EvalSession:
             vectors[task] = {
                 "path": str(path),
                 **{k: meta.get(k) for k in ("run", "mode", "reg", "variant", "seed", "steps", "code_revision", "data_fingerprints")},
+                "precision": training_precision(meta),
                 "config": meta.get("config"),
             }
         return {
@@ -231,6 +251,7 @@ class EvalSession:
             "checkpoint_root": str(sel.layout.checkpoint_root),
             "theta0": str(self.theta0_path),
             "device": str(self.device),
+            "precision": self.precision.value,
             "batch_size": opt.batch_size,
             "max_eval_samples": opt.max_eval_samples,
             "evaluator": "tangent_cache" if self.evaluator is self.cached else ("batched" if self.batched is not None else "direct"),
@@ -241,6 +262,14 @@ class EvalSession:
             "data_fingerprints": fingerprints_or_reason([*self.tasks, *filter(None, [default_control(self.tasks)])], sel.data_location),
             **extra,
         }
+
+
+def training_precision(metadata: dict[str, Any]) -> str:
+    """The precision a fine-tuned model was trained in; runs saved before the setting existed were fp32
+    (and a model this suite did not train, an imported one, is taken as it was published: "unknown")."""
+    if "precision" in metadata:
+        return str(metadata["precision"])
+    return "fp32" if isinstance(metadata.get("config"), dict) else "unknown"
 
 
 def default_control(tasks: Sequence[str]) -> str | None:

@@ -68,13 +68,15 @@ def _linear(w: StackedWeights, weight: str, bias: str, x: torch.Tensor, rows: sl
     rows = rows if rows is not None else slice(None)
     lead = x.shape[1:-1]
     out_features = (W[0] if w.is_stacked(weight) else W)[rows].shape[0]
-    out = x.new_empty((k, *lead, out_features))
+    # autocast does not apply to out= calls: cast as it would (--precision bf16), explicitly
+    dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+    out = x.new_empty((k, *lead, out_features), dtype=dtype)
     for i in range(k):
         Wi = (W[i] if w.is_stacked(weight) else W)[rows]
         bi = (b[i] if w.is_stacked(bias) else b)[rows]
         xi = x[i if x.shape[0] > 1 else 0]
         # written in place: no stacking copy of the K outputs
-        torch.addmm(bi, xi.reshape(-1, xi.shape[-1]), Wi.t(), out=out[i].view(-1, out_features))
+        torch.addmm(bi.to(dtype), xi.reshape(-1, xi.shape[-1]).to(dtype), Wi.t().to(dtype), out=out[i].view(-1, out_features))
     return out
 
 

@@ -1,12 +1,22 @@
-"""The linearity shortcut: f(x; theta_0) and every J(x) tau_t, computed once per example.
+"""The linearity shortcut: f(x; theta_0) and J(x) v, computed once per example and direction.
 
-For a linear or post-hoc model the embedding of any edit is f0(x) + sum_t c_t J(x) tau_t, so
-every coefficient, combination, negation, pair, tau-Jp entry and disentanglement point follows
-from these cached vectors without another pass through the network. The JVPs for all task
-vectors of a batch run together (vmap over the tangents; the primal pass is shared).
+For a linear or post-hoc model the embedding of any edit is f0(x) + sum_k c_k J(x) v_k, so every
+coefficient, combination, negation, pair, tau-Jp entry and disentanglement point follows from
+cached vectors without another pass through the network.
 
-Caches live in memory and, optionally, on disk beside the results; a fingerprint of theta_0,
-each checkpoint and the data subset decides which stored tangents are still valid.
+What is cached is decided per (dataset, direction) on demand, so the cost follows what the
+evaluations ask for: a direction is one task's vector tau_t, or the sum of a group of at least
+GROUP_MIN tasks (task addition's sum of all tasks: one JVP per dataset instead of one per task).
+Single-task accuracy needs J(x_t) tau_t, addition J(x_t) sum(tau), negation J(x_t) tau_t and
+J(x_control) tau_t: O(T) tangents in all. The tau-Jp matrix (every tau_i on every dataset) and the
+pairs (tau_j on task i's data) build the O(T^2) rest only when they run. The JVPs a query needs
+on one dataset run together (vmap over the directions; the primal pass is shared).
+
+Caches live in memory and, optionally, on disk beside the results: one folder per (dataset,
+split), holding f0 and the labels in `features0.safetensors` and each direction's tangent in its
+own file, each verified by its sha256 when read (a damaged file is rebuilt, saying so). A
+fingerprint of theta_0, the precision and the data subset, and each direction's checkpoints,
+decide which stored files are still valid; a changed checkpoint recomputes only its directions.
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -27,16 +37,49 @@ from torch.utils.data import DataLoader
 from ..io import load_cached_weights, metadata_path, save_weights
 from ..models.linearize import select_jvp
 from ..storage.locks import FileLock
-from ..vectors.streaming import stack_checkpoints
+from ..vectors.streaming import stack_checkpoints, sum_checkpoints
+from .edits import Edit
 
 LOG = logging.getLogger(__name__)
 CACHE_FORMAT = "tangent_cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 1: one file per (dataset, split) holding every task's tangent
+FEATURES = "features0"
+# A group of this many tasks or more is cached as one summed direction. Smaller groups (a pair)
+# split into their tasks: the pairs, the disentanglement grid and the tau-Jp matrix share those.
+GROUP_MIN = 3
+
+
+@dataclass(frozen=True, order=True)
+class Direction:
+    """A direction in weight space whose tangent the cache holds: the sum of `tasks`' vectors."""
+
+    tasks: tuple[str, ...]  # sorted
+
+    @classmethod
+    def of(cls, tasks: Iterable[str]) -> "Direction":
+        return cls(tuple(sorted(tasks)))
+
+    @property
+    def name(self) -> str:
+        """The tangent's key and file name: the task for one, a digest of the group for a sum."""
+        if len(self.tasks) == 1:
+            return self.tasks[0]
+        return "sum-" + hashlib.sha256(",".join(self.tasks).encode()).hexdigest()[:16]
+
+
+def directions_of(edit: Edit) -> dict[Direction, float]:
+    """The cached directions an edit's embedding is assembled from, with their coefficients."""
+    out: dict[Direction, float] = {}
+    for group, coef in edit.terms:
+        parts = [Direction.of(group)] if len(group) >= GROUP_MIN else [Direction((t,)) for t in group]
+        for part in parts:
+            out[part] = out.get(part, 0.0) + coef
+    return {d: c for d, c in sorted(out.items()) if c != 0}
 
 
 @dataclass
 class FeatureCache:
-    """Embeddings of one (dataset, split): f0 [N, D], tangents {task: [N, D]}, labels [N]."""
+    """Embeddings of one (dataset, split): f0 [N, D], labels [N], tangents {direction name: [N, D]}."""
 
     features0: torch.Tensor
     labels: torch.Tensor
@@ -44,8 +87,8 @@ class FeatureCache:
 
     def embed(self, coefs: Mapping[str, float]) -> torch.Tensor:
         out = self.features0.clone()
-        for task, coef in coefs.items():
-            out.add_(self.tangents[task], alpha=coef)
+        for name, coef in coefs.items():
+            out.add_(self.tangents[name], alpha=coef)
         return out
 
 
@@ -58,8 +101,16 @@ def file_signature(path: Path) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}:{meta_digest}"
 
 
+def stack_directions(groups: Sequence[Sequence[Path]], theta0_path: Path, keys: Sequence[str], device: torch.device) -> dict[str, torch.Tensor]:
+    """{key: [N, *shape]}: row i is the sum of group i's task vectors."""
+    if all(len(g) == 1 for g in groups):
+        return stack_checkpoints([g[0] for g in groups], theta0_path, keys, device)
+    rows = [sum_checkpoints(list(g), theta0_path, device=device).tensors for g in groups]
+    return {key: torch.stack([row[key] for row in rows]) for key in keys}
+
+
 class TangentComputer:
-    """Runs f(x; theta_0) and J(x) tau_t for a group of task vectors over a loader."""
+    """Runs f(x; theta_0) and J(x) v for a group of directions over a loader."""
 
     def __init__(self, module: nn.Module, theta0_path: Path, device: torch.device, vectors_per_pass: int | None = None):
         self.module = module.eval()
@@ -69,6 +120,16 @@ class TangentComputer:
         self.params0 = {k: v.detach() for k, v in module.named_parameters()}
         self.jvp_fn = select_jvp(module)
         self._vmap_ok = True
+        # The last stacked directions: successive datasets ask for the same ones (the sum of all
+        # tasks for addition, every task for the matrix), which are then read from disk once.
+        self._stacked: tuple[tuple, dict[str, torch.Tensor]] | None = None
+
+    def _stack(self, groups: dict[str, list[Path]], chunk: list[str]) -> dict[str, torch.Tensor]:
+        key = tuple((name, tuple(str(p) for p in groups[name])) for name in chunk)
+        if self._stacked is None or self._stacked[0] != key:
+            self._stacked = None  # free the previous directions before reading the next
+            self._stacked = (key, stack_directions([groups[n] for n in chunk], self.theta0_path, list(self.params0), self.device))
+        return self._stacked[1]
 
     def _batched(self, stacked: dict[str, torch.Tensor], images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         count = next(iter(stacked.values())).shape[0]
@@ -86,13 +147,15 @@ class TangentComputer:
         return results[0][0], torch.stack([t for _, t in results])
 
     @torch.inference_mode()
-    def compute(self, checkpoints: Mapping[str, Path], loader: DataLoader) -> FeatureCache:
-        tasks = list(checkpoints)
-        step = self.vectors_per_pass or max(len(tasks), 1)
+    def compute(self, vectors: Mapping[str, Path | Sequence[Path]], loader: DataLoader) -> FeatureCache:
+        """f0 and the tangent of each named direction (a checkpoint, or several summed) over the loader."""
+        groups = {name: [paths] if isinstance(paths, (str, Path)) else list(paths) for name, paths in vectors.items()}
+        names = list(groups)
+        step = self.vectors_per_pass or max(len(names), 1)
         cache: FeatureCache | None = None
-        for start in range(0, max(len(tasks), 1), step):
-            chunk = tasks[start : start + step]
-            stacked = stack_checkpoints([checkpoints[t] for t in chunk], self.theta0_path, list(self.params0), self.device) if chunk else {}
+        for start in range(0, max(len(names), 1), step):
+            chunk = names[start : start + step]
+            stacked = self._stack(groups, chunk) if chunk else {}
             feats, labels, tangents = [], [], []
             for images, batch_labels in loader:
                 images = images.to(self.device)
@@ -107,8 +170,7 @@ class TangentComputer:
                 cache = FeatureCache(torch.cat(feats), torch.cat(labels).to(self.device))
             if chunk:
                 stacked_tangents = torch.cat(tangents, dim=1)
-                cache.tangents.update({t: stacked_tangents[i] for i, t in enumerate(chunk)})
-            del stacked
+                cache.tangents.update({n: stacked_tangents[i] for i, n in enumerate(chunk)})
         assert cache is not None
         return cache
 
@@ -122,72 +184,90 @@ class TangentCacheStore:
         self.folder = Path(folder) if folder is not None else None
         self.base_key = dict(base_key)
         self.signatures = {t: file_signature(p) for t, p in self.checkpoints.items()}
-        self._memory: dict[tuple[str, str], FeatureCache] = {}
+        self._memory: dict[tuple[str, str, str], FeatureCache] = {}
 
-    def _file(self, dataset: str, split: str, suffix: str) -> Path:
-        assert self.folder is not None
-        return self.folder / f"{dataset}-{split}{suffix}.safetensors"
+    def _signature(self, direction: Direction) -> str:
+        return json.dumps([[t, self.signatures[t]] for t in direction.tasks])
 
-    def get(self, dataset: str, split: str, loader_factory, size: int, suffix: str = "") -> FeatureCache:
-        key = (dataset, split)
-        if key in self._memory:
-            return self._memory[key]
+    def _base_digest(self, dataset: str, split: str, size: int) -> str:
         base = {**self.base_key, "dataset": dataset, "split": split, "n": size, "version": CACHE_VERSION}
-        base_digest = hashlib.sha256(json.dumps(base, sort_keys=True, default=str).encode()).hexdigest()
-        stored, stored_sigs = self._read(dataset, split, suffix, base_digest)
-        missing = self._missing(stored, stored_sigs)
-        if stored is None or missing:
-            with self._building(dataset, split, suffix) as lock:
-                if getattr(lock, "waited", False):  # another evaluation built it while we waited
-                    stored, stored_sigs = self._read(dataset, split, suffix, base_digest)
-                    missing = self._missing(stored, stored_sigs)
-                if stored is None or missing:
-                    stored, stored_sigs = self._compute(dataset, split, suffix, base_digest, loader_factory, stored, stored_sigs, missing)
-        self._memory[key] = stored
-        return stored
+        return hashlib.sha256(json.dumps(base, sort_keys=True, default=str).encode()).hexdigest()
 
-    def _missing(self, stored: FeatureCache | None, stored_sigs: dict[str, str]) -> dict[str, Path]:
-        return {t: p for t, p in self.checkpoints.items() if stored is None or stored_sigs.get(t) != self.signatures[t]}
+    def _dir(self, dataset: str, split: str, suffix: str) -> Path:
+        assert self.folder is not None
+        return self.folder / f"{dataset}-{split}{suffix}"
+
+    def get(self, dataset: str, split: str, loader_factory: Callable[[], DataLoader], size: int, suffix: str = "",
+            directions: Iterable[Direction] = ()) -> FeatureCache:
+        """The cache of (dataset, split) holding f0 and at least the tangents of `directions`."""
+        key = (dataset, split, suffix)
+        wanted = list(dict.fromkeys(directions))
+        cache = self._memory.get(key)
+        if cache is not None and all(d.name in cache.tangents for d in wanted):
+            return cache
+        digest = self._base_digest(dataset, split, size)
+        cache = self._read(dataset, split, suffix, digest, wanted, cache)
+        if cache is None or any(d.name not in cache.tangents for d in wanted):
+            with self._building(dataset, split, suffix):
+                # another evaluation may have built some while we waited: read again under the lock
+                cache = self._read(dataset, split, suffix, digest, wanted, cache)
+                missing = [d for d in wanted if cache is None or d.name not in cache.tangents]
+                if cache is None or missing:
+                    cache = self._compute(dataset, split, suffix, digest, loader_factory, cache, missing)
+        self._memory[key] = cache
+        return cache
 
     def _building(self, dataset: str, split: str, suffix: str) -> contextlib.AbstractContextManager:
-        """One process builds a cache file at a time; the others wait for it and then read it."""
+        """One process builds a (dataset, split) at a time; the others wait for it and then read it."""
         if self.folder is None:
             return contextlib.nullcontext()
-        path = self._file(dataset, split, suffix)
-        return FileLock(path.with_name(path.name + ".lock"), what=f"tangent cache {path}", wait_s=None)
+        folder = self._dir(dataset, split, suffix)
+        return FileLock(folder.with_name(folder.name + ".lock"), what=f"tangent cache {folder}", wait_s=None)
 
-    def _compute(self, dataset: str, split: str, suffix: str, base_digest: str, loader_factory, stored: FeatureCache | None,
-                 stored_sigs: dict[str, str], missing: dict[str, Path]) -> tuple[FeatureCache, dict[str, str]]:
-        fresh = self.computer.compute(missing, loader_factory())
-        if stored is None:
-            stored, stored_sigs = fresh, {}
-        stored.tangents.update(fresh.tangents)
-        stored_sigs.update({t: self.signatures[t] for t in missing})
-        self._write(dataset, split, suffix, base_digest, stored, stored_sigs)
-        return stored, stored_sigs
+    def _compute(self, dataset: str, split: str, suffix: str, digest: str, loader_factory: Callable[[], DataLoader],
+                 cache: FeatureCache | None, missing: list[Direction]) -> FeatureCache:
+        fresh = self.computer.compute({d.name: [self.checkpoints[t] for t in d.tasks] for d in missing}, loader_factory())
+        if cache is None:
+            cache = FeatureCache(fresh.features0, fresh.labels)
+            self._write(dataset, split, suffix, FEATURES, {"features0": cache.features0, "labels": cache.labels}, {"base": digest})
+        for d in missing:
+            cache.tangents[d.name] = fresh.tangents[d.name]
+            self._write(dataset, split, suffix, d.name, {"tangent": fresh.tangents[d.name]},
+                        {"base": digest, "tasks": list(d.tasks), "signature": self._signature(d)})
+        return cache
 
-    def _read(self, dataset: str, split: str, suffix: str, base_digest: str) -> tuple[FeatureCache | None, dict[str, str]]:
-        if self.folder is None:
-            return None, {}
-        path = self._file(dataset, split, suffix)
+    def _load(self, path: Path, expected: Mapping[str, object]) -> dict[str, torch.Tensor] | None:
+        """A stored file's tensors when it is intact and its metadata matches `expected`."""
         if not metadata_path(path).is_file() or not path.is_file():
-            return None, {}
+            return None
         loaded = load_cached_weights(path, self.computer.device)
         if loaded is None:
-            return None, {}
+            return None
         tensors, meta = loaded
-        if meta.get("format") != CACHE_FORMAT or meta.get("base") != base_digest:
-            return None, {}
-        tangents = {k.removeprefix("tangent."): v for k, v in tensors.items() if k.startswith("tangent.")}
-        cache = FeatureCache(tensors["features0"], tensors["labels"], tangents)
-        return cache, {t: s for t, s in meta.get("vectors", {}).items() if t in tangents}
+        if meta.get("format") != CACHE_FORMAT or any(meta.get(k) != v for k, v in expected.items()):
+            return None
+        return tensors
 
-    def _write(self, dataset: str, split: str, suffix: str, base_digest: str, cache: FeatureCache, sigs: dict[str, str]) -> None:
+    def _read(self, dataset: str, split: str, suffix: str, digest: str, wanted: list[Direction],
+              cache: FeatureCache | None) -> FeatureCache | None:
+        if self.folder is None:
+            return cache
+        folder = self._dir(dataset, split, suffix)
+        if cache is None:
+            stored = self._load(folder / f"{FEATURES}.safetensors", {"base": digest})
+            if stored is None:
+                return None
+            cache = FeatureCache(stored["features0"], stored["labels"])
+        for d in wanted:
+            if d.name in cache.tangents:
+                continue
+            stored = self._load(folder / f"{d.name}.safetensors", {"base": digest, "signature": self._signature(d)})
+            if stored is not None:
+                cache.tangents[d.name] = stored["tangent"]
+        return cache
+
+    def _write(self, dataset: str, split: str, suffix: str, name: str, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         if self.folder is None:
             return
-        tensors = {"features0": cache.features0, "labels": cache.labels, **{f"tangent.{t}": v for t, v in cache.tangents.items()}}
-        save_weights(
-            self._file(dataset, split, suffix),
-            tensors,
-            {"format": CACHE_FORMAT, "base": base_digest, "base_key": {**self.base_key, "dataset": dataset, "split": split}, "vectors": sigs},
-        )
+        path = self._dir(dataset, split, suffix) / f"{name}.safetensors"
+        save_weights(path, tensors, {"format": CACHE_FORMAT, "version": CACHE_VERSION, "base_key": {**self.base_key, "dataset": dataset, "split": split}, **meta})

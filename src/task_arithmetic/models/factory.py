@@ -258,3 +258,21 @@ def check_state_matches(model: nn.Module, state: dict[str, torch.Tensor], what: 
     problem = state_mismatch(model.state_dict(), state)
     if problem:
         raise UserError(f"{what} does not match architecture {expected}: {problem}; pass weights of a {expected} model or the matching --model")
+
+
+def transforms_for(spec: ModelSpec) -> tuple[Callable, Callable]:
+    """(train, val) image transforms of `spec` as create_clip makes them, without building the
+    model or reading any weights (the decode cache's `prepare_datasets.py cache` needs only these)."""
+    from dataclasses import asdict
+
+    from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
+
+    check_model_name(spec.name, spec.pretrained)
+    config = open_clip.get_model_config(spec.name) or {}
+    cfg = merge_preprocess_dict(asdict(PreprocessCfg()), config.get("preprocess_cfg", {}))
+    if spec.pretrained is not None and not _is_file_source(spec.pretrained):
+        cfg = merge_preprocess_dict(cfg, open_clip.get_pretrained_cfg(spec.name, spec.pretrained) or {})
+    cfg = merge_preprocess_dict(cfg, source_metadata(spec.pretrained).get("preprocess_cfg", {}) or {})
+    cfg["size"] = config.get("vision_cfg", {}).get("image_size", cfg["size"])
+    pp = PreprocessCfg(**cfg)
+    return image_transform_v2(pp, is_train=True), image_transform_v2(pp, is_train=False)

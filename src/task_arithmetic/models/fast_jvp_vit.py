@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from open_clip.transformer import LayerNorm as OpenClipLayerNorm
 from open_clip.transformer import QuickGELU, ResidualAttentionBlock, Transformer, VisionTransformer
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .fast_jvp_ops import GeluTangent, add_tangents, attention_tangent, layer_norm_tangent, linear_tangent
 
@@ -241,8 +242,16 @@ def vit_jvp(vit: nn.Module, w: Weights, images: torch.Tensor) -> tuple[torch.Ten
     """(f(x; theta_0), J f(x) . delta) for a VisionTransformer that passed `vit_supported`."""
     x0, x_t = _embed(vit, w, images.to(w.dtype))
     blocks = vit.transformer.resblocks
+    # open_clip's own switch (VisionTransformer.set_grad_checkpointing): each block keeps only its
+    # inputs and recomputes its primal and tangent in the backward. Recomputation repeats the same
+    # kernels on the same inputs, so the gradients are those of the plain path.
+    recompute = bool(getattr(vit.transformer, "grad_checkpointing", False)) and torch.is_grad_enabled()
     for i, blk in enumerate(blocks):
-        x0, x_t = _block(blk, w, f"transformer.resblocks.{i}.", x0, x_t, last=i == len(blocks) - 1)
+        last = i == len(blocks) - 1
+        if recompute and x_t is not None and x_t.requires_grad:
+            x0, x_t = checkpoint(_block, blk, w, f"transformer.resblocks.{i}.", x0, x_t, last, use_reentrant=False)
+        else:
+            x0, x_t = _block(blk, w, f"transformer.resblocks.{i}.", x0, x_t, last=last)
     # Only the class token is pooled and LayerNorm is per token, so LN-then-pool equals pool-then-LN.
     x0 = x0[:, 0]
     x_t = None if x_t is None else x_t[:, 0]

@@ -39,6 +39,8 @@ class Study:
     eval_limit: int | None = None
     eval_batch_size: int = 128
     eval_workers: int = 0
+    precision: str = "auto"  # fine-tuning and evaluation alike (task_arithmetic/precision.py); each process resolves "auto" on its device
+    decode_cache: bool = True  # images decoded once for every run and evaluation (data/decoded.py)
 
     # -- what it trains ---------------------------------------------------------------------------
     @property
@@ -68,7 +70,8 @@ class Study:
         return FinetuneConfig(
             task=task, model=self.spec.name, pretrained=self.spec.pretrained, cache_dir=self.spec.cache_dir, run=run.name,
             options=options, device=self.device, data_location=str(self.data_location),
-            checkpoint_root=str(self.layout.checkpoint_root), results_root=str(self.layout.results_root), progress=self.progress, **common,
+            checkpoint_root=str(self.layout.checkpoint_root), results_root=str(self.layout.results_root), progress=self.progress,
+            precision=self.precision, decode_cache="on" if self.decode_cache else "off", **common,
         )
 
     def params(self, evaluation: str) -> Any:
@@ -90,6 +93,7 @@ class Study:
             "data_location": str(self.data_location), "eval_params": dict(self.eval_params), "device": self.device,
             "progress": self.progress, "finetune": {k: list(v) if isinstance(v, tuple) else v for k, v in self.finetune.items()},
             "eval_limit": self.eval_limit, "eval_batch_size": self.eval_batch_size, "eval_workers": self.eval_workers,
+            "precision": self.precision, "decode_cache": self.decode_cache,
         }
 
     @classmethod
@@ -111,4 +115,6 @@ class Study:
             eval_limit=data["eval_limit"],
             eval_batch_size=data["eval_batch_size"],
             eval_workers=data["eval_workers"],
+            precision=data.get("precision", "auto"),
+            decode_cache=data.get("decode_cache", True),
         )

@@ -22,6 +22,7 @@ from ..evaluation.results import Freshness, freshness, results_key, results_lock
 from ..evaluation.session import EvalOptions, EvalSession, RunSelection
 from ..io import metadata_path
 from ..models.pretrained import task_head, zeroshot_encoder
+from ..precision import resolve_precision
 from ..recipes import Recipe, RunId
 from ..reporting.build import build_report
 from ..training.config import resolve_config
@@ -112,7 +113,8 @@ def evaluation_states(study: Study, recipe: Recipe) -> dict[str, Freshness]:
 
 def study_key(study: Study, evaluation: str, weights: list[Path]) -> Any:
     spec = EVALUATIONS[evaluation]
-    return results_key(spec, spec.resolved(study.params(evaluation), study.tasks), study.tasks, study.eval_limit, weights)
+    precision = resolve_precision(study.precision, study.device).value  # "auto" as this process resolves it
+    return results_key(spec, spec.resolved(study.params(evaluation), study.tasks), study.tasks, study.eval_limit, weights, precision)
 
 
 def pending_evaluations(study: Study, recipe: Recipe) -> list[str]:
@@ -177,7 +179,8 @@ def evaluate_recipe(study: Study, recipe: Recipe) -> None:
         print(f"  {name}: up to date", flush=True)
         return
     selection = RunSelection(study.spec, study.layout, study.data_location, recipe.evaluated, study.tasks)
-    options = EvalOptions(device=study.device, batch_size=study.eval_batch_size, num_workers=study.eval_workers, max_eval_samples=study.eval_limit)
+    options = EvalOptions(device=study.device, batch_size=study.eval_batch_size, num_workers=study.eval_workers, max_eval_samples=study.eval_limit,
+                          precision=study.precision, decode_cache=study.decode_cache)
     session = EvalSession(selection, options)
     weights = [session.theta0_path, *session.checkpoints.values()]
     for evaluation in pending:
@@ -185,9 +188,11 @@ def evaluate_recipe(study: Study, recipe: Recipe) -> None:
             print(f"  {name}/{evaluation}: stale results ({states[evaluation].detail}); recomputing", flush=True)
         spec = EVALUATIONS[evaluation]
         params = spec.resolved(study.params(evaluation), study.tasks)
-        key = results_key(spec, params, study.tasks, study.eval_limit, weights)
+        key = results_key(spec, params, study.tasks, study.eval_limit, weights, session.precision.value)
         with results_lock(study.layout.results(study.spec.model_id, name, evaluation)):
-            path = write_results(study.layout, study.spec.model_id, name, spec, params, session.settings(), spec.run(session, params), key)
+            with session.autocast():
+                result = spec.run(session, params)
+            path = write_results(study.layout, study.spec.model_id, name, spec, params, session.settings(), result, key)
         print(f"  {name}/{evaluation} -> {path}", flush=True)
 
 

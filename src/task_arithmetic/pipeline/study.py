@@ -85,6 +85,7 @@ def embedded_study(cfg: StudyConfig) -> Study:
         progress=cfg.progress,
         finetune=finetune,
         eval_limit=preset.eval_limit,
+        precision=cfg.precision,
     )
 
 

@@ -10,6 +10,7 @@ from ..io import atomic_write_json, atomic_write_text
 from ..paths import Layout
 from .analyses import ANALYSES, all_claims
 from .collect import collect
+from .precision_note import precision_note
 from .provenance import provenance_lines
 
 
@@ -36,6 +37,7 @@ def build_report(layout: Layout, model_id: str) -> list[Path]:
         lines.append(f"- {name}: {', '.join(run.results)}")
     if stale:
         lines += ["", f"Left out, written by another version of the suite (re-run these evaluations): {'; '.join(stale)}."]
+    lines += ["", precision_note(runs)[1]]
     lines += ["", "## Claims", ""]
     for c in claims:
         lines.append(f"- **{c.verdict}** — {c.claim} [{c.scope}]: {c.details}")

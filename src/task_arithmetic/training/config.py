@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..data.decoded import DECODE_CACHE_CHOICES, TRAIN_CROPS
 from ..data.registry import get_task
 from ..errors import UserError
 from ..flags import check_float, check_seed
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, check_folder_flag
+from ..precision import resolve_precision
 from ..recipes import MODES, REGULARIZERS, Mode, Regularizer, RunId
 from ..recipes.base import Context, Plugin, Settings, StepCost, flag
 from ..recipes.identity import from_flags
@@ -34,9 +36,14 @@ PAPER_DEFAULTS: dict[str, Any] = {"lr": 1e-5, "wd": 0.1, "warmup": 500, "batch_s
 
 # Operational settings: they do not change the trained weights, so a run may be resumed with
 # different values (another device, more workers, wandb switched on).
+# Activation checkpointing recomputes the same activations, so it is operational too.
 OPERATIONAL_FIELDS = frozenset(
-    {"device", "data_location", "checkpoint_root", "results_root", "save_every", "wandb", "num_workers", "force", "progress"}
+    {"device", "data_location", "checkpoint_root", "results_root", "save_every", "wandb", "num_workers", "force", "progress",
+     "grad_checkpointing", "decode_cache"}
 )
+# Settings added after runs were first saved, with the value those runs implied: a saved state
+# of such a run (whose fingerprint lacks the key) resumes when the value is unchanged.
+LATER_SETTINGS: dict[str, Any] = {"precision": "fp32", "train_crop": "pil"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,10 @@ class FinetuneConfig:
     run: str | None = None  # --run NAME: the whole run name instead of mode/reg/variant/tag
     force: bool = False
     progress: bool = True
+    precision: str = "auto"  # fp32 | tf32 | bf16 | auto (bf16 on CUDA, fp32 on the CPU): task_arithmetic/precision.py
+    grad_checkpointing: bool = False  # recompute each block's activations in the backward (memory for time)
+    decode_cache: str = "on"  # on: images decoded once into data/decoded.py's cache (exact for the eval transform)
+    train_crop: str = "pil"  # pil: RandomResizedCrop on decoded images; cache: on cached records (data/decoded.py)
 
     def run_id(self) -> RunId:
         """The run these flags name (the same in every script)."""
@@ -115,6 +126,10 @@ class TrainingPlan:
     max_train_samples: int | None  # None: the whole train split
     force: bool
     progress: bool
+    precision: str  # a Precision value, never "auto"
+    grad_checkpointing: bool
+    decode_cache: str
+    train_crop: str
 
     @property
     def mode_plugin(self) -> Mode[Any, Any]:
@@ -145,7 +160,7 @@ class TrainingPlan:
 
     def training_settings(self) -> dict[str, Any]:
         """The settings that determine the trained weights (a resumed run must match them)."""
-        return {k: v for k, v in self.to_json().items() if k not in OPERATIONAL_FIELDS}
+        return {k: v for k, v in self.to_json().items() if k not in OPERATIONAL_FIELDS and not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
 
 
 def resolve_config(cfg: FinetuneConfig | TrainingPlan, check_files: bool = True) -> TrainingPlan:
@@ -156,8 +171,12 @@ def resolve_config(cfg: FinetuneConfig | TrainingPlan, check_files: bool = True)
         return cfg
     run = cfg.run_id()
     mode = run.mode.name
-    if cfg.wandb not in WANDB_MODES:
-        raise UserError(f"unknown --wandb '{cfg.wandb}'; choose one of {', '.join(WANDB_MODES)}")
+    for flag_name, value, choices in (("--wandb", cfg.wandb, WANDB_MODES), ("--decode-cache", cfg.decode_cache, DECODE_CACHE_CHOICES),
+                                      ("--train-crop", cfg.train_crop, TRAIN_CROPS)):
+        if value not in choices:
+            raise UserError(f"unknown {flag_name} '{value}'; choose one of {', '.join(choices)}")
+    if cfg.train_crop == "cache" and cfg.decode_cache == "off":
+        raise UserError("--train-crop cache crops cached images; it cannot be combined with --decode-cache off")
     task = get_task(cfg.task)
 
     def default(key: str) -> Any:
@@ -178,14 +197,16 @@ def resolve_config(cfg: FinetuneConfig | TrainingPlan, check_files: bool = True)
     for flag_name, root in (("--checkpoint-root", cfg.checkpoint_root), ("--results-root", cfg.results_root), ("--data-location", cfg.data_location)):
         check_folder_flag(flag_name, root)
 
+    precision = resolve_precision(cfg.precision, cfg.device).value
     _refuse_foreign_options(cfg.options, run.mode, run.reg)
     ctx = Context(task.name, task.benchmark, cfg.model, mode, run.variant, values["batch_size"], dict(task.defaults))
     mode_settings = run.mode.resolve(run.mode.request(dict(cfg.options)), ctx)
     reg_settings = run.reg.resolve(run.reg.request(dict(cfg.options)), ctx)
-    request_only = ("options", "mode", "reg", "variant", "tag", "run", "task", "epochs", "micro_batch")
+    request_only = ("options", "mode", "reg", "variant", "tag", "run", "task", "epochs", "micro_batch", "precision")
     common = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in request_only}
     return TrainingPlan(
         **{**common, **values},
+        precision=precision,
         task=task.name,
         run=run,
         mode_settings=mode_settings,

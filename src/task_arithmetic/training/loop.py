@@ -24,10 +24,10 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.decoded import load_images
 from ..data.fingerprints import fingerprints_or_reason
 from ..data.registry import get_task
 from ..data.sampling import EpochPlan, epoch_loader, loader_workers, size, subsample
-from ..data.splits import load_dataset
 from ..errors import UserError
 from ..io import metadata_path, read_json
 from ..models.encoder import ImageEncoder, load_encoder
@@ -35,6 +35,7 @@ from ..models.factory import ModelSpec
 from ..models.heads import ClassificationHead
 from ..models.pretrained import task_head, zeroshot_encoder
 from ..paths import Layout
+from ..precision import Precision, set_matmul_precision
 from ..recipes import RunId
 from ..recipes.base import Penalty, PenaltySetup, UpdateRule
 from ..runtime import code_revision, limit_threads, seed_everything
@@ -110,6 +111,7 @@ def _train(
     if plan.batch_size % ctx.world:
         raise UserError(f"--batch-size {plan.batch_size} is not divisible by the {ctx.world} processes; choose a multiple of {ctx.world}")
     limit_threads()
+    set_matmul_precision(Precision(plan.precision))
     workers = loader_workers(plan.num_workers, device, get_task(plan.task).tensor_native)
     if plan.force and ctx.is_main:
         # Start over, but the finished model stays until the new one replaces it (save_weights).
@@ -130,10 +132,11 @@ def _train(
     references = _references(plan, spec, layout, encoder)
     init_weights = _init_weights(plan, spec)
     data = Path(plan.data_location)
-    train_set = subsample(load_dataset(plan.task, "train", data, encoder.train_preprocess), plan.max_train_samples)
+    cache = plan.decode_cache == "on"
+    train_set = subsample(load_images(plan.task, "train", data, encoder.train_preprocess, cache, plan.train_crop == "cache"), plan.max_train_samples)
     reg = plan.reg_plugin
     penalty_tasks = reg.data_tasks(plan.reg_settings)
-    penalty_sets = [load_dataset(t, "train", data, encoder.val_preprocess) for t in penalty_tasks]
+    penalty_sets = [load_images(t, "train", data, encoder.val_preprocess, cache) for t in penalty_tasks]
     _check_nonempty(plan.task, train_set, penalty_tasks, penalty_sets)
 
     # -- the trainee: the mode chooses what trains (at theta_0, before the optimiser) ------------
@@ -141,6 +144,7 @@ def _train(
     meter = CostMeter()
     started = time.perf_counter()
     trainee = build_trainee(encoder, head, plan.mode_plugin, needs_tangent=reg.needs_tangent, init_weights=None)
+    trainee.set_grad_checkpointing(plan.grad_checkpointing)
     theta0 = trainee.theta0() if reg.needs_theta0 else {}  # taken before anything moves theta
     update_rule = plan.mode_plugin.prepare(trainee, plan.mode_settings, _calibration_batches(train_set, plan))
     if init_weights is not None:  # --init-from replaces theta after theta_0 was kept and scored
@@ -249,6 +253,7 @@ def _final_metadata(plan: TrainingPlan, steps: int, world: int, rule: UpdateRule
         "run": plan.run.name,
         "config": plan.to_json(),
         "seed": plan.seed,
+        "precision": plan.precision,
         "code_revision": code_revision(),
         "steps": steps,
         "world_size": world,
@@ -271,7 +276,7 @@ class _Loop:
         self.step = 0
         micro_batch = min(plan.micro_batch or epochs.local_batch, epochs.local_batch)
         warmup = plan.warmup if plan.steps_fraction is None else round(plan.warmup * plan.steps_fraction)  # a shortened run warms up alike
-        self.schedule = StepSchedule(plan.lr, warmup, total_steps, plan.clip, micro_batch, plan.reg_plugin.name)
+        self.schedule = StepSchedule(plan.lr, warmup, total_steps, plan.clip, micro_batch, plan.reg_plugin.name, Precision(plan.precision))
 
     def run(self, start: int, stop: StopFlag) -> str:
         self.step = start

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import UserError
 from ..models.encoder import ImageEncoder
 from ..models.heads import ClassificationHead
-from ..models.linearize import LinearizedModel
+from ..models.jvp_reference import functorch_jvp
+from ..models.linearize import LinearizedModel, select_jvp
 from ..recipes.base import Mode
 
 
@@ -47,6 +49,21 @@ class Trainee:
         self.encoder.train()
         if self.linear is not None:
             self.linear.frozen.eval()
+
+    def set_grad_checkpointing(self, enabled: bool) -> None:
+        """Activation checkpointing: each transformer block keeps only its input and recomputes the
+        rest in the backward. open_clip's switch serves the standard forward; the same switch on
+        the frozen theta_0 copy makes the fast JVP (linear mode, the tau-Jp penalty) do the same."""
+        modules = [self.visual] + ([self.linear.frozen] if self.linear is not None else [])
+        if enabled and not all(hasattr(m, "set_grad_checkpointing") for m in modules):
+            raise UserError(f"--grad-checkpointing needs an open_clip transformer encoder; {type(self.visual).__name__} has no such switch")
+        if enabled and self.linear is not None and select_jvp(self.linear.frozen) is functorch_jvp:
+            # torch.func's forward-mode pass keeps no per-block activations to trade; it runs as before
+            print("--grad-checkpointing: this encoder's JVP uses torch.func, which runs without checkpointing", flush=True)
+            modules = modules[:1]
+        for module in modules:
+            if hasattr(module, "set_grad_checkpointing"):
+                module.set_grad_checkpointing(enabled)
 
     def forward(self, images: torch.Tensor, penalty_inputs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(embeddings of `images`, J_theta0 f(penalty_inputs) . (theta - theta_0) or None)."""

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
+from ..precision import Precision, autocast
 from ..recipes.base import Penalty, PenaltyInputs, UpdateRule
 from .distributed import DistContext, average_gradients, sum_over_processes
 from .model import Trainee
@@ -75,12 +76,14 @@ def accumulate_gradients(
     world: int,
     penalty: Penalty | None = None,
     penalty_inputs: PenaltyInputs | None = None,
+    precision: Precision = Precision.FP32,
 ) -> StepStats:
     """Backpropagate this process's share of one step's objective into the .grad fields.
 
     objective = mean cross-entropy over the global batch + the penalty's term (for tau-Jp:
     coef x mean tau-Jp norm over the global penalty batch). The penalty rides on the first
-    micro-batch, sharing its JVP when the penalty needs one.
+    micro-batch, sharing its JVP when the penalty needs one. Under bf16 the forward, the loss
+    and the penalty run in autocast; the backward runs outside it, as torch recommends.
     """
     names = penalty.metrics if penalty is not None else ()
     # Running sums stay on the device: no host synchronisation inside the step.
@@ -90,16 +93,17 @@ def accumulate_gradients(
         x, y = images[start : start + micro_batch], labels[start : start + micro_batch]
         first = start == 0
         pen_x = penalty_inputs.inputs if (first and penalty_inputs is not None) else None
-        features, tangent = trainee.forward(x, pen_x)
-        logits = trainee.head(features)
-        ce_sum = F.cross_entropy(logits, y, reduction="sum")
-        objective = ce_sum * scale
-        if first and penalty is not None:
-            term = penalty.term(trainee, tangent, penalty_inputs, world)
-            objective = objective + term.value
-            for i, name in enumerate(names):
-                sums[3 + 2 * i] += term.metrics[name].total
-                sums[4 + 2 * i] += term.metrics[name].count
+        with autocast(precision, images.device):
+            features, tangent = trainee.forward(x, pen_x)
+            logits = trainee.head(features)
+            ce_sum = F.cross_entropy(logits, y, reduction="sum")
+            objective = ce_sum * scale
+            if first and penalty is not None:
+                term = penalty.term(trainee, tangent, penalty_inputs, world)
+                objective = objective + term.value
+                for i, name in enumerate(names):
+                    sums[3 + 2 * i] += term.metrics[name].total
+                    sums[4 + 2 * i] += term.metrics[name].count
         objective.backward()
         sums[0] += ce_sum.detach()
         sums[1] += (logits.detach().argmax(dim=-1) == y).sum()
@@ -117,6 +121,7 @@ class StepSchedule:
     clip: float  # 0: no clipping
     micro_batch: int
     reg: str  # for messages
+    precision: Precision = Precision.FP32  # bf16: autocast around the forward, loss and penalty
 
 
 def train_step(
@@ -145,7 +150,7 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     local = accumulate_gradients(
         trainee, images, labels, schedule.micro_batch, global_count=images.shape[0] * ctx.world, world=ctx.world,
-        penalty=penalty, penalty_inputs=pen_inputs,
+        penalty=penalty, penalty_inputs=pen_inputs, precision=schedule.precision,
     )
     average_gradients(params, ctx)
     rule.after_backward()

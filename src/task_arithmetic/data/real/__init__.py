@@ -34,8 +34,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..registry import BenchmarkSpec, TaskSpec, register_benchmark, register_task
-from . import cars, cifar, dtd, eurosat, fer2013, flowers102, food101, gtsrb, imagenet, mnist, mnist_like
-from . import oxford_pets, pcam, rendered_sst2, resisc45, stl10, sun397, svhn
+from . import cars, cifar, dtd, eurosat, fer2013, flowers102, food101, gtsrb, imagenet, mnist, mnist_like, oxford_pets, pcam, rendered_sst2, resisc45, stl10, sun397, svhn
 from .common import RealDataset
 from .hub_sources import SOURCES as HUB_SOURCES
 
