@@ -14,8 +14,6 @@ evaluation and writes results/<model_id>/report/. --dry-run prints the plan and 
 reading any weights or data. --launcher slurm submits the same graph of units as jobs (a
 fine-tuning array per run, evaluations after the runs they read, the report last), only the
 units still missing; with --dry-run it prints the sbatch commands instead.
-
-Exit codes: 0 done, 2 bad input, 75 stopped by SIGTERM/SIGUSR1 with finished steps kept (re-run to resume).
 """
 
 from __future__ import annotations
@@ -29,27 +27,21 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from task_arithmetic import flags
-from task_arithmetic.data.registry import parse_task_list
+from task_arithmetic import cli_help, flags
+from task_arithmetic.data.registry import control_for, parse_task_list
 from task_arithmetic.embedded.presets import PRESETS
 from task_arithmetic.errors import UserError, cli_entry
 from task_arithmetic.evaluation.registry import EVALUATIONS, study_param_values
-from task_arithmetic.evaluation.session import default_control
 from task_arithmetic.evaluation.spec import add_param_argument
-from task_arithmetic.models.factory import ModelSpec, parse_pretrained
 from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout
-from task_arithmetic.pipeline.definition import Study
-from task_arithmetic.pipeline.graph import build_graph, read_unit_file, run_unit
-from task_arithmetic.pipeline.parallel import auto_jobs, parse_jobs
-from task_arithmetic.pipeline.plan import CALIBRATION, PASS_KINDS, format_plan, make_plan
-from task_arithmetic.pipeline.slurm import SlurmOptions, format_commands, job_graph, submission_folder, submit
-from task_arithmetic.pipeline.stop import stop_for_signal
-from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute_seeds, replicates
 from task_arithmetic.recipes import MODES, REGULARIZERS, Group, Recipe, recipe, recipes_in
 from task_arithmetic.recipes.identity import POSTHOC, from_flags
 from task_arithmetic.recipes.registry import all_variants
+
+if TYPE_CHECKING:  # the pipeline imports torch and open_clip: imported once the flags are parsed (--help stays instant)
+    from task_arithmetic.pipeline.definition import Study
 
 # Fine-tuning flags passed through to every run (src/finetune.py has the same), with their types;
 # the plug-ins' own options (every recipe's flags) are added from the registry.
@@ -63,6 +55,8 @@ GROUPS = {g.value: g for g in Group}
 
 
 def seconds_per_image(text: str) -> dict[str, float]:
+    from task_arithmetic.pipeline.plan import PASS_KINDS
+
     out = {}
     for part in text.split(","):
         kind, _, value = part.partition("=")
@@ -80,21 +74,21 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_help.parser(__doc__, (0, 2, 75, 130), tasks=True)
     p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="the embedded benchmark's study (ignores model and tasks)")
     g = p.add_argument_group("which runs (same as every other script)")
-    g.add_argument("--model", default="ViT-B-32")
+    g.add_argument("--model", default="ViT-B-32", help="open_clip architecture")
     g.add_argument("--pretrained", default="openai", help="weight tag, local file, or 'none'")
-    g.add_argument("--cache-dir", default=None)
-    g.add_argument("--checkpoint-root", type=Path, default=DEFAULT_CHECKPOINT_ROOT)
-    g.add_argument("--results-root", type=Path, default=DEFAULT_RESULTS_ROOT)
-    g.add_argument("--data-location", type=Path, default=DEFAULT_DATA_LOCATION)
-    g.add_argument("--tasks", default="real8", help="comma list of tasks or a benchmark name (default real8)")
+    g.add_argument("--cache-dir", default=None, help="open_clip weight cache folder")
+    g.add_argument("--checkpoint-root", type=Path, default=DEFAULT_CHECKPOINT_ROOT, help="where theta_0, heads and runs are kept")
+    g.add_argument("--results-root", type=Path, default=DEFAULT_RESULTS_ROOT, help="where results and the report go")
+    g.add_argument("--data-location", type=Path, default=DEFAULT_DATA_LOCATION, help="folder holding the datasets")
+    g.add_argument("--tasks", default="real8", help="comma list of tasks or a benchmark name (listed below)")
     g.add_argument("--run", default=None, help="one run as the study's only recipe, by its folder name (e.g. linear-tau_jp)")
     g.add_argument("--mode", choices=(*MODES, POSTHOC), default=None, help="... or by its parts, as in src/finetune.py (instead of --recipes)")
-    g.add_argument("--reg", choices=tuple(REGULARIZERS), default=None)
-    g.add_argument("--variant", choices=all_variants(), default=None)
-    g.add_argument("--tag", default="")
+    g.add_argument("--reg", choices=tuple(REGULARIZERS), default=None, help="as in src/finetune.py")
+    g.add_argument("--variant", choices=all_variants(), default=None, help="as in src/finetune.py")
+    g.add_argument("--tag", default="", help="as in src/finetune.py")
     s = p.add_argument_group("study")
     s.add_argument("--recipes", default=None, help=f"comma list of {', '.join(recipe(n).name for n in recipes_in(*Group))}, a group "
                    f"({', '.join(GROUPS)}) or all (default: paper; with --preset, the preset's); <recipe>@<tag> reads tagged runs")
@@ -103,10 +97,10 @@ def parser() -> argparse.ArgumentParser:
                    help="also run every recipe whose plug-ins take OPTION (e.g. penalty_coef) at each value, on runs of their own")
     s.add_argument("--dry-run", action="store_true", help="print the plan and its cost; read no weights or data")
     s.add_argument("--seconds-per-image", type=seconds_per_image, default=None, help="GPU seconds per image pass: plain=S,linearized=S")
-    s.add_argument("--seeds", default="0", help="comma list of fine-tuning seeds, one replicate each (default 0)")
+    s.add_argument("--seeds", default="0", help="comma list of fine-tuning seeds, one replicate each")
     s.add_argument("--pretrain-seeds", action="store_true", help="each replicate also pretrains the embedded TinyCLIP from its seed")
-    s.add_argument("--device", default="auto")
-    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--device", default="auto", help="auto (CUDA when visible), cpu, cuda or cuda:N")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars: plain periodic log lines (as when stdout is not a terminal)")
     s.add_argument("--launcher", choices=("local", "slurm"), default="local", help="run here, or submit a Slurm job graph")
     s.add_argument("--jobs", default="auto", help="local: worker processes for the runs and evaluations, or auto "
                    "(default: one single-threaded process per core on CPU, 1 on a GPU); 1 runs everything in this process")
@@ -114,13 +108,13 @@ def parser() -> argparse.ArgumentParser:
     sl = p.add_argument_group("Slurm resources (--launcher slurm)")
     sl.add_argument("--gpus", type=flags.nonnegative_int, default=0, help="GPUs per fine-tuning job (> 1: torchrun); evaluations get one when > 0")
     sl.add_argument("--cpus", type=flags.positive_int, default=4, help="CPUs per job")
-    sl.add_argument("--time", default=None, help="time limit per job, e.g. 12:00:00")
-    sl.add_argument("--partition", default=None)
-    sl.add_argument("--mem", default=None)
+    sl.add_argument("--time", default=None, help="time limit per job, e.g. 12:00:00 (default: the partition's)")
+    sl.add_argument("--partition", default=None, help="default: the cluster's")
+    sl.add_argument("--mem", default=None, help="memory per job, e.g. 64G (default: the cluster's)")
     sl.add_argument("--log-dir", type=Path, default=Path("logs/slurm"), help="where Slurm writes the job logs (and the unit files)")
     e = p.add_argument_group("evaluation settings (each goes to every evaluation that has it)")
-    e.add_argument("--max-eval-samples", type=flags.positive_int, default=None)
-    e.add_argument("--eval-batch-size", type=flags.positive_int, default=128)
+    e.add_argument("--max-eval-samples", type=flags.positive_int, default=None, help="cap every Val/test set (quick runs; the report flags it)")
+    e.add_argument("--eval-batch-size", type=flags.positive_int, default=128, help="images per evaluation forward pass")
     seen: set[str] = set()
     for evaluation in EVALUATIONS.values():
         for f in evaluation.study_fields():
@@ -130,7 +124,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--disentanglement-points", dest="grid_points", type=flags.int_in(2), default=None, help=argparse.SUPPRESS)  # the earlier name
     f = p.add_argument_group("fine-tuning settings, passed to every run (see src/finetune.py; a recipe's own options only to its runs)")
     for name, kind in FINETUNE_FLAGS.items():
-        f.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
+        f.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help="as in src/finetune.py")
     for plugin in (*MODES.values(), *REGULARIZERS.values()):
         plugin.add_arguments(p)
     return p
@@ -196,8 +190,15 @@ def chosen_recipes(args: argparse.Namespace) -> tuple[str, ...] | None:
 
 def build_study(args: argparse.Namespace) -> Study:
     finetune = {k: getattr(args, k) for k in (*FINETUNE_FLAGS, *_plugin_options()) if getattr(args, k) is not None}
-    names = chosen_recipes(args)
+    names = chosen_recipes(args)  # names checked before the pipeline (torch, open_clip) loads
+    if args.evaluations is not None:
+        evaluation_names(args.evaluations)
     given = study_params(args)
+    from task_arithmetic.models.factory import ModelSpec
+    from task_arithmetic.pipeline.definition import Study
+    from task_arithmetic.pipeline.graph import build_graph
+    from task_arithmetic.pipeline.study import StudyConfig, embedded_study
+
     if args.preset is not None:
         chosen = None if args.evaluations is None else evaluation_names(args.evaluations)
         study = embedded_study(StudyConfig(args.preset, args.data_location, args.checkpoint_root, args.results_root, args.device,
@@ -208,13 +209,13 @@ def build_study(args: argparse.Namespace) -> Study:
         if not tasks:
             raise UserError(f"--tasks '{args.tasks}' names no task; pass a comma list of tasks or a benchmark name (e.g. real8)")
         study = Study(
-            spec=ModelSpec(args.model, parse_pretrained(args.pretrained), args.cache_dir),
+            spec=ModelSpec(args.model, flags.pretrained(args.pretrained), args.cache_dir),
             tasks=tasks,
             recipes=tuple(recipe(r) for r in (names or recipe_names(Group.PAPER.value))),
             evaluations=evaluation_names(args.evaluations or "all"),
             layout=Layout(args.checkpoint_root, args.results_root),
             data_location=args.data_location,
-            eval_params=study_param_values({"control": default_control(tasks), **given}),
+            eval_params=study_param_values({"control": control_for(tasks), **given}),
             device=args.device,
             progress=not args.no_progress,
             finetune=finetune,
@@ -248,6 +249,9 @@ def swept(study: Study, text: str) -> tuple[Recipe, ...]:
 
 def run_one_unit(path: Path) -> list[Path]:
     """A Slurm job's unit (scripts/slurm/unit.sbatch)."""
+    from task_arithmetic.pipeline.graph import read_unit_file, run_unit
+    from task_arithmetic.pipeline.stop import stop_for_signal
+
     try:
         study, unit = read_unit_file(path)
     except (OSError, ValueError, KeyError) as err:
@@ -260,14 +264,17 @@ def run_one_unit(path: Path) -> list[Path]:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> list[Path]:
-    from task_arithmetic.plugins import register_builtin_plugins
-
-    register_builtin_plugins()  # the embedded benchmark's tasks and weights
     p = parser()
     args = p.parse_args(argv)
     if args.unit is not None:
         return run_one_unit(args.unit)
     study = build_study(args)
+    from task_arithmetic.pipeline.graph import build_graph
+    from task_arithmetic.pipeline.parallel import auto_jobs, parse_jobs
+    from task_arithmetic.pipeline.plan import CALIBRATION, format_plan, make_plan
+    from task_arithmetic.pipeline.slurm import SlurmOptions, format_commands, job_graph, submission_folder, submit
+    from task_arithmetic.pipeline.study import execute_seeds, replicates
+
     seeds = parse_seeds(args.seeds)
     jobs = parse_jobs(args.jobs)  # a bad value fails before any work
     replicates(study, seeds, args.pretrain_seeds)  # bad seed settings fail before any work, a dry run included

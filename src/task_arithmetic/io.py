@@ -17,15 +17,14 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from .errors import UserError
 from .storage.checksums import DIGEST_KEY, DamagedFile, file_digest, verify_digest
 from .storage.write_errors import check_output_path, translating_write_errors
+
+if TYPE_CHECKING:  # torch and safetensors are imported where tensors are read or written: --help stays instant
+    import torch
 
 _TEMP_SUFFIX = ".tmp"
 
@@ -128,6 +127,8 @@ def save_weights(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapp
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"weights path must end in .safetensors, got {path}")
+    from safetensors.torch import save_file
+
     contiguous = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
     needed = sum(t.numel() * t.element_size() for t in contiguous.values())
     meta_file = metadata_path(path)
@@ -195,6 +196,8 @@ def atomic_folder(target: Path, needed: int | None = None) -> Iterator[Path]:
 def save_plain_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], header: Mapping[str, str] | None = None) -> Path:
     """A .safetensors file for other tools (no JSON beside it; `header` goes into the file's own
     metadata), written atomically like every file of the suite."""
+    from safetensors.torch import save_file
+
     path = Path(path)
     contiguous = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
     with translating_write_errors(path, sum(t.numel() * t.element_size() for t in contiguous.values())):
@@ -227,6 +230,9 @@ def load_weights(path: Path, device: str | torch.device = "cpu") -> tuple[dict[s
     metadata = read_json_object(meta_file) if meta_file.is_file() else {}
     recorded = metadata.pop(DIGEST_KEY, None)  # the file's own digest, not part of what it describes
     verify_digest(path, recorded if isinstance(recorded, str) else None)
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
         tensors = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as err:

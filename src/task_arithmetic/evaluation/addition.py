@@ -8,14 +8,16 @@ is evaluated once at that alpha, and once at alpha = 1 ("one-shot", no search).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
 from ..flags import alpha_step
 from ..reporting.table import RunResults, Table, pct_cell, task_columns
 from .edits import Edit
 from .selection import ALPHA_GRID, alpha_grid, best_index, mean
-from .session import EvalSession
 from .spec import Evaluation, param, pct
+
+if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
+    from .session import EvalSession
 
 ONE_SHOT_ALPHA = 1.0
 

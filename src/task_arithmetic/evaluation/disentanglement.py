@@ -11,18 +11,19 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
-
-import torch
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
 from ..data.registry import get_task
 from ..errors import UserError
 from ..flags import check_float, check_int, int_in, positive_float
+from ..lazy import torch  # imported on first use: the registry is read by every script's --help
 from .data import EVAL_SPLITS
 from .edits import Edit
 from .selection import symmetric_grid
-from .session import EvalSession
 from .spec import Evaluation, param
+
+if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
+    from .session import EvalSession
 
 GRID_LIMIT = 3.0
 GRID_POINTS = 21

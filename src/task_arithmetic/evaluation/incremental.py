@@ -9,14 +9,16 @@ the recipes that knew every task (reporting/analyses/incremental.py draws and ch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Mapping
+from typing import TYPE_CHECKING, ClassVar, Mapping
 
 from ..flags import alpha_step
 from ..reporting.table import RunResults, Table, pct_cell
 from .addition import Chosen, sweep
 from .selection import alpha_grid
-from .session import EvalSession
 from .spec import Evaluation, param, pct
+
+if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
+    from .session import EvalSession
 
 
 @dataclass(frozen=True)

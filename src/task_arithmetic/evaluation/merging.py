@@ -15,23 +15,31 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from ..flags import alpha_step, positive_int
-from ..merging.adamerging import LayerWiseAdaMergingAlgorithm, TaskWiseAdaMergingAlgorithm
-from ..merging.base import MergeAlgorithm, write_back
-from ..merging.dare import DareAlgorithm
-from ..merging.isotropic import ISO_C_Merge, ISO_CTS_Merge
-from ..merging.simple_average import SimpleAverageAlgorithm
-from ..merging.task_arithmetic import TaskArithmeticAlgorithm
-from ..merging.task_singular_vector import TaskSingularVectorMerging
+from ..lazy import deferred
 from ..reporting.table import RunResults, Table, pct_cell
 from .addition import CurvePoint, Scores, choose, summarize
 from .selection import alpha_grid
-from .session import EvalSession
 from .spec import Evaluation, param, pct
+
+if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
+    from torch import nn
+
+    from ..merging.base import MergeAlgorithm
+    from .session import EvalSession
+
+# The algorithms' modules import torch: each is imported when a merge first builds it.
+_MERGING = "task_arithmetic.merging"
+TaskArithmeticAlgorithm = deferred(f"{_MERGING}.task_arithmetic", "TaskArithmeticAlgorithm")
+DareAlgorithm = deferred(f"{_MERGING}.dare", "DareAlgorithm")
+TaskSingularVectorMerging = deferred(f"{_MERGING}.task_singular_vector", "TaskSingularVectorMerging")
+ISO_C_Merge = deferred(f"{_MERGING}.isotropic", "ISO_C_Merge")
+ISO_CTS_Merge = deferred(f"{_MERGING}.isotropic", "ISO_CTS_Merge")
+SimpleAverageAlgorithm = deferred(f"{_MERGING}.simple_average", "SimpleAverageAlgorithm")
+TaskWiseAdaMergingAlgorithm = deferred(f"{_MERGING}.adamerging", "TaskWiseAdaMergingAlgorithm")
+LayerWiseAdaMergingAlgorithm = deferred(f"{_MERGING}.adamerging", "LayerWiseAdaMergingAlgorithm")
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,8 @@ def _ties() -> MergeAlgorithm:
 
 def scaled(theta0: nn.Module, merged: nn.Module, coefficient: float) -> nn.Module:
     """theta_0 + c * (merged - theta_0) for the float entries; others are theta_0's."""
+    from ..merging.base import write_back
+
     out = copy.deepcopy(theta0)
     base = theta0.state_dict()
     write_back(out, {k: base[k] + coefficient * (v - base[k]) for k, v in merged.state_dict().items() if v.is_floating_point()})

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
-from ..data.registry import get_task
+from ..data.registry import control_for, get_task
 from ..errors import UserError
 from ..flags import alpha_step, check_float, positive_float
 from ..reporting.table import RunResults, Table, pct_cell
 from .edits import Edit
 from .selection import ALPHA_GRID, alpha_grid, best_index, mean
-from .session import EvalSession, default_control
 from .spec import Evaluation, param, pct
+
+if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
+    from .session import EvalSession
 
 CONTROL_RATIO = 0.95
 
@@ -118,7 +120,7 @@ def evaluate_negation(session: EvalSession, control: str, alphas: Sequence[float
 
 
 def resolve_control(given: str | None, tasks: Sequence[str]) -> str:
-    control = given or default_control(tasks)
+    control = given or control_for(tasks)
     if control is None:
         raise UserError("these tasks' benchmark has no control task; pass --control <task>")
     return get_task(control).name

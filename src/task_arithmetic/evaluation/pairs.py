@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
 from ..flags import alpha_step
 from ..reporting.table import RunResults, Table, pct_cell
 from .addition import Chosen, CurvePoint, sweep
 from .selection import ALPHA_GRID, alpha_grid, mean
-from .session import EvalSession
 from .spec import Evaluation, param, pct
+
+if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
+    from .session import EvalSession
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,16 @@ and each task vector's size relative to theta_0."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Mapping
+from typing import TYPE_CHECKING, ClassVar, Mapping
 
 from ..reporting.table import RunResults, Table, pct_cell, task_columns
+from .accuracy import Metrics
 from .data import EVAL_SPLITS
 from .edits import Edit
-from .session import EvalSession, Metrics
 from .spec import Evaluation, NoParams, pct
+
+if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
+    from .session import EvalSession
 
 
 @dataclass(frozen=True)

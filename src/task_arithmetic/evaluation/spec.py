@@ -104,8 +104,8 @@ class Evaluation(Generic[P, R]):
 def add_param_argument(parser: Any, f: dataclasses.Field[Any]) -> None:
     # numbers go through the one finiteness and range check of every flag (flags.py)
     parse = f.metadata.get("parse") or {float: finite_float, int: int_in()}.get(type(f.default), str)
-    parser.add_argument(flag(f.name), dest=f.name, type=parse, default=None, choices=f.metadata.get("choices"),
-                        help=f"{f.metadata.get('help', '')} (default {f.default})")
+    shown = "" if f.default is None else f" (default {f.default})"  # a None default is explained by the help itself
+    parser.add_argument(flag(f.name), dest=f.name, type=parse, default=None, choices=f.metadata.get("choices"), help=f"{f.metadata.get('help', '')}{shown}")
 
 
 def pct(value: float | None) -> str:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
-from ..data.registry import get_task
+from ..data.registry import control_for, get_task
 from ..reporting.table import RunResults, Table
 from .data import EVAL_SPLITS
-from .session import EvalSession, default_control
 from .spec import Evaluation, param
+
+if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
+    from .session import EvalSession
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def evaluate_tau_jp(session: EvalSession, datasets: Sequence[str] | None = None,
 
 
 def _resolve(params: TauJpParams, tasks: Sequence[str]) -> TauJpParams:
-    control = params.control or default_control(tasks)
+    control = params.control or control_for(tasks)
     return dataclasses.replace(params, control=get_task(control).name if control else None)
 
 

@@ -158,6 +158,7 @@ def resolve_config(cfg: FinetuneConfig | TrainingPlan, check_files: bool = True)
     mode = run.mode.name
     if cfg.wandb not in WANDB_MODES:
         raise UserError(f"unknown --wandb '{cfg.wandb}'; choose one of {', '.join(WANDB_MODES)}")
+    _refuse_foreign_options(cfg.options, run.mode, run.reg)  # before the task lookup loads any dataset code
     task = get_task(cfg.task)
 
     def default(key: str) -> Any:
@@ -178,7 +179,6 @@ def resolve_config(cfg: FinetuneConfig | TrainingPlan, check_files: bool = True)
     for flag_name, root in (("--checkpoint-root", cfg.checkpoint_root), ("--results-root", cfg.results_root), ("--data-location", cfg.data_location)):
         check_folder_flag(flag_name, root)
 
-    _refuse_foreign_options(cfg.options, run.mode, run.reg)
     ctx = Context(task.name, task.benchmark, cfg.model, mode, run.variant, values["batch_size"], dict(task.defaults))
     mode_settings = run.mode.resolve(run.mode.request(dict(cfg.options)), ctx)
     reg_settings = run.reg.resolve(run.reg.request(dict(cfg.options)), ctx)
