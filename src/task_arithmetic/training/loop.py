@@ -215,7 +215,7 @@ def _references(plan: TrainingPlan, spec: ModelSpec, layout: Layout, theta0: Ima
         path = layout.finetuned(spec.model_id, plan.task, run.name)
         if not metadata_path(path).is_file():
             raise UserError(f"the {plan.reg_plugin.name} regulariser reads the run {run.name}, but {path} is not a finished run; fine-tune {plan.task} as {run.name} first")
-        out[run] = TaskVector.from_checkpoints(path, base)
+        out[run] = TaskVector.from_checkpoints(pretrained=base, finetuned=path)
     return out
 
 
