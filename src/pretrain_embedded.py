@@ -10,6 +10,11 @@ triggers the same pretraining on first use; this script just makes the step expl
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: the imports below take seconds, and a stop signal meanwhile must exit 75
+    from task_arithmetic.training.preemption import exit_preempted_on_stop_signals
+
+    exit_preempted_on_stop_signals()
+
 import argparse
 import sys
 

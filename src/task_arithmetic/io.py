@@ -161,6 +161,27 @@ def save_weights(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapp
 
 
 @contextlib.contextmanager
+def tidy_new_folders(folder: Path) -> Iterator[None]:
+    """The folders on the way to `folder` that did not exist before the block are removed again
+    if the block leaves them empty: a command that fails leaves no empty run or results folder.
+    Only empty folders it created are removed; anything holding a file stays."""
+    folder = Path(folder).absolute()
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    try:
+        yield
+    finally:
+        current = folder
+        while current != existing and existing in current.parents:
+            try:
+                current.rmdir()  # only an empty folder
+            except OSError:
+                break
+            current = current.parent
+
+
+@contextlib.contextmanager
 def atomic_folder(target: Path, needed: int | None = None) -> Iterator[Path]:
     """Yield a temporary folder beside `target`; when the block completes it becomes `target`.
 

@@ -17,6 +17,7 @@ from .. import cli_help
 from ..data.registry import parse_task_list
 from ..errors import UserError
 from ..flags import finite_float, name, nonnegative_int, positive_int
+from ..io import tidy_new_folders
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout, check_folder_flag
 from ..recipes import MODES, REGULARIZERS
 from ..recipes.identity import POSTHOC, from_flags
@@ -132,7 +133,8 @@ def run_command(evaluation: str, args: argparse.Namespace) -> tuple[Path, dict[s
     spec = EVALUATIONS[evaluation]
     params = spec.params_from(vars(args))
     spec.resolved(params, selection.tasks)  # values that make no sense: refused before any work
-    with results_lock(selection.layout.results(selection.spec.model_id, selection.evaluated.name, evaluation)):
+    path = selection.layout.results(selection.spec.model_id, selection.evaluated.name, evaluation)
+    with tidy_new_folders(path.parent), results_lock(path):  # a failed evaluation leaves no empty results folder
         return run_evaluation(evaluation, EvalSession(selection, options_from_args(args)), params, args.force)
 
 

@@ -24,6 +24,7 @@ from ..io import metadata_path
 from ..models.pretrained import task_head, zeroshot_encoder
 from ..recipes import Recipe, RunId
 from ..reporting.build import build_report
+from ..stop_signals import StopRequested
 from ..training.config import resolve_config
 from ..training.loop import run_finetune
 from .definition import Study
@@ -192,7 +193,16 @@ def evaluate_recipe(study: Study, recipe: Recipe) -> None:
 
 
 def run_unit(study: Study, unit: Unit) -> str:
-    """Do the unit's work: "finished", or "preempted" when a stop signal saved a run's state."""
+    """Do the unit's work: "finished", or "preempted" when a stop signal saved a run's state (or
+    stopped work that keeps none, such as pretraining theta_0's weights)."""
+    try:
+        return _run_unit(study, unit)
+    except StopRequested as err:
+        print(f"  [{unit.id}] {err}", flush=True)
+        return "preempted"
+
+
+def _run_unit(study: Study, unit: Unit) -> str:
     if unit.kind is UnitKind.PREPARE:
         prepare(study)
     elif unit.kind is UnitKind.FINETUNE:
