@@ -110,6 +110,20 @@ def read_json_object(path: Path) -> dict[str, Any]:
     return data
 
 
+def save_file(tensors: Mapping[str, "torch.Tensor"], path: str | Path, metadata: Mapping[str, str] | None = None) -> None:
+    """safetensors' writer, imported on first use (every script imports this module before parsing)."""
+    from safetensors.torch import save_file as write
+
+    write(dict(tensors), str(path), metadata=dict(metadata) if metadata else None)
+
+
+def load_file(path: str | Path, device: str = "cpu") -> dict[str, "torch.Tensor"]:
+    """safetensors' reader, imported on first use."""
+    from safetensors.torch import load_file as read
+
+    return read(str(path), device=device)
+
+
 def metadata_path(weights_path: Path) -> Path:
     return Path(weights_path).with_suffix(".json")
 
@@ -127,8 +141,6 @@ def save_weights(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapp
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"weights path must end in .safetensors, got {path}")
-    from safetensors.torch import save_file
-
     contiguous = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
     needed = sum(t.numel() * t.element_size() for t in contiguous.values())
     meta_file = metadata_path(path)
@@ -217,8 +229,6 @@ def atomic_folder(target: Path, needed: int | None = None) -> Iterator[Path]:
 def save_plain_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], header: Mapping[str, str] | None = None) -> Path:
     """A .safetensors file for other tools (no JSON beside it; `header` goes into the file's own
     metadata), written atomically like every file of the suite."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     contiguous = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
     with translating_write_errors(path, sum(t.numel() * t.element_size() for t in contiguous.values())):
@@ -252,7 +262,6 @@ def load_weights(path: Path, device: str | torch.device = "cpu") -> tuple[dict[s
     recorded = metadata.pop(DIGEST_KEY, None)  # the file's own digest, not part of what it describes
     verify_digest(path, recorded if isinstance(recorded, str) else None)
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     try:
         tensors = load_file(str(path), device=str(device))

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 from ..flags import alpha_step, positive_int
 from ..lazy import deferred
 from ..reporting.table import RunResults, Table, pct_cell
-from .addition import CurvePoint, Scores, choose, summarize
+from .addition import CurvePoint, Scores, choose, curve_rows, score_rows, summarize
 from .selection import alpha_grid
-from .spec import Evaluation, param, pct
+from .spec import Evaluation, Row, param, pct
 
 if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
     from torch import nn
@@ -168,7 +168,16 @@ def report(runs: Mapping[str, RunResults]) -> list[Table]:
     return [table]
 
 
+def rows(r: MergingResult) -> list[Row]:
+    """Per method (the point): Val and test scores at its coefficient, and its Val curve."""
+    out = []
+    for name, m in r.methods.items():
+        out += score_rows(m.val, "val", name, m.coefficient) + score_rows(m.test, "test", name, m.coefficient)
+        out += curve_rows(m.val_curve or [], f"{name} val_curve")
+    return out + [Row("accuracy", v, t, split, "finetuned") for split, per_task in r.finetuned.items() for t, v in per_task.items()]
+
+
 EVALUATION: Evaluation[MergingParams, MergingResult] = Evaluation(
     "merging", "every merging method on this recipe's task vectors, coefficients chosen on Val; test at the chosen one",
-    MergingParams, MergingResult, run=_run, headline=_headline, report=report, min_tasks=2,
+    MergingParams, MergingResult, run=_run, headline=_headline, report=report, min_tasks=2, rows=rows,
 )
