@@ -71,7 +71,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--checkpoint-root", default=str(DEFAULT_CHECKPOINT_ROOT), help="where theta_0, heads and runs are kept")
     p.add_argument("--results-root", default=str(DEFAULT_RESULTS_ROOT), help="where evaluation results go")
     p.add_argument("--save-every", type=flags.positive_int, default=250, help="steps between resumable checkpoints")
-    p.add_argument("--wandb", choices=WANDB_MODES, default="off", help="log to Weights & Biases (project/entity: --wandb-project/--wandb-entity or WANDB_PROJECT/WANDB_ENTITY)")
+    p.add_argument("--wandb", choices=WANDB_MODES, default="off", help="log to Weights & Biases; a resumed run continues its W&B run")
+    p.add_argument("--wandb-project", default=None, help="W&B project (default: WANDB_PROJECT, else task-arithmetic)")
+    p.add_argument("--wandb-entity", default=None, help="W&B entity (default: WANDB_ENTITY, else wandb's)")
     p.add_argument("--num-workers", type=flags.nonnegative_int, default=None, help="data-loading processes (default: 0 on CPU, up to 8 per process on CUDA)")
     p.add_argument("--max-train-samples", type=flags.positive_int, default=None, help="train on a fixed random subset (quick runs)")
     p.add_argument("--tag", default="", type=flags.name("--tag", allow_empty=True), help="suffix of the run name, to keep variants apart")
@@ -89,7 +91,8 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
         init_from=args.init_from, lr=args.lr, wd=args.wd, warmup=args.warmup, batch_size=args.batch_size,
         micro_batch=args.micro_batch, epochs=args.epochs, max_steps=args.max_steps, steps_fraction=args.steps_fraction, clip=args.clip, seed=args.seed,
         device=args.device, data_location=args.data_location, checkpoint_root=args.checkpoint_root,
-        results_root=args.results_root, save_every=args.save_every, wandb=args.wandb, num_workers=args.num_workers,
+        results_root=args.results_root, save_every=args.save_every, wandb=args.wandb, wandb_project=args.wandb_project, wandb_entity=args.wandb_entity,
+        num_workers=args.num_workers,
         max_train_samples=args.max_train_samples, tag=args.tag, run=args.run, force=args.force, progress=not args.no_progress,
     )
 

@@ -39,6 +39,7 @@ from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION
 from task_arithmetic.recipes import MODES, REGULARIZERS, Group, Recipe, recipe, recipes_in
 from task_arithmetic.recipes.identity import POSTHOC, from_flags
 from task_arithmetic.recipes.registry import all_variants
+from task_arithmetic.wandb_logging import MODES as WANDB_MODES
 
 if TYPE_CHECKING:  # the pipeline imports torch and open_clip: imported once the flags are parsed (--help stays instant)
     from task_arithmetic.pipeline.definition import Study
@@ -101,12 +102,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--pretrain-seeds", action="store_true", help="each replicate also pretrains the embedded TinyCLIP from its seed")
     s.add_argument("--device", default="auto", help="auto (CUDA when visible), cpu, cuda or cuda:N")
     s.add_argument("--no-progress", action="store_true", help="no progress bars: plain periodic log lines (as when stdout is not a terminal)")
+    s.add_argument("--wandb", choices=WANDB_MODES, default="off",
+                   help="log every fine-tuning run (resumed runs continue their W&B run) and every evaluation's results to Weights & Biases")
+    s.add_argument("--wandb-project", default=None, help="W&B project (default: WANDB_PROJECT, else task-arithmetic)")
+    s.add_argument("--wandb-entity", default=None, help="W&B entity (default: WANDB_ENTITY, else wandb's)")
     s.add_argument("--launcher", choices=("local", "slurm"), default="local", help="run here, or submit a Slurm job graph")
     s.add_argument("--jobs", default="auto", help="local: worker processes for the runs and evaluations, or auto "
                    "(default: one single-threaded process per core on CPU, 1 on a GPU); 1 runs everything in this process")
     s.add_argument("--unit", type=Path, default=None, help=argparse.SUPPRESS)  # one unit of the graph, as a Slurm job runs it
     sl = p.add_argument_group("Slurm resources (--launcher slurm)")
-    sl.add_argument("--gpus", type=flags.nonnegative_int, default=0, help="GPUs per fine-tuning job (> 1: torchrun); evaluations get one when > 0")
+    sl.add_argument("--gpus", type=flags.nonnegative_int, default=None,
+                    help="GPUs per fine-tuning job (> 1: torchrun); evaluations get one when > 0 (default: 0 with --device cpu, else 1)")
     sl.add_argument("--cpus", type=flags.positive_int, default=4, help="CPUs per job")
     sl.add_argument("--time", default=None, help="time limit per job, e.g. 12:00:00 (default: the partition's)")
     sl.add_argument("--partition", default=None, help="default: the cluster's")
@@ -190,6 +196,8 @@ def chosen_recipes(args: argparse.Namespace) -> tuple[str, ...] | None:
 
 def build_study(args: argparse.Namespace) -> Study:
     finetune = {k: getattr(args, k) for k in (*FINETUNE_FLAGS, *_plugin_options()) if getattr(args, k) is not None}
+    if args.wandb != "off":  # FinetuneConfig's fields: every run logs, and the evaluations read them too
+        finetune.update({k: v for k, v in (("wandb", args.wandb), ("wandb_project", args.wandb_project), ("wandb_entity", args.wandb_entity)) if v})
     names = chosen_recipes(args)  # names checked before the pipeline (torch, open_clip) loads
     if args.evaluations is not None:
         evaluation_names(args.evaluations)
@@ -247,6 +255,16 @@ def swept(study: Study, text: str) -> tuple[Recipe, ...]:
     return tuple(r.swept(option, v) for r in owners for v in dict.fromkeys(points))
 
 
+def slurm_gpus(given: int | None, device: str) -> int:
+    """--gpus, or the device's default: one GPU per job unless the study runs on the CPU. A study
+    that would use CUDA but gets no GPU is warned about (its jobs fall back to the node's CPUs)."""
+    gpus = given if given is not None else (0 if device.startswith("cpu") else 1)
+    if gpus == 0 and not device.startswith("cpu"):
+        print(f"warning: --gpus 0 with --device {device}: the jobs get no GPU and run on the nodes' CPUs "
+              "(a ViT fine-tuning takes days there); pass --gpus 1, or --device cpu for a CPU study", file=sys.stderr, flush=True)
+    return gpus
+
+
 def run_one_unit(path: Path) -> list[Path]:
     """A Slurm job's unit (scripts/slurm/unit.sbatch)."""
     from task_arithmetic.pipeline.graph import read_unit_file, run_unit
@@ -281,9 +299,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
     if args.launcher == "slurm":
         if seeds != (0,) or args.pretrain_seeds:
             raise UserError("--seeds/--pretrain-seeds run locally only; drop them with --launcher slurm (or submit one study per seed)")
-        if args.cpus < 1 or args.gpus < 0:
-            raise UserError(f"--cpus must be >= 1 and --gpus >= 0, got --cpus {args.cpus} --gpus {args.gpus}")
-        opts = SlurmOptions(args.gpus, args.cpus, args.time, args.partition, args.mem, args.log_dir)
+        gpus = slurm_gpus(args.gpus, study.device)
+        if args.cpus < 1 or gpus < 0:
+            raise UserError(f"--cpus must be >= 1 and --gpus >= 0, got --cpus {args.cpus} --gpus {gpus}")
+        opts = SlurmOptions(gpus, args.cpus, args.time, args.partition, args.mem, args.log_dir)
         study = dataclasses.replace(study, progress=False)  # job logs get no progress bars
         graph = job_graph(study, build_graph(study), opts)
         if args.dry_run:

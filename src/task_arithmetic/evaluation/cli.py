@@ -22,9 +22,11 @@ from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESU
 from ..recipes import MODES, REGULARIZERS
 from ..recipes.identity import POSTHOC, from_flags
 from ..recipes.registry import all_variants
+from ..wandb_logging import MODES as WANDB_MODES
+from ..wandb_logging import WandbSettings
 from .defaults import DEFAULT_MEMORY_MB
 from .registry import EVALUATIONS
-from .results import freshness, results_key, results_lock, write_results
+from .results import freshness, log_to_wandb, results_key, results_lock, write_results
 
 if TYPE_CHECKING:  # torch, open_clip: imported once the flags are parsed (--help stays instant)
     from .session import EvalOptions, EvalSession, RunSelection
@@ -59,6 +61,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--batch-memory-mb", type=positive_int, default=DEFAULT_MEMORY_MB, help="memory for the edits batched in one pass (standard runs)")
     e.add_argument("--vectors-per-pass", type=positive_int, default=None, help="task vectors batched in one JVP pass (memory)")
     e.add_argument("--force", action="store_true", help="replace results made with other settings (otherwise refused)")
+    e.add_argument("--wandb", choices=WANDB_MODES, default="off", help="also log the results to Weights & Biases (summary metrics and a table of every number)")
+    e.add_argument("--wandb-project", default=None, help="W&B project (default: WANDB_PROJECT, else task-arithmetic)")
+    e.add_argument("--wandb-entity", default=None, help="W&B entity (default: WANDB_ENTITY, else wandb's)")
 
 
 def selection_from_args(args: argparse.Namespace) -> RunSelection:
@@ -135,7 +140,10 @@ def run_command(evaluation: str, args: argparse.Namespace) -> tuple[Path, dict[s
     spec.resolved(params, selection.tasks)  # values that make no sense: refused before any work
     path = selection.layout.results(selection.spec.model_id, selection.evaluated.name, evaluation)
     with tidy_new_folders(path.parent), results_lock(path):  # a failed evaluation leaves no empty results folder
-        return run_evaluation(evaluation, EvalSession(selection, options_from_args(args)), params, args.force)
+        written, result = run_evaluation(evaluation, EvalSession(selection, options_from_args(args)), params, args.force)
+    log_to_wandb(WandbSettings(args.wandb, args.wandb_project, args.wandb_entity), spec, selection.spec.model_id, selection.evaluated.name, result,
+                 selection.tasks, written)
+    return written, result
 
 
 def main(evaluation: str, argv: Sequence[str] | None = None, description: str | None = None) -> Path:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..evaluation.registry import EVALUATIONS
-from ..evaluation.results import Freshness, freshness, results_key, results_lock, write_results
+from ..evaluation.results import Freshness, freshness, log_to_wandb, results_key, results_lock, write_results
 from ..evaluation.session import EvalOptions, EvalSession, RunSelection
 from ..io import metadata_path
 from ..models.pretrained import task_head, zeroshot_encoder
@@ -27,6 +27,7 @@ from ..reporting.build import build_report
 from ..stop_signals import StopRequested
 from ..training.config import resolve_config
 from ..training.loop import run_finetune
+from ..wandb_logging import WandbSettings
 from .definition import Study
 
 
@@ -181,6 +182,7 @@ def evaluate_recipe(study: Study, recipe: Recipe) -> None:
     options = EvalOptions(device=study.device, batch_size=study.eval_batch_size, num_workers=study.eval_workers, max_eval_samples=study.eval_limit)
     session = EvalSession(selection, options)
     weights = [session.theta0_path, *session.checkpoints.values()]
+    wandb = WandbSettings(*(study.finetune.get(k) or d for k, d in (("wandb", "off"), ("wandb_project", None), ("wandb_entity", None))))  # --wandb of the study
     for evaluation in pending:
         if states[evaluation].status in ("stale", "other_settings"):  # a re-run with other settings, or runs trained again
             print(f"  {name}/{evaluation}: stale results ({states[evaluation].detail}); recomputing", flush=True)
@@ -188,8 +190,10 @@ def evaluate_recipe(study: Study, recipe: Recipe) -> None:
         params = spec.resolved(study.params(evaluation), study.tasks)
         key = results_key(spec, params, study.tasks, study.eval_limit, weights)
         with results_lock(study.layout.results(study.spec.model_id, name, evaluation)):
-            path = write_results(study.layout, study.spec.model_id, name, spec, params, session.settings(), spec.run(session, params), key)
+            result = spec.run(session, params)
+            path = write_results(study.layout, study.spec.model_id, name, spec, params, session.settings(), result, key)
         print(f"  {name}/{evaluation} -> {path}", flush=True)
+        log_to_wandb(wandb, spec, study.spec.model_id, name, result, study.tasks, path)
 
 
 def run_unit(study: Study, unit: Unit) -> str:

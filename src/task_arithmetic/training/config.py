@@ -26,8 +26,8 @@ from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESU
 from ..recipes import MODES, REGULARIZERS, Mode, Regularizer, RunId
 from ..recipes.base import Context, Plugin, Settings, StepCost, flag
 from ..recipes.identity import from_flags
-
-WANDB_MODES = ("off", "offline", "online")
+from ..wandb_logging import MODES as WANDB_MODES
+from ..wandb_logging import WandbSettings
 
 # The paper's recipe (protocol.md); a task's TaskSpec.defaults take precedence.
 PAPER_DEFAULTS: dict[str, Any] = {"lr": 1e-5, "wd": 0.1, "warmup": 500, "batch_size": 128, "clip": 1.0}
@@ -35,7 +35,7 @@ PAPER_DEFAULTS: dict[str, Any] = {"lr": 1e-5, "wd": 0.1, "warmup": 500, "batch_s
 # Operational settings: they do not change the trained weights, so a run may be resumed with
 # different values (another device, more workers, wandb switched on).
 OPERATIONAL_FIELDS = frozenset(
-    {"device", "data_location", "checkpoint_root", "results_root", "save_every", "wandb", "num_workers", "force", "progress"}
+    {"device", "data_location", "checkpoint_root", "results_root", "save_every", "wandb", "wandb_project", "wandb_entity", "num_workers", "force", "progress"}
 )
 
 
@@ -68,6 +68,8 @@ class FinetuneConfig:
     results_root: str = str(DEFAULT_RESULTS_ROOT)
     save_every: int = 250  # optimiser steps between resumable checkpoints
     wandb: str = "off"
+    wandb_project: str | None = None  # None: WANDB_PROJECT, else "task-arithmetic" (wandb_logging.py)
+    wandb_entity: str | None = None  # None: WANDB_ENTITY, else wandb's default
     num_workers: int | None = None  # data-loading processes; None: data.sampling.loader_workers decides
     max_train_samples: int | None = None  # a fixed random subset of the train split, for quick runs
     tag: str = ""
@@ -111,6 +113,8 @@ class TrainingPlan:
     results_root: str
     save_every: int
     wandb: str
+    wandb_project: str | None
+    wandb_entity: str | None
     num_workers: int | None  # None: chosen per device when the run starts
     max_train_samples: int | None  # None: the whole train split
     force: bool
@@ -142,6 +146,9 @@ class TrainingPlan:
         out.update(self.mode_settings.to_json())
         out.update(self.reg_settings.to_json())
         return out
+
+    def wandb_settings(self) -> WandbSettings:
+        return WandbSettings(self.wandb, self.wandb_project, self.wandb_entity)
 
     def training_settings(self) -> dict[str, Any]:
         """The settings that determine the trained weights (a resumed run must match them)."""

@@ -292,7 +292,7 @@ class _Loop:
         plan, main = self.plan, self.ctx.is_main
         log = StepLog(self.paths.log, start) if main else None
         progress = Progress(plan.progress, self.total, start, f"{plan.task} {plan.run}", plan.batch_size) if main else None
-        wandb_run = WandbRun(plan.wandb, f"{plan.task}-{plan.run}", plan.to_json(), self.paths.run_dir, start) if main else None
+        wandb_run = WandbRun(plan.wandb_settings(), f"{plan.task}-{plan.run}", plan.to_json(), self.paths.run_dir, start, self.paths.state / "wandb.json") if main else None
         self.trainee.train()
         reseed = not get_task(plan.task).tensor_native  # only augmenting datasets need per-sample RNGs
         try:

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..errors import UserError
-from ..io import atomic_write_text
+from ..io import atomic_write_json, atomic_write_text, read_json
 from ..storage.write_errors import translating_write_errors
+from ..wandb_logging import WandbSettings, new_run_id, start
 
 
 class StepLog:
@@ -131,21 +131,17 @@ class Progress:
 
 
 class WandbRun:
-    """wandb, imported only when asked for (it is heavy and never required)."""
+    """A fine-tuning run's W&B run (wandb_logging.py), its id kept in `id_file` (beside the
+    resumable state): a run resumed from a saved step continues that W&B run."""
 
-    def __init__(self, mode: str, run_name: str, config: dict[str, Any], folder: Path, resume_step: int):
+    def __init__(self, settings: WandbSettings, run_name: str, config: dict[str, Any], folder: Path, resume_step: int, id_file: Path):
         self._run = None
-        if mode == "off":
+        if not settings.on:
             return
-        try:
-            import wandb
-        except ImportError as err:
-            raise UserError("--wandb was asked for but wandb is not installed; pip install wandb or drop --wandb") from err
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            self._run = wandb.init(project="task-arithmetic", name=run_name, config=config, mode=mode, dir=str(folder), resume="allow" if resume_step else None)
-        except Exception as err:  # wandb raises many types (no key, no network)
-            raise UserError(f"wandb could not start in {mode} mode ({type(err).__name__}: {err}); use --wandb offline or drop --wandb") from err
+        stored = read_json(id_file).get("id") if id_file.is_file() else None
+        run_id = stored if resume_step and isinstance(stored, str) else new_run_id()  # started over: a new W&B run
+        self._run = start(settings, run_name, config, folder, run_id)
+        atomic_write_json(id_file, {"id": run_id, "project": settings.resolved_project(), "entity": settings.resolved_entity()})
 
     def log(self, record: dict[str, Any], step: int) -> None:
         if self._run is not None:
