@@ -114,7 +114,7 @@ def main() -> None:
                 oneshot_abs=add["one_shot"]["test"]["avg_accuracy"], oneshot_norm=add["one_shot"]["test"]["avg_normalized"],
             )
             fig["rel_norm"] = {
-                t: TaskVector.from_checkpoints(layout.finetuned(spec.model_id, t, recipe.source_run), zs_path).norm() / _norm(zs_path)
+                t: TaskVector.from_checkpoints(pretrained=zs_path, finetuned=layout.finetuned(spec.model_id, t, recipe.source_run)).norm() / _norm(zs_path)
                 for t in tasks
             }
         out[mode] = fig

@@ -18,7 +18,8 @@ import argparse
 from pathlib import Path
 
 from task_arithmetic import flags
-from task_arithmetic.checkpoints.importing import DEFAULT_MAX_DISTANCE, import_checkpoints
+from task_arithmetic.checkpoints import DEFAULT_MAX_DISTANCE
+from task_arithmetic.cli_help import parser as help_parser
 from task_arithmetic.errors import UserError, cli_entry
 from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_RESULTS_ROOT, Layout, check_folder_flag
 
@@ -32,20 +33,19 @@ def task_source(text: str) -> tuple[str, Path]:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> list[Path]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = help_parser(__doc__)
     parser.add_argument("--pretrained-hf", type=Path, required=True, help="HF CLIPModel folder of theta_0")
-    parser.add_argument("--finetuned-hf", type=task_source, action="append", default=[], metavar="TASK=DIR")
-    parser.add_argument("--finetuned-open-clip", type=task_source, action="append", default=[], metavar="TASK=FILE")
-    parser.add_argument("--tag", default="public", type=flags.name("--tag", allow_empty=True), help="run name suffix: standard-<tag> (default public)")
+    parser.add_argument("--finetuned-hf", type=task_source, action="append", default=[], metavar="TASK=DIR", help="a fine-tuned HF CLIPVisionModel/CLIPModel folder (repeatable)")
+    parser.add_argument("--finetuned-open-clip", type=task_source, action="append", default=[], metavar="TASK=FILE", help="a fine-tuned open_clip state-dict file (repeatable)")
+    parser.add_argument("--tag", default="public", type=flags.name("--tag", allow_empty=True), help="run name suffix: standard-<tag>")
     parser.add_argument("--name", default=None, type=flags.name("--name"), help="name of theta_0's weights file (default: the folder's name)")
     parser.add_argument("--model", default=None, help="open_clip architecture name (default: derived from the HF config)")
     parser.add_argument("--max-distance", type=flags.positive_float, default=DEFAULT_MAX_DISTANCE,
-                        help=f"refuse fine-tuned models further than this relative L2 distance from theta_0 (default {DEFAULT_MAX_DISTANCE})")
-    parser.add_argument("--checkpoint-root", type=Path, default=DEFAULT_CHECKPOINT_ROOT)
+                        help="refuse fine-tuned models further than this relative L2 distance from theta_0")
+    parser.add_argument("--checkpoint-root", type=Path, default=DEFAULT_CHECKPOINT_ROOT, help="where theta_0 and the runs are written")
     args = parser.parse_args(argv)
-    from task_arithmetic.plugins import register_builtin_plugins
+    from task_arithmetic.checkpoints.importing import import_checkpoints  # torch, transformers: after the flags are parsed
 
-    register_builtin_plugins()  # the embedded benchmark's tasks and weights
     if not args.tag:
         raise UserError("--tag must not be empty: imported runs must not take the place of the suite's own standard runs")
     check_folder_flag("--checkpoint-root", args.checkpoint_root)

@@ -20,18 +20,16 @@ from task_arithmetic.errors import cli_entry
 
 
 def usage() -> str:
+    from task_arithmetic.cli_help import exit_codes
     from task_arithmetic.merging.config import GROUPS, available
 
     lines = [__doc__.strip(), ""]
     lines += [f"{group}: {', '.join(available(group))}" for group in GROUPS]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", exit_codes((0, 2, 130))])
 
 
 @cli_entry
 def main(argv: list[str] | None = None) -> dict | list:
-    from task_arithmetic.plugins import register_builtin_plugins
-
-    register_builtin_plugins()  # the embedded benchmark's tasks and weights
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print(usage())

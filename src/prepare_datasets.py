@@ -32,12 +32,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from task_arithmetic.data.real import tool
+from task_arithmetic.cli_help import parser as help_parser
 from task_arithmetic.errors import cli_entry
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = help_parser(__doc__, (0, 1, 2, 130), tasks=True)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (
         ("download", "fetch the tasks' Hugging Face hub copies"),
@@ -66,10 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    from task_arithmetic.plugins import register_builtin_plugins
-
-    register_builtin_plugins()  # the embedded benchmark's tasks and weights
     args = parse_args(argv)
+    from task_arithmetic.data.real import tool  # the dataset readers: after the flags are parsed
+
     tasks = [name.strip() for name in args.tasks.split(",") if name.strip()]
     if args.command == "download":
         return 0 if tool.download(args.data_location, tasks, dry_run=args.dry_run, progress=sys.stderr.isatty()) else 1

@@ -10,29 +10,32 @@ triggers the same pretraining on first use; this script just makes the step expl
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: the imports below take seconds, and a stop signal meanwhile must exit 75
+    from task_arithmetic.training.preemption import exit_preempted_on_stop_signals
+
+    exit_preempted_on_stop_signals()
+
 import argparse
 import sys
 
+from task_arithmetic.cli_help import parser as help_parser
 from task_arithmetic.errors import cli_entry
 from task_arithmetic.paths import DEFAULT_DATA_LOCATION
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = help_parser(__doc__, (0, 2, 75, 130))
     p.add_argument("--preset", default="default", help="default or smoke")
     p.add_argument("--cache-dir", default=None, help="folder for the weights (default: checkpoints/pretrained)")
     p.add_argument("--zeroshot", action="store_true", help="report zero-shot test accuracy on the embedded tasks")
-    p.add_argument("--data-location", default=str(DEFAULT_DATA_LOCATION))
+    p.add_argument("--data-location", default=str(DEFAULT_DATA_LOCATION), help="where the embedded tasks are cached (for --zeroshot)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (for the zero-shot check)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar: plain periodic log lines")
     return p.parse_args(argv)
 
 
 @cli_entry
 def main(argv: list[str] | None = None) -> None:
-    from task_arithmetic.plugins import register_builtin_plugins
-
-    register_builtin_plugins()  # the embedded benchmark's tasks and weights
     args = parse_args(argv)
     from task_arithmetic.embedded.presets import get_preset
     from task_arithmetic.embedded.weights import resolve_weights

@@ -14,8 +14,6 @@ evaluation and writes results/<model_id>/report/. --dry-run prints the plan and 
 reading any weights or data. --launcher slurm submits the same graph of units as jobs (a
 fine-tuning array per run, evaluations after the runs they read, the report last), only the
 units still missing; with --dry-run it prints the sbatch commands instead.
-
-Exit codes: 0 done, 2 bad input, 75 stopped by SIGTERM/SIGUSR1 with finished steps kept (re-run to resume).
 """
 
 from __future__ import annotations
@@ -29,31 +27,24 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from task_arithmetic import flags
-from task_arithmetic.data.decoded import DECODE_CACHE_CHOICES
-from task_arithmetic.data.registry import parse_task_list
+from task_arithmetic import cli_help, flags
+from task_arithmetic.data.choices import DECODE_CACHE_CHOICES
+from task_arithmetic.data.registry import control_for, parse_task_list
 from task_arithmetic.embedded.presets import PRESETS
 from task_arithmetic.errors import UserError, cli_entry
 from task_arithmetic.evaluation.registry import EVALUATIONS, study_param_values
-from task_arithmetic.evaluation.session import default_control
 from task_arithmetic.evaluation.spec import add_param_argument
-from task_arithmetic.models.factory import ModelSpec, parse_pretrained
 from task_arithmetic.paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout
-from task_arithmetic.pipeline.calibration import format_table
-from task_arithmetic.pipeline.calibration import seconds_per_image as seconds_per_image_measured
-from task_arithmetic.pipeline.definition import Study
-from task_arithmetic.pipeline.graph import build_graph, read_unit_file, run_unit
-from task_arithmetic.pipeline.parallel import auto_jobs, parse_jobs
-from task_arithmetic.pipeline.plan import CALIBRATION, PASS_KINDS, format_plan, make_plan
-from task_arithmetic.pipeline.slurm import SlurmOptions, format_commands, job_graph, submission_folder, submit
-from task_arithmetic.pipeline.stop import stop_for_signal
-from task_arithmetic.pipeline.study import StudyConfig, embedded_study, execute_seeds, replicates
-from task_arithmetic.precision import PRECISION_CHOICES, resolve_precision
+from task_arithmetic.precision import PRECISION_CHOICES
 from task_arithmetic.recipes import MODES, REGULARIZERS, Group, Recipe, recipe, recipes_in
 from task_arithmetic.recipes.identity import POSTHOC, from_flags
 from task_arithmetic.recipes.registry import all_variants
+from task_arithmetic.wandb_logging import MODES as WANDB_MODES
+
+if TYPE_CHECKING:  # the pipeline imports torch and open_clip: imported once the flags are parsed (--help stays instant)
+    from task_arithmetic.pipeline.definition import Study
 
 # Fine-tuning flags passed through to every run (src/finetune.py has the same), with their types;
 # the plug-ins' own options (every recipe's flags) are added from the registry.
@@ -67,6 +58,8 @@ GROUPS = {g.value: g for g in Group}
 
 
 def seconds_per_image(text: str) -> dict[str, float]:
+    from task_arithmetic.pipeline.plan import PASS_KINDS
+
     out = {}
     for part in text.split(","):
         kind, _, value = part.partition("=")
@@ -84,21 +77,21 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_help.parser(__doc__, (0, 2, 75, 130), tasks=True)
     p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="the embedded benchmark's study (ignores model and tasks)")
     g = p.add_argument_group("which runs (same as every other script)")
-    g.add_argument("--model", default="ViT-B-32")
+    g.add_argument("--model", default="ViT-B-32", help="open_clip architecture")
     g.add_argument("--pretrained", default="openai", help="weight tag, local file, or 'none'")
-    g.add_argument("--cache-dir", default=None)
-    g.add_argument("--checkpoint-root", type=Path, default=DEFAULT_CHECKPOINT_ROOT)
-    g.add_argument("--results-root", type=Path, default=DEFAULT_RESULTS_ROOT)
-    g.add_argument("--data-location", type=Path, default=DEFAULT_DATA_LOCATION)
-    g.add_argument("--tasks", default="real8", help="comma list of tasks or a benchmark name (default real8)")
+    g.add_argument("--cache-dir", default=None, help="open_clip weight cache folder")
+    g.add_argument("--checkpoint-root", type=Path, default=DEFAULT_CHECKPOINT_ROOT, help="where theta_0, heads and runs are kept")
+    g.add_argument("--results-root", type=Path, default=DEFAULT_RESULTS_ROOT, help="where results and the report go")
+    g.add_argument("--data-location", type=Path, default=DEFAULT_DATA_LOCATION, help="folder holding the datasets")
+    g.add_argument("--tasks", default="real8", help="comma list of tasks or a benchmark name (listed below)")
     g.add_argument("--run", default=None, help="one run as the study's only recipe, by its folder name (e.g. linear-tau_jp)")
     g.add_argument("--mode", choices=(*MODES, POSTHOC), default=None, help="... or by its parts, as in src/finetune.py (instead of --recipes)")
-    g.add_argument("--reg", choices=tuple(REGULARIZERS), default=None)
-    g.add_argument("--variant", choices=all_variants(), default=None)
-    g.add_argument("--tag", default="")
+    g.add_argument("--reg", choices=tuple(REGULARIZERS), default=None, help="as in src/finetune.py")
+    g.add_argument("--variant", choices=all_variants(), default=None, help="as in src/finetune.py")
+    g.add_argument("--tag", default="", help="as in src/finetune.py")
     s = p.add_argument_group("study")
     s.add_argument("--recipes", default=None, help=f"comma list of {', '.join(recipe(n).name for n in recipes_in(*Group))}, a group "
                    f"({', '.join(GROUPS)}) or all (default: paper; with --preset, the preset's); <recipe>@<tag> reads tagged runs")
@@ -107,27 +100,32 @@ def parser() -> argparse.ArgumentParser:
                    help="also run every recipe whose plug-ins take OPTION (e.g. penalty_coef) at each value, on runs of their own")
     s.add_argument("--dry-run", action="store_true", help="print the plan and its cost; read no weights or data")
     s.add_argument("--seconds-per-image", type=seconds_per_image, default=None, help="GPU seconds per image pass: plain=S,linearized=S")
-    s.add_argument("--seeds", default="0", help="comma list of fine-tuning seeds, one replicate each (default 0)")
+    s.add_argument("--seeds", default="0", help="comma list of fine-tuning seeds, one replicate each")
     s.add_argument("--pretrain-seeds", action="store_true", help="each replicate also pretrains the embedded TinyCLIP from its seed")
-    s.add_argument("--device", default="auto")
+    s.add_argument("--device", default="auto", help="auto (CUDA when visible), cpu, cuda or cuda:N")
     s.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                    help="fine-tuning and evaluations: fp32, tf32 (CUDA), bf16 (autocast), auto (default: bf16 on CUDA, fp32 on CPU)")
     s.add_argument("--decode-cache", choices=DECODE_CACHE_CHOICES, default="on", help="images decoded once for every run and evaluation (default on)")
-    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars: plain periodic log lines (as when stdout is not a terminal)")
+    s.add_argument("--wandb", choices=WANDB_MODES, default="off",
+                   help="log every fine-tuning run (resumed runs continue their W&B run) and every evaluation's results to Weights & Biases")
+    s.add_argument("--wandb-project", default=None, help="W&B project (default: WANDB_PROJECT, else task-arithmetic)")
+    s.add_argument("--wandb-entity", default=None, help="W&B entity (default: WANDB_ENTITY, else wandb's)")
     s.add_argument("--launcher", choices=("local", "slurm"), default="local", help="run here, or submit a Slurm job graph")
     s.add_argument("--jobs", default="auto", help="local: worker processes for the runs and evaluations, or auto "
                    "(default: one single-threaded process per core on CPU, 1 on a GPU); 1 runs everything in this process")
     s.add_argument("--unit", type=Path, default=None, help=argparse.SUPPRESS)  # one unit of the graph, as a Slurm job runs it
     sl = p.add_argument_group("Slurm resources (--launcher slurm)")
-    sl.add_argument("--gpus", type=flags.nonnegative_int, default=0, help="GPUs per fine-tuning job (> 1: torchrun); evaluations get one when > 0")
+    sl.add_argument("--gpus", type=flags.nonnegative_int, default=None,
+                    help="GPUs per fine-tuning job (> 1: torchrun); evaluations get one when > 0 (default: 0 with --device cpu, else 1)")
     sl.add_argument("--cpus", type=flags.positive_int, default=4, help="CPUs per job")
-    sl.add_argument("--time", default=None, help="time limit per job, e.g. 12:00:00")
-    sl.add_argument("--partition", default=None)
-    sl.add_argument("--mem", default=None)
+    sl.add_argument("--time", default=None, help="time limit per job, e.g. 12:00:00 (default: the partition's)")
+    sl.add_argument("--partition", default=None, help="default: the cluster's")
+    sl.add_argument("--mem", default=None, help="memory per job, e.g. 64G (default: the cluster's)")
     sl.add_argument("--log-dir", type=Path, default=Path("logs/slurm"), help="where Slurm writes the job logs (and the unit files)")
     e = p.add_argument_group("evaluation settings (each goes to every evaluation that has it)")
-    e.add_argument("--max-eval-samples", type=flags.positive_int, default=None)
-    e.add_argument("--eval-batch-size", type=flags.positive_int, default=128)
+    e.add_argument("--max-eval-samples", type=flags.positive_int, default=None, help="cap every Val/test set (quick runs; the report flags it)")
+    e.add_argument("--eval-batch-size", type=flags.positive_int, default=128, help="images per evaluation forward pass")
     seen: set[str] = set()
     for evaluation in EVALUATIONS.values():
         for f in evaluation.study_fields():
@@ -137,7 +135,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--disentanglement-points", dest="grid_points", type=flags.int_in(2), default=None, help=argparse.SUPPRESS)  # the earlier name
     f = p.add_argument_group("fine-tuning settings, passed to every run (see src/finetune.py; a recipe's own options only to its runs)")
     for name, kind in FINETUNE_FLAGS.items():
-        f.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
+        f.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help="as in src/finetune.py")
     for plugin in (*MODES.values(), *REGULARIZERS.values()):
         plugin.add_arguments(p)
     return p
@@ -203,8 +201,17 @@ def chosen_recipes(args: argparse.Namespace) -> tuple[str, ...] | None:
 
 def build_study(args: argparse.Namespace) -> Study:
     finetune = {k: getattr(args, k) for k in (*FINETUNE_FLAGS, *_plugin_options()) if getattr(args, k) is not None}
-    names = chosen_recipes(args)
+    if args.wandb != "off":  # FinetuneConfig's fields: every run logs, and the evaluations read them too
+        finetune.update({k: v for k, v in (("wandb", args.wandb), ("wandb_project", args.wandb_project), ("wandb_entity", args.wandb_entity)) if v})
+    names = chosen_recipes(args)  # names checked before the pipeline (torch, open_clip) loads
+    if args.evaluations is not None:
+        evaluation_names(args.evaluations)
     given = study_params(args)
+    from task_arithmetic.models.factory import ModelSpec
+    from task_arithmetic.pipeline.definition import Study
+    from task_arithmetic.pipeline.graph import build_graph
+    from task_arithmetic.pipeline.study import StudyConfig, embedded_study
+
     if args.preset is not None:
         chosen = None if args.evaluations is None else evaluation_names(args.evaluations)
         study = embedded_study(StudyConfig(args.preset, args.data_location, args.checkpoint_root, args.results_root, args.device,
@@ -216,13 +223,13 @@ def build_study(args: argparse.Namespace) -> Study:
         if not tasks:
             raise UserError(f"--tasks '{args.tasks}' names no task; pass a comma list of tasks or a benchmark name (e.g. real8)")
         study = Study(
-            spec=ModelSpec(args.model, parse_pretrained(args.pretrained), args.cache_dir),
+            spec=ModelSpec(args.model, flags.pretrained(args.pretrained), args.cache_dir),
             tasks=tasks,
             recipes=tuple(recipe(r) for r in (names or recipe_names(Group.PAPER.value))),
             evaluations=evaluation_names(args.evaluations or "all"),
             layout=Layout(args.checkpoint_root, args.results_root),
             data_location=args.data_location,
-            eval_params=study_param_values({"control": default_control(tasks), **given}),
+            eval_params=study_param_values({"control": control_for(tasks), **given}),
             device=args.device,
             progress=not args.no_progress,
             finetune=finetune,
@@ -256,8 +263,21 @@ def swept(study: Study, text: str) -> tuple[Recipe, ...]:
     return tuple(r.swept(option, v) for r in owners for v in dict.fromkeys(points))
 
 
+def slurm_gpus(given: int | None, device: str) -> int:
+    """--gpus, or the device's default: one GPU per job unless the study runs on the CPU. A study
+    that would use CUDA but gets no GPU is warned about (its jobs fall back to the node's CPUs)."""
+    gpus = given if given is not None else (0 if device.startswith("cpu") else 1)
+    if gpus == 0 and not device.startswith("cpu"):
+        print(f"warning: --gpus 0 with --device {device}: the jobs get no GPU and run on the nodes' CPUs "
+              "(a ViT fine-tuning takes days there); pass --gpus 1, or --device cpu for a CPU study", file=sys.stderr, flush=True)
+    return gpus
+
+
 def run_one_unit(path: Path) -> list[Path]:
     """A Slurm job's unit (scripts/slurm/unit.sbatch)."""
+    from task_arithmetic.pipeline.graph import read_unit_file, run_unit
+    from task_arithmetic.pipeline.stop import stop_for_signal
+
     try:
         study, unit = read_unit_file(path)
     except (OSError, ValueError, KeyError) as err:
@@ -270,14 +290,20 @@ def run_one_unit(path: Path) -> list[Path]:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> list[Path]:
-    from task_arithmetic.plugins import register_builtin_plugins
-
-    register_builtin_plugins()  # the embedded benchmark's tasks and weights
     p = parser()
     args = p.parse_args(argv)
     if args.unit is not None:
         return run_one_unit(args.unit)
     study = build_study(args)
+    from task_arithmetic.pipeline.calibration import format_table
+    from task_arithmetic.pipeline.calibration import seconds_per_image as seconds_per_image_measured
+    from task_arithmetic.pipeline.graph import build_graph
+    from task_arithmetic.pipeline.parallel import auto_jobs, parse_jobs
+    from task_arithmetic.pipeline.plan import CALIBRATION, format_plan, make_plan
+    from task_arithmetic.pipeline.slurm import SlurmOptions, format_commands, job_graph, submission_folder, submit
+    from task_arithmetic.pipeline.study import execute_seeds, replicates
+    from task_arithmetic.precision import resolve_precision
+
     if args.launcher == "local":  # a Slurm job's device is not this machine's: its jobs resolve "auto" themselves
         resolve_precision(args.precision, args.device)  # tf32 without CUDA fails before any work
     seeds = parse_seeds(args.seeds)
@@ -286,9 +312,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
     if args.launcher == "slurm":
         if seeds != (0,) or args.pretrain_seeds:
             raise UserError("--seeds/--pretrain-seeds run locally only; drop them with --launcher slurm (or submit one study per seed)")
-        if args.cpus < 1 or args.gpus < 0:
-            raise UserError(f"--cpus must be >= 1 and --gpus >= 0, got --cpus {args.cpus} --gpus {args.gpus}")
-        opts = SlurmOptions(args.gpus, args.cpus, args.time, args.partition, args.mem, args.log_dir)
+        gpus = slurm_gpus(args.gpus, study.device)
+        if args.cpus < 1 or gpus < 0:
+            raise UserError(f"--cpus must be >= 1 and --gpus >= 0, got --cpus {args.cpus} --gpus {gpus}")
+        opts = SlurmOptions(gpus, args.cpus, args.time, args.partition, args.mem, args.log_dir)
         study = dataclasses.replace(study, progress=False)  # job logs get no progress bars
         graph = job_graph(study, build_graph(study), opts)
         if args.dry_run:

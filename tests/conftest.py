@@ -9,9 +9,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-from task_arithmetic.plugins import register_builtin_plugins  # noqa: E402
-
-register_builtin_plugins()  # what every entry point does first
+# The built-in plug-ins (the embedded benchmark) register themselves where the registries are
+# first read (task_arithmetic/plugins.py): nothing to set up here.
 # Tiny models run fastest single-threaded, and the machine is shared by parallel test processes.
 torch.set_num_threads(1)
 

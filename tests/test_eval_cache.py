@@ -65,7 +65,7 @@ def test_tau_jp_entries_cached_direct_and_independent(world):
     params0 = {k: v.detach() for k, v in theta0.visual.named_parameters()}
     images = torch.stack([x for x, _ in cached.bank.dataset("Toy1", "test")])
     for task in world.tasks:
-        tau = TaskVector.from_checkpoints(cached.checkpoints[task], cached.theta0_path)
+        tau = TaskVector.from_checkpoints(pretrained=cached.theta0_path, finetuned=cached.checkpoints[task])
         with torch.no_grad():
             _, tangent = functorch_jvp(theta0.visual, params0, {k: tau.tensors[k] for k in params0}, images)
         expected = tangent.norm(dim=-1).mean().item()

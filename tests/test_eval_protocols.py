@@ -35,7 +35,7 @@ class Reference:
 
     def __init__(self, world, s: EvalSession, linear: bool):
         self.world, self.theta0, self.linear = world, s.theta0, linear
-        self.vectors = {t: TaskVector.from_checkpoints(p, s.theta0_path) for t, p in s.checkpoints.items()}
+        self.vectors = {t: TaskVector.from_checkpoints(pretrained=s.theta0_path, finetuned=p) for t, p in s.checkpoints.items()}
         self.data = {
             (t, split): next(iter(torch.utils.data.DataLoader(s.bank.dataset(t, split), batch_size=10_000)))
             for t in [*world.tasks, world.control] for split in ("val", "test")

@@ -181,7 +181,8 @@ def test_cli_merges_our_runs_saves_and_reports(run_layout, capsys):
     root, layout, spec, base, tuned = run_layout
     saved = root / "merged.safetensors"
     report = merge_main(run_pool_args(root, "method.scaling_factor=0.7", f"merged_model_save_path={saved}"))
-    report_path = root / "results" / "merge" / "embedded__TinyCLIP_all" / "embedded__all" / "task_arithmetic__scaling_factor=0.7.json"
+    folder = root / "results" / "merge" / "TinyCLIP-random__standard" / "embedded__TinyCLIP_all" / "embedded__all"
+    (report_path,) = folder.glob("task_arithmetic__scaling_factor=0.7__*.json")  # the digest of everything that decides the numbers
     assert json.loads(report_path.read_text())["results"] == report["results"]
     assert "report written to" in capsys.readouterr().out
     merged = load_encoder(saved)
@@ -222,6 +223,28 @@ def test_cli_linear_runs_are_evaluated_linearised(run_layout):
     acc, loss = direct_accuracy(linearised, head, "MergeToyA")
     assert report["results"]["MergeToyA"]["accuracy"] == pytest.approx(acc, abs=1e-6)
     assert report["results"]["MergeToyA"]["loss"] == pytest.approx(loss, rel=1e-4)
+
+
+def test_merges_of_other_models_or_data_never_replace_each_other(run_layout, capsys):
+    """Issue 29: a standard- and a linear-mode merge of the same pool (or another split, or
+    another world) wrote one file, the second replacing the first."""
+    root, *_ = run_layout
+    results = root / "results" / "merge"
+
+    def written(*extra: str):
+        merge_main(run_pool_args(root, "method.scaling_factor=0.3", "taskpool.tasks=[MergeToyA]", *extra))
+        return [line.split("report written to ")[1] for line in capsys.readouterr().out.splitlines() if "report written to" in line][0]
+
+    standard = written()
+    linear = written("modelpool.mode=linear")
+    val = written("taskpool.split=val")
+    assert len({standard, linear, val}) == 3
+    assert "TinyCLIP-random__linear" in linear and "TinyCLIP-random__standard" in standard
+    reports = {p: json.loads(open(p).read()) for p in (standard, linear, val)}
+    assert reports[linear]["modelpool"]["run"] == "linear" and reports[standard]["modelpool"]["run"] == "standard"
+    assert reports[val]["identity"]["taskpool"]["split"] == "val"
+    assert written() == standard  # the same merge again replaces its own file
+    assert len(list(results.rglob("*.json"))) >= 3
 
 
 def test_missing_run_is_a_clear_error(run_layout):

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from task_arithmetic.errors import UserError
 from task_arithmetic.io import save_weights
-from task_arithmetic.models.encoder import build_encoder
+from task_arithmetic.models.encoder import build_encoder, load_encoder
 from task_arithmetic.models.factory import ModelSpec
 from task_arithmetic.models.linearize import functorch_jvp
 from task_arithmetic.vectors import TaskVector, combine, stack_checkpoints, sum_checkpoints
@@ -44,7 +44,7 @@ def flat_diff(a, b) -> torch.Tensor:
 
 def test_vector_is_weight_difference_and_arithmetic_matches_flat_algebra(encoders):
     base, tuned = encoders
-    t1, t2, t3 = (TaskVector.from_encoders(t, base) for t in tuned)
+    t1, t2, t3 = (TaskVector.from_encoders(base, t) for t in tuned)
     d1, d2, d3 = (flat_diff(t, base) for t in tuned)
     assert torch.allclose(flat(t1), d1, atol=1e-7)
     assert torch.allclose(flat(t1 + t2), d1 + d2, atol=1e-6)
@@ -66,7 +66,7 @@ def test_vector_is_weight_difference_and_arithmetic_matches_flat_algebra(encoder
 
 def test_apply_to_returns_new_model_and_leaves_inputs(encoders):
     base, tuned = encoders
-    tau = TaskVector.from_encoders(tuned[0], base)
+    tau = TaskVector.from_encoders(base, tuned[0])
     before = {k: v.clone() for k, v in base.weights().items()}
     tau_before = {k: v.clone() for k, v in tau.tensors.items()}
     edited = tau.apply_to(base, 0.5)
@@ -85,7 +85,7 @@ def test_apply_to_returns_new_model_and_leaves_inputs(encoders):
 
 def test_apply_linearized_is_first_order_expansion(encoders):
     base, tuned = encoders
-    tau = TaskVector.from_encoders(tuned[1], base)
+    tau = TaskVector.from_encoders(base, tuned[1])
     model = tau.apply_linearized(base, 0.7)
     x = torch.randn(3, 3, 32, 32)
     params0 = {k: v.detach() for k, v in base.visual.named_parameters()}
@@ -101,7 +101,7 @@ def test_apply_linearized_is_first_order_expansion(encoders):
 
 def test_mismatches_are_user_errors(encoders, tmp_path):
     base, tuned = encoders
-    tau = TaskVector.from_encoders(tuned[0], base)
+    tau = TaskVector.from_encoders(base, tuned[0])
     missing = TaskVector({k: v for k, v in list(tau.tensors.items())[1:]}, tau.metadata)
     with pytest.raises(UserError, match="different weight keys"):
         tau + missing  # noqa: B018
@@ -117,7 +117,7 @@ def test_mismatches_are_user_errors(encoders, tmp_path):
     base_path = base.save(tmp_path / "theta0.safetensors")
     save_weights(tmp_path / "odd.safetensors", {"w": torch.zeros(2)}, {"model_name": "TinyCLIP", "format": "image_encoder"})
     with pytest.raises(UserError, match="different weight keys"):
-        TaskVector.from_checkpoints(tmp_path / "odd.safetensors", base_path)
+        TaskVector.from_checkpoints(base_path, tmp_path / "odd.safetensors")
     with pytest.raises(UserError, match="different weight keys"):
         sum_checkpoints([tmp_path / "odd.safetensors"], base_path)
 
@@ -126,13 +126,28 @@ def test_checkpoint_vectors_and_streaming_sum_match_in_memory(encoders, tmp_path
     base, tuned = encoders
     base_path = base.save(tmp_path / "theta0.safetensors")
     paths = [t.save(tmp_path / f"ft{i}.safetensors", {"mode": "linear", "task": f"T{i}"}) for i, t in enumerate(tuned)]
-    vectors = [TaskVector.from_checkpoints(p, base_path) for p in paths]
+    vectors = [TaskVector.from_checkpoints(base_path, p) for p in paths]
     assert vectors[0].metadata["task"] == "T0" and vectors[0].model_name == "TinyCLIP"
     for v, t in zip(vectors, tuned):
         assert torch.allclose(flat(v), flat_diff(t, base), atol=1e-7)
     coefs = [0.2, -1.0, 0.5]
     streamed = sum_checkpoints(paths, base_path, coefs)
     assert torch.allclose(flat(streamed), flat(combine(vectors, coefs)), atol=1e-6)
+    # the order of task_vectors' TaskVector(pretrained, finetuned), by keyword too; a swapped pair is refused
+    by_keyword = TaskVector.from_checkpoints(finetuned=paths[0], pretrained=base_path)
+    assert torch.equal(flat(by_keyword), flat(vectors[0]))
+    with pytest.raises(UserError, match="look swapped"):
+        TaskVector.from_checkpoints(paths[0], base_path)
+    with pytest.raises(UserError, match="look swapped"):
+        TaskVector.from_encoders(load_encoder(paths[0]), base)
+    with pytest.raises(UserError, match="look swapped"):
+        TaskVector.from_checkpoints(paths[0], base.weights())  # the earlier (finetuned, pretrained) order with theta_0 in memory
+    with pytest.raises(UserError, match="look swapped"):
+        sum_checkpoints([base_path], paths[0])
+    with pytest.raises(UserError, match="from_checkpoints"):
+        TaskVector(base_path, paths[0])  # type: ignore[arg-type]  # task_vectors' constructor call
+    with pytest.raises(TypeError):
+        TaskVector.from_weights(base.weights(), tuned[0].weights())  # type: ignore[misc]  # keywords only
     keys = sorted(vectors[0].tensors)[:4]
     stacked = stack_checkpoints(paths, base_path, keys)
     for k in keys:

@@ -6,6 +6,8 @@ import functools
 import sys
 from typing import Callable, TypeVar
 
+from .stop_signals import EXIT_PREEMPTED, StopRequested
+
 F = TypeVar("F", bound=Callable[..., object])
 
 EXIT_USER_ERROR = 2
@@ -26,6 +28,9 @@ def cli_entry(main: F) -> F:
             message = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
             print(f"error: {message}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
+        except StopRequested as err:  # long work without a resumable state, stopped by SIGTERM/SIGUSR1
+            print(err, file=sys.stderr)
+            sys.exit(EXIT_PREEMPTED)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)

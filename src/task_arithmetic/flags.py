@@ -112,6 +112,12 @@ def int_in(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]
     return parse
 
 
+def pretrained(text: str) -> str | None:
+    """--pretrained: 'none' or 'random' mean random initialisation (None); anything else is a
+    weight tag or a weights file, resolved by the model factory."""
+    return None if text.lower() in ("none", "random") else text
+
+
 finite_float = float_in()
 positive_float = float_in(0.0, lo_open=True)
 nonnegative_float = float_in(0.0)

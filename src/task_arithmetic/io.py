@@ -17,15 +17,14 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Mapping
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Mapping
 
 from .errors import UserError
 from .storage.checksums import DIGEST_KEY, DamagedFile, file_digest, verify_digest
 from .storage.write_errors import check_output_path, translating_write_errors
+
+if TYPE_CHECKING:  # torch and safetensors are imported where tensors are read or written: --help stays instant
+    import torch
 
 _TEMP_SUFFIX = ".tmp"
 
@@ -131,6 +130,20 @@ def read_json_object(path: Path) -> dict[str, Any]:
     return data
 
 
+def save_file(tensors: Mapping[str, "torch.Tensor"], path: str | Path, metadata: Mapping[str, str] | None = None) -> None:
+    """safetensors' writer, imported on first use (every script imports this module before parsing)."""
+    from safetensors.torch import save_file as write
+
+    write(dict(tensors), str(path), metadata=dict(metadata) if metadata else None)
+
+
+def load_file(path: str | Path, device: str = "cpu") -> dict[str, "torch.Tensor"]:
+    """safetensors' reader, imported on first use."""
+    from safetensors.torch import load_file as read
+
+    return read(str(path), device=device)
+
+
 def metadata_path(weights_path: Path) -> Path:
     return Path(weights_path).with_suffix(".json")
 
@@ -177,6 +190,27 @@ def save_weights(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapp
                 Path(meta_tmp).unlink(missing_ok=True)
             raise
     return path
+
+
+@contextlib.contextmanager
+def tidy_new_folders(folder: Path) -> Iterator[None]:
+    """The folders on the way to `folder` that did not exist before the block are removed again
+    if the block leaves them empty: a command that fails leaves no empty run or results folder.
+    Only empty folders it created are removed; anything holding a file stays."""
+    folder = Path(folder).absolute()
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    try:
+        yield
+    finally:
+        current = folder
+        while current != existing and existing in current.parents:
+            try:
+                current.rmdir()  # only an empty folder
+            except OSError:
+                break
+            current = current.parent
 
 
 @contextlib.contextmanager
@@ -247,6 +281,8 @@ def load_weights(path: Path, device: str | torch.device = "cpu") -> tuple[dict[s
     metadata = read_json_object(meta_file) if meta_file.is_file() else {}
     recorded = metadata.pop(DIGEST_KEY, None)  # the file's own digest, not part of what it describes
     verify_digest(path, recorded if isinstance(recorded, str) else None)
+    from safetensors import SafetensorError
+
     try:
         tensors = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as err:

@@ -25,9 +25,8 @@ import contextlib
 import enum
 from typing import Iterator
 
-import torch
-
 from .errors import UserError
+from .lazy import torch  # imported on first use: every parser reads PRECISION_CHOICES
 
 
 class Precision(str, enum.Enum):

@@ -7,10 +7,8 @@ import os
 import random
 import subprocess
 
-import numpy as np
-import torch
-
 from .errors import UserError
+from .lazy import np, torch  # imported on first use: every script imports this module before parsing
 from .paths import REPO_ROOT
 
 

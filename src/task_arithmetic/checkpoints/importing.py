@@ -24,6 +24,7 @@ from typing import Any
 import open_clip
 import torch
 
+from . import DEFAULT_MAX_DISTANCE
 from ..data.registry import get_task
 from ..errors import UserError
 from ..io import load_weights, metadata_path, save_weights
@@ -39,10 +40,6 @@ from .hf_convert import HF_ACTIVATIONS, canonical, clip_to_open_clip, custom_nam
 
 STATE_FORMAT = "open_clip_state_dict"
 PROJECTION_FILE = "visual_projection.safetensors"  # beside an exported CLIPVisionModel (it has no projection)
-# A fine-tuned model this far from theta_0 (relative L2 distance of the image tower) was not
-# fine-tuned from it: two independent weight sets of similar norm are ~1.4 apart, a fine-tuning
-# run at CLIP's learning rates a small fraction of that.
-DEFAULT_MAX_DISTANCE = 0.5
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from ..errors import UserError
+from .real_suites import CONTROL, SUITES
 from .registry import register_benchmark_loader
 
 _loaded: set[str] = set()  # TA_EXTRA_TASKS files already registered
@@ -24,8 +25,8 @@ def _register_real() -> None:
 
 # The real datasets live in this package; other benchmarks (the embedded ones) register
 # themselves from the entry points (task_arithmetic.plugins).
-for _suite in ("real8", "real14", "real20"):
-    register_benchmark_loader(_suite, _register_real)
+for _suite in SUITES:
+    register_benchmark_loader(_suite, _register_real, names=lambda suite=_suite: (*SUITES[suite], CONTROL))
 
 
 def _extra_tasks_from_env() -> None:

@@ -244,8 +244,6 @@ def decoded_split(task: str, split: str, data_location: Path, stages: Stages, re
 
 # ---- what the loaders call ----------------------------------------------------------------------------
 
-DECODE_CACHE_CHOICES = ("on", "off")
-TRAIN_CROPS = ("pil", "cache")
 _UNWRITABLE: set[str] = set()
 
 

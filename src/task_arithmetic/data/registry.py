@@ -12,14 +12,15 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
-
-from torch.utils.data import Dataset
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ..errors import UserError
 
+if TYPE_CHECKING:  # torch is imported by the loaders, when a split is read
+    from torch.utils.data import Dataset
+
 # (data_location, split in {"train", "test"}, transform or None) -> Dataset of (image, label)
-SplitLoader = Callable[[Path, str, Callable | None], Dataset]
+SplitLoader = Callable[[Path, str, "Callable | None"], "Dataset"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class BenchmarkSpec:
 _TASKS: dict[str, TaskSpec] = {}
 _BENCHMARKS: dict[str, BenchmarkSpec] = {}
 _BENCHMARK_LOADERS: dict[str, Callable[[], None]] = {}
+_BENCHMARK_NAMES: dict[str, Callable[[], Sequence[str]]] = {}  # a suite's task names, known before its loader runs (--help)
 
 
 def register_task(spec: TaskSpec) -> None:
@@ -58,12 +60,15 @@ def register_benchmark(spec: BenchmarkSpec) -> None:
     _BENCHMARKS[spec.name] = spec
 
 
-def register_benchmark_loader(benchmark: str, loader: Callable[[], None], once: bool = True) -> None:
+def register_benchmark_loader(benchmark: str, loader: Callable[[], None], once: bool = True, names: Callable[[], Sequence[str]] | None = None) -> None:
     """A function that imports/registers a benchmark's tasks lazily (keeps imports light).
 
     once: it runs at the first lookup only (marked first, since registering may look tasks up
     again; unmarked if it fails, so the error shows again on the next lookup).
+    names: the suite's task names (its control last) without running the loader, for --help.
     """
+    if names is not None:
+        _BENCHMARK_NAMES[benchmark] = names
     if not once:
         _BENCHMARK_LOADERS[benchmark] = loader
         return
@@ -83,9 +88,24 @@ def register_benchmark_loader(benchmark: str, loader: Callable[[], None], once: 
     _BENCHMARK_LOADERS[benchmark] = load_once
 
 
+def _builtin_plugins() -> None:
+    """The suites built on top of this layer (the embedded benchmark) register themselves here,
+    before the registry is first read: no caller has to set them up."""
+    from ..plugins import register_builtin_tasks
+
+    register_builtin_tasks()
+
+
 def _load_all() -> None:
+    _builtin_plugins()
     for loader in list(_BENCHMARK_LOADERS.values()):
         loader()
+
+
+def suite_listing() -> dict[str, tuple[str, ...]]:
+    """Each suite's task names (control last), without loading any dataset code: what --help lists."""
+    _builtin_plugins()
+    return {name: tuple(names()) for name, names in _BENCHMARK_NAMES.items()}
 
 
 def base_task_name(name: str) -> str:

@@ -2,17 +2,15 @@
 
 Tasks are rendered deterministically (one from scikit-learn's real digits), the tiny CLIP is
 pretrained contrastively on a generated image-caption corpus, and both are cached. It is a
-plug-in of the lower layers: `register()` (called by every entry point through
-task_arithmetic.plugins) adds its tasks to the task registry, lazily, and its pretrained weights
-as `ModelSpec("TinyCLIP", pretrained="embedded")` (and "embedded-smoke" for the tests' preset).
+plug-in of the lower layers: task_arithmetic.plugins adds its tasks to the task registry
+(`register_tasks`, lazily) where that registry is first read, and its pretrained weights
+(`register_weights`) where the model factory first resolves a weight tag, as `ModelSpec("TinyCLIP", pretrained="embedded")` (and "embedded-smoke" for the tests' preset).
 """
 
 from __future__ import annotations
 
 from ..data.registry import register_benchmark_loader
-from .weights import register_weight_sources
 
-_registered = False
 _tasks_registered = False
 
 
@@ -25,11 +23,26 @@ def _register_tasks() -> None:
         tasks.register_tasks()
 
 
-def register() -> None:
-    global _registered
-    if _registered:
-        return
-    _registered = True
-    for suite in ("embedded", "embedded12"):  # one registration of the tasks serves both suites
-        register_benchmark_loader(suite, _register_tasks)
+def _suite_names() -> dict[str, tuple[str, ...]]:
+    from .catalog import ALL_TASKS, EMBEDDED12
+
+    control = tuple(t.name for t in ALL_TASKS if t.is_control)
+    return {"embedded": tuple(t.name for t in ALL_TASKS if t.benchmark == "embedded"), "embedded12": EMBEDDED12 + control}
+
+
+def register_tasks() -> None:
+    """The suites, lazily: one registration of the tasks serves both (task_arithmetic.plugins calls this)."""
+    for suite in ("embedded", "embedded12"):
+        register_benchmark_loader(suite, _register_tasks, names=lambda suite=suite: _suite_names()[suite])
+
+
+def register_weights() -> None:
+    """The pretrained TinyCLIP's weight tags (imports the model factory: open_clip)."""
+    from .weights import register_weight_sources
+
     register_weight_sources()
+
+
+def register() -> None:
+    register_tasks()
+    register_weights()

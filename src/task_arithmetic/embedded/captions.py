@@ -148,13 +148,16 @@ def image_facts(family: str, labels: np.ndarray, attrs: dict[str, np.ndarray]) -
 
 
 def sample_captions(
-    family: str, rng: np.random.Generator, labels: np.ndarray, facts: np.ndarray, variants: int
+    family: str, rng: np.random.Generator, labels: np.ndarray, facts: np.ndarray, variants: int, check: Callable[[], None] | None = None
 ) -> tuple[list[tuple[str, ...]], np.ndarray]:
-    """`variants` captions per image and the facts each states: (texts, (N, variants, len(FACT_KEYS)))."""
+    """`variants` captions per image and the facts each states: (texts, (N, variants, len(FACT_KEYS)));
+    `check` (if given) runs every 1024 images and may raise to abandon the work (a stop signal)."""
     fn = OPTIONS[family]
     texts: list[tuple[str, ...]] = []
     stated = np.full((len(labels), variants, len(FACT_KEYS)), -1, dtype=np.int64)
     for i, label in enumerate(labels):
+        if check is not None and i % 1024 == 0:
+            check()
         attrs = {k: int(facts[i, j]) for j, k in enumerate(FACT_KEYS)}
         options = fn(int(label), attrs)
         picks = rng.integers(0, len(options), variants)

@@ -9,12 +9,15 @@ scikit-learn never appear here.
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from ..runtime import usable_cores
+from ..stop_signals import StopRequested, raise_if_stopped
 from . import styles
 from .captions import image_facts, sample_captions
 from .families.shapes import SHAPES, shape_alpha
@@ -47,28 +50,41 @@ class Corpus:
 
 def build_corpus(size: int, seed: int, captions_per_image: int = 3, workers: int | None = None) -> Corpus:
     """`size` image-caption pairs; each family from its own random stream, so the corpus is the
-    same whatever the number of `workers` (threads; default: the cores this process may use)."""
+    same whatever the number of `workers` (threads; default: the cores this process may use).
+
+    A stop signal (or Ctrl-C in the calling thread) stops every thread within a chunk of images
+    (StopRequested): the corpus is never kept half-built; the same command builds it again."""
     weights = np.array([w for _, w, _ in MIXTURE])
     counts = np.floor(weights / weights.sum() * size).astype(int)
     counts[0] += size - counts.sum()
+    abandoned = threading.Event()  # the calling thread gave up (Ctrl-C): the others stop too
+
+    def check() -> None:
+        if abandoned.is_set():
+            raise StopRequested("building the pretraining corpus")
+        raise_if_stopped("building the pretraining corpus")
 
     def family_part(i: int) -> tuple[np.ndarray, list[tuple[str, ...]], np.ndarray, np.ndarray]:
         family, _, style = MIXTURE[i]
         rng = np.random.default_rng(stream_seed("embedded-corpus", seed, family))
         count = int(counts[i])
         if family == "pairs":
-            img, labels, attrs = _shape_pairs(rng, count)
+            img, labels, attrs = _shape_pairs(rng, count, check)
         else:
             labels = rng.integers(0, len(FAMILIES[family][1]), count)
-            img, attrs = render_family(family, rng, labels, style)
+            img, attrs = render_family(family, rng, labels, style, check)
         facts = image_facts(family, labels, attrs)
-        texts, stated = sample_captions(family, rng, labels, facts, captions_per_image)
+        texts, stated = sample_captions(family, rng, labels, facts, captions_per_image, check)
         return img, texts, facts, stated
 
     # numpy releases the GIL in its array work: two threads render 1.8x faster than one.
     workers = workers or usable_cores()
     with ThreadPoolExecutor(min(workers, len(MIXTURE))) as pool:
-        parts = list(pool.map(family_part, range(len(MIXTURE))))
+        try:
+            parts = list(pool.map(family_part, range(len(MIXTURE))))
+        except BaseException:
+            abandoned.set()  # leaving the block waits for the threads: they stop at their next chunk
+            raise
     return Corpus(
         np.concatenate([p[0] for p in parts]),
         [caption for p in parts for caption in p[1]],
@@ -77,10 +93,11 @@ def build_corpus(size: int, seed: int, captions_per_image: int = 3, workers: int
     )
 
 
-def _shape_pairs(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+def _shape_pairs(rng: np.random.Generator, count: int, check: Callable[[], None]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Two shapes side by side on a plain background ("a red star and a blue ring")."""
     images, attrs = [], []
     for start in range(0, count, CHUNK):
+        check()
         n = min(CHUNK, count - start)
         first, second = rng.integers(0, len(SHAPES), n), rng.integers(0, len(SHAPES), n)
         c1, bg = pick_colour_pairs(rng, n, 0.25)

@@ -39,11 +39,15 @@ def balanced_labels(rng: np.random.Generator, n: int, num_classes: int) -> np.nd
     return rng.permutation(np.arange(n) % num_classes)
 
 
-def render_family(family: str, rng: np.random.Generator, labels: np.ndarray, style: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Images (N, 32, 32, 3) uint8 and per-image attributes, rendered chunk by chunk."""
+def render_family(family: str, rng: np.random.Generator, labels: np.ndarray, style: Any,
+                  check: Callable[[], None] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Images (N, 32, 32, 3) uint8 and per-image attributes, rendered chunk by chunk; `check`
+    (if given) runs before each chunk and may raise to abandon the work (a stop signal)."""
     render, _ = FAMILIES[family]
     images, attrs = [], []
     for start in range(0, len(labels), CHUNK):
+        if check is not None:
+            check()
         img, attr = render(rng, labels[start : start + CHUNK], style)
         images.append(img)
         attrs.append(attr)

@@ -7,11 +7,16 @@ vocabulary, so a batch holds many images a caption is true of ("the number 7" an
 Plain InfoNCE would push those apart as false negatives; here every true (image, caption) pair
 in the batch is a positive, with the target probability shared among them (multi-positive
 InfoNCE). Which pairs are true is known exactly from the generator's facts (captions.py).
+
+Stopping: a stop signal (SIGTERM/SIGUSR1) or Ctrl-C ends the corpus build or the training
+within a step (StopRequested, or KeyboardInterrupt); nothing is saved, and the same command
+starts pretraining again from its beginning (restartable, not resumable: about 4 minutes).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,9 +26,11 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..models.factory import ModelSpec, create_clip
+from ..runtime import usable_cores
+from ..stop_signals import raise_if_stopped
+from ..training.tracking import PeriodicLog, duration
 from .captions import caption_matches
 from .corpus import Corpus, build_corpus
 from .datasets import normalise
@@ -31,6 +38,26 @@ from .presets import PretrainConfig
 
 MODEL_NAME = "TinyCLIP"
 MAX_LOGIT_SCALE = math.log(100.0)
+
+# Core-seconds per corpus pair and per trained image, from the default preset on 2 idle cores
+# (README: corpus 30 s, 2700 steps of 128 in 200 s, two lanes): what the notice's estimate uses.
+CORPUS_CORE_SECONDS_PER_PAIR = 30.0 * 2 / 192000
+STEP_CORE_SECONDS_PER_IMAGE = 200.0 * 2 / (2700 * 128)
+
+
+def estimated_seconds(cfg: PretrainConfig, cores: int | None = None) -> float:
+    """Wall time of pretrain_clip on `cores` idle CPU cores: the corpus's families render in up to
+    one thread each, a step runs in two lanes at most (a loaded machine or a GPU differs)."""
+    cores = cores or usable_cores()
+    corpus = cfg.corpus_size * CORPUS_CORE_SECONDS_PER_PAIR / min(cores, 7)
+    return corpus + cfg.steps * cfg.batch_size * STEP_CORE_SECONDS_PER_IMAGE / min(cores, 2)
+
+
+def notice(what: str, cfg: PretrainConfig) -> str:
+    """The one line printed before an implicit pretraining: what, how long, how to stop it."""
+    return (f"{what}: building a {cfg.corpus_size:,}-pair corpus and pretraining {cfg.steps} steps now (about "
+            f"{duration(estimated_seconds(cfg))} on {usable_cores()} idle CPU cores; once, then cached); "
+            "Ctrl-C or SIGTERM stops it within seconds and the same command starts it again")
 
 
 def tokenize_captions(captions: list[tuple[str, ...]]) -> torch.Tensor:
@@ -171,8 +198,14 @@ def _train(
     n, variants = tokens.shape[0], tokens.shape[1]
     order = torch.randperm(n, generator=generator)
     cursor, losses = 0, []
-    bar = tqdm(range(cfg.steps), desc="pretrain TinyCLIP", disable=not progress, leave=False)
-    for step in bar:
+    bar = None
+    if progress and sys.stderr.isatty():
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, desc="pretrain TinyCLIP", leave=False)
+    log = PeriodicLog("pretrain TinyCLIP", cfg.steps, 0, cfg.batch_size)  # plain lines in a log file or a Slurm job
+    for step in range(cfg.steps):
+        raise_if_stopped("pretraining TinyCLIP")
         if cursor + cfg.batch_size > n:
             order, cursor = torch.randperm(n, generator=generator), 0
         idx = order[cursor : cursor + cfg.batch_size]
@@ -194,6 +227,12 @@ def _train(
         with torch.no_grad():
             model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
         losses.append(loss.item())
-        if step % 10 == 0 or step == cfg.steps - 1:
-            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
+        if bar is not None:
+            bar.update(1)
+            if step % 10 == 0 or step == cfg.steps - 1:
+                bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
+        log.update(step + 1, quiet=bar is not None, loss=float(np.mean(losses[-10:])), lr=lr_at(step, cfg))
+    if bar is not None:
+        bar.close()
+    print(log.summary(), flush=True)
     return losses

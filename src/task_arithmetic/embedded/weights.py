@@ -63,8 +63,9 @@ def resolve_weights(tag: str, cache_dir: str | None = None, progress: bool = Tru
                 f"and everything derived from it (the folder {MODEL_NAME}-{tag}/ under your checkpoint root) to pretrain again"
             )
         return path
-    from .pretrain import pretrain_clip
+    from .pretrain import notice, pretrain_clip
 
+    print(notice(f"{MODEL_NAME} weights '{tag}' are not cached at {path}", preset.pretrain), flush=True)
     model, summary = pretrain_clip(preset.pretrain, pick_device("auto"), progress=progress)
     metadata = {
         "format": CLIP_FORMAT,

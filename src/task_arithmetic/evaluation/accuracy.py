@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from ..lazy import F, torch  # imported on first use: the registry is read by every script's --help
 
-EmbedFn = Callable[[torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+
+EmbedFn = Callable[["torch.Tensor"], "torch.Tensor"]
 
 
-@torch.inference_mode()
 def collect_logits(embed: EmbedFn, head: torch.nn.Module, loader: DataLoader, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     all_logits, all_labels = [], []
-    for images, labels in loader:
-        all_logits.append(head(embed(images.to(device))).float().cpu())
-        all_labels.append(torch.as_tensor(labels))
+    with torch.inference_mode():
+        for images, labels in loader:
+            all_logits.append(head(embed(images.to(device))).float().cpu())
+            all_labels.append(torch.as_tensor(labels))
     return torch.cat(all_logits), torch.cat(all_labels)
 
 

@@ -8,14 +8,16 @@ is evaluated once at that alpha, and once at alpha = 1 ("one-shot", no search).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
 from ..flags import alpha_step
 from ..reporting.table import RunResults, Table, pct_cell, task_columns
 from .edits import Edit
 from .selection import ALPHA_GRID, alpha_grid, best_index, mean
-from .session import EvalSession
-from .spec import Evaluation, param, pct
+from .spec import Evaluation, Row, param, pct
+
+if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
+    from .session import EvalSession
 
 ONE_SHOT_ALPHA = 1.0
 
@@ -139,6 +141,30 @@ def _headline(r: AdditionResult) -> str:
     )
 
 
+def score_rows(s: Scores, split: str, point: str, alpha: float | None) -> list[Row]:
+    """Each task's accuracy and normalised accuracy, then their averages (task None)."""
+    rows = [Row("accuracy", v, t, split, point, alpha) for t, v in s.per_task.items()]
+    rows += [Row("normalized_accuracy", v, t, split, point, alpha) for t, v in s.per_task_normalized.items() if v is not None]
+    rows.append(Row("accuracy", s.avg_accuracy, None, split, point, alpha))
+    if s.avg_normalized is not None:
+        rows.append(Row("normalized_accuracy", s.avg_normalized, None, split, point, alpha))
+    return rows
+
+
+def chosen_rows(c: Chosen, point: str) -> list[Row]:
+    return score_rows(c.val, "val", point, c.alpha) + score_rows(c.test, "test", point, c.alpha)
+
+
+def curve_rows(curve: Sequence[CurvePoint], point: str = "val_curve") -> list[Row]:
+    return [row for p in curve for row in score_rows(p, "val", point, p.alpha)]
+
+
+def rows(r: AdditionResult) -> list[Row]:
+    out = curve_rows(r.val_curve) + chosen_rows(r.tuned, "tuned") + chosen_rows(r.one_shot, "one_shot")
+    out += score_rows(r.zeroshot.test, "test", "zeroshot", 0.0)
+    return out + [Row("accuracy", v, t, split, "finetuned") for split, per_task in r.finetuned.items() for t, v in per_task.items()]
+
+
 def report(runs: Mapping[str, RunResults]) -> list[Table]:
     found = {name: r for name, run in runs.items() if (r := run.get(EVALUATION)) is not None}
     if not found:
@@ -158,5 +184,5 @@ def report(runs: Mapping[str, RunResults]) -> list[Table]:
 
 EVALUATION: Evaluation[AdditionParams, AdditionResult] = Evaluation(
     "addition", "theta_0 + alpha * sum of task vectors, alpha chosen on Val; test at that alpha and at alpha = 1",
-    AdditionParams, AdditionResult, run=_run, headline=_headline, report=report, min_tasks=2,
+    AdditionParams, AdditionResult, run=_run, headline=_headline, report=report, min_tasks=2, rows=rows,
 )

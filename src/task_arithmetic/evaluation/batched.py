@@ -19,6 +19,7 @@ from typing import Iterable
 import torch
 from torch.func import functional_call
 
+from .defaults import DEFAULT_MEMORY_MB
 from .direct import DirectEvaluator
 from .edits import Edit, Group
 from .stacked_vit import StackedWeights, stacked_forward, vit_supported
@@ -26,7 +27,6 @@ from .stacked_vit import StackedWeights, stacked_forward, vit_supported
 DatasetSplit = tuple[str, str]
 EditKey = tuple[tuple[str, float], ...]
 
-DEFAULT_MEMORY_MB = 1024
 # On CPU a stacked activation beyond a few MiB is slower per element than K separate ones (each
 # new large tensor is fresh memory to fault in), so K also keeps the largest one under this.
 CPU_ACTIVATION_CAP = 8 * 2**20

@@ -11,51 +11,54 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import torch
-
-from ..data.decoded import DECODE_CACHE_CHOICES
+from .. import cli_help
+from ..data.choices import DECODE_CACHE_CHOICES
 from ..data.registry import parse_task_list
 from ..errors import UserError
 from ..flags import finite_float, name, nonnegative_int, positive_int
-from ..models.factory import ModelSpec, parse_pretrained
+from ..io import tidy_new_folders
 from ..paths import DEFAULT_CHECKPOINT_ROOT, DEFAULT_DATA_LOCATION, DEFAULT_RESULTS_ROOT, Layout, check_folder_flag
 from ..precision import PRECISION_CHOICES
 from ..recipes import MODES, REGULARIZERS
 from ..recipes.identity import POSTHOC, from_flags
 from ..recipes.registry import all_variants
-from .batched import DEFAULT_MEMORY_MB
+from ..wandb_logging import MODES as WANDB_MODES
+from ..wandb_logging import WandbSettings
+from .defaults import DEFAULT_MEMORY_MB
 from .registry import EVALUATIONS
-from .results import freshness, results_key, results_lock, write_results
-from .session import EvalOptions, EvalSession, RunSelection
+from .results import freshness, log_to_wandb, results_key, results_lock, write_results
+
+if TYPE_CHECKING:  # torch, open_clip: imported once the flags are parsed (--help stays instant)
+    from .session import EvalOptions, EvalSession, RunSelection
 
 __all__ = ["finite_float", "positive_int", "build_parser", "main", "run_command", "run_evaluation"]
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("which runs (the same flags name the same run in src/finetune.py)")
-    g.add_argument("--model", default="ViT-B-32", help="open_clip architecture (default ViT-B-32)")
-    g.add_argument("--pretrained", default="openai", help="weight tag, local file, or 'none' for random init (default openai)")
+    g.add_argument("--model", default="ViT-B-32", help="open_clip architecture")
+    g.add_argument("--pretrained", default="openai", help="weight tag, local file, or 'none' for random init")
     g.add_argument("--cache-dir", default=None, help="open_clip weight cache folder")
-    g.add_argument("--checkpoint-root", type=Path, default=DEFAULT_CHECKPOINT_ROOT)
-    g.add_argument("--results-root", type=Path, default=DEFAULT_RESULTS_ROOT)
-    g.add_argument("--data-location", type=Path, default=DEFAULT_DATA_LOCATION)
+    g.add_argument("--checkpoint-root", type=Path, default=DEFAULT_CHECKPOINT_ROOT, help="where theta_0, heads and runs are kept")
+    g.add_argument("--results-root", type=Path, default=DEFAULT_RESULTS_ROOT, help="where results/<model_id>/<run>/<evaluation>.json go")
+    g.add_argument("--data-location", type=Path, default=DEFAULT_DATA_LOCATION, help="folder holding the datasets")
     g.add_argument("--run", default=None, help="the run's folder name, e.g. linear-tau_jp or posthoc (instead of --mode/--reg/--variant/--tag)")
     g.add_argument("--mode", choices=(*MODES, POSTHOC), default=None,
                    help="default: the regulariser's (linear for tau_jp, else standard); posthoc = the standard runs read out linearised")
     g.add_argument("--reg", choices=tuple(REGULARIZERS), default=None, help="default none")
     g.add_argument("--variant", choices=all_variants(), default=None, help="the regulariser's variant (default: its first)")
     g.add_argument("--tag", default="", type=name("--tag", allow_empty=True), help="extra suffix of the run name, if fine-tuning used one")
-    g.add_argument("--tasks", default="real8", help="comma list of tasks or a benchmark name (default real8)")
+    g.add_argument("--tasks", default="real8", help="comma list of tasks or a benchmark name (listed below)")
     e = parser.add_argument_group("evaluation")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    e.add_argument("--batch-size", type=positive_int, default=128)
-    e.add_argument("--num-workers", type=nonnegative_int, default=2)
+    e.add_argument("--batch-size", type=positive_int, default=128, help="images per forward pass")
+    e.add_argument("--num-workers", type=nonnegative_int, default=2, help="data-loading processes")
     e.add_argument("--max-eval-samples", type=positive_int, default=None, help="cap every Val/test set (quick runs)")
     e.add_argument("--no-cache", action="store_true", help="evaluate every edit directly (no linearity shortcut)")
     e.add_argument("--no-disk-cache", action="store_true", help="keep the tangent cache in memory only")
-    e.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default 1: on a shared machine 2 threads were >5x slower, see README)")
+    e.add_argument("--threads", type=positive_int, default=1, help="CPU threads (1: on a shared machine 2 threads were >5x slower, see README)")
     e.add_argument("--per-edit", action="store_true", help="standard runs: one data pass per edit (the unbatched path, for comparison)")
     e.add_argument("--batch-memory-mb", type=positive_int, default=DEFAULT_MEMORY_MB, help="memory for the edits batched in one pass (standard runs)")
     e.add_argument("--precision", choices=PRECISION_CHOICES, default="auto", help="fp32, tf32 (CUDA), bf16 (autocast), auto (default: bf16 on CUDA, fp32 on CPU)")
@@ -63,9 +66,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                    help="on (default): images decoded once into <data-location>/decoded/ (bit-identical tensors); off: decoded every pass")
     e.add_argument("--vectors-per-pass", type=positive_int, default=None, help="task vectors batched in one JVP pass (memory)")
     e.add_argument("--force", action="store_true", help="replace results made with other settings (otherwise refused)")
+    e.add_argument("--wandb", choices=WANDB_MODES, default="off", help="also log the results to Weights & Biases (summary metrics and a table of every number)")
+    e.add_argument("--wandb-project", default=None, help="W&B project (default: WANDB_PROJECT, else task-arithmetic)")
+    e.add_argument("--wandb-entity", default=None, help="W&B entity (default: WANDB_ENTITY, else wandb's)")
 
 
 def selection_from_args(args: argparse.Namespace) -> RunSelection:
+    from ..models.factory import ModelSpec, parse_pretrained
+    from .session import RunSelection
+
     spec = ModelSpec(args.model, parse_pretrained(args.pretrained), args.cache_dir)
     evaluated = from_flags(args.mode, args.reg, args.variant, args.tag, args.run)
     tasks = tuple(parse_task_list(args.tasks))
@@ -73,6 +82,8 @@ def selection_from_args(args: argparse.Namespace) -> RunSelection:
 
 
 def options_from_args(args: argparse.Namespace) -> EvalOptions:
+    from .session import EvalOptions
+
     if args.num_workers < 0:
         raise UserError(f"--num-workers must be >= 0, got {args.num_workers}")
     return EvalOptions(
@@ -98,9 +109,8 @@ def check_evaluation(name: str) -> None:
 def build_parser(evaluation: str, description: str | None = None) -> argparse.ArgumentParser:
     check_evaluation(evaluation)
     spec = EVALUATIONS[evaluation]
-    parser = argparse.ArgumentParser(
-        prog=f"evaluate.py {evaluation}", description=description or spec.summary, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    example = f"    python src/evaluate.py {evaluation} --model ViT-B-32 --pretrained openai --reg tau_jp --tasks real8"
+    parser = cli_help.parser(f"{description or spec.summary}\n\n{example}", (0, 2, 130), tasks=True, prog=f"evaluate.py {evaluation}")
     add_run_arguments(parser)
     spec.add_arguments(parser)
     return parser
@@ -126,6 +136,10 @@ def run_evaluation(evaluation: str, session: EvalSession, params: Any, force: bo
 def run_command(evaluation: str, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     for flag, root in (("--checkpoint-root", args.checkpoint_root), ("--results-root", args.results_root), ("--data-location", args.data_location)):
         check_folder_flag(flag, root)
+    import torch
+
+    from .session import EvalSession
+
     selection = selection_from_args(args)
     if not torch.cuda.is_available() or args.device == "cpu":
         torch.set_num_threads(args.threads)
@@ -133,8 +147,12 @@ def run_command(evaluation: str, args: argparse.Namespace) -> tuple[Path, dict[s
     spec = EVALUATIONS[evaluation]
     params = spec.params_from(vars(args))
     spec.resolved(params, selection.tasks)  # values that make no sense: refused before any work
-    with results_lock(selection.layout.results(selection.spec.model_id, selection.evaluated.name, evaluation)):
-        return run_evaluation(evaluation, EvalSession(selection, options_from_args(args)), params, args.force)
+    path = selection.layout.results(selection.spec.model_id, selection.evaluated.name, evaluation)
+    with tidy_new_folders(path.parent), results_lock(path):  # a failed evaluation leaves no empty results folder
+        written, result = run_evaluation(evaluation, EvalSession(selection, options_from_args(args)), params, args.force)
+    log_to_wandb(WandbSettings(args.wandb, args.wandb_project, args.wandb_entity), spec, selection.spec.model_id, selection.evaluated.name, result,
+                 selection.tasks, written)
+    return written, result
 
 
 def main(evaluation: str, argv: Sequence[str] | None = None, description: str | None = None) -> Path:

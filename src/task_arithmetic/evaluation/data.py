@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
-from torch.utils.data import DataLoader, Dataset, Subset
-
-from ..data.decoded import load_images
-from ..data.loaders import make_loader
 from ..data.registry import get_task
+from ..lazy import torch  # imported on first use: the registry is read by every script's --help
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader, Dataset
 
 EVAL_SPLITS = ("val", "test")
 SUBSAMPLE_SEED = 0
@@ -23,7 +22,7 @@ def capped(dataset: Dataset, max_samples: int | None, seed: int = SUBSAMPLE_SEED
     if max_samples is None or n <= max_samples:
         return dataset
     keep = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_samples].sort().values
-    return Subset(dataset, keep.tolist())
+    return torch.utils.data.Subset(dataset, keep.tolist())
 
 
 class DataBank:
@@ -47,12 +46,16 @@ class DataBank:
     def dataset(self, task: str, split: str) -> Dataset:
         key = (task, split)
         if key not in self._datasets:
+            from ..data.decoded import load_images
+
             spec = get_task(task)
             transform = None if spec.tensor_native else self.transform
             self._datasets[key] = capped(load_images(task, split, self.data_location, transform, self.decode_cache), self.max_samples)
         return self._datasets[key]
 
     def loader(self, task: str, split: str) -> DataLoader:
+        from ..data.loaders import make_loader
+
         # Tensor-native tasks are already in memory: worker processes would only add start-up and IPC.
         workers = 0 if get_task(task).tensor_native else self.num_workers
         return make_loader(self.dataset(task, split), self.batch_size, shuffle=False, num_workers=workers)

@@ -11,18 +11,19 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
-
-import torch
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
 from ..data.registry import get_task
 from ..errors import UserError
 from ..flags import check_float, check_int, int_in, positive_float
+from ..lazy import torch  # imported on first use: the registry is read by every script's --help
 from .data import EVAL_SPLITS
 from .edits import Edit
 from .selection import symmetric_grid
-from .session import EvalSession
-from .spec import Evaluation, param
+from .spec import Evaluation, Row, param
+
+if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
+    from .session import EvalSession
 
 GRID_LIMIT = 3.0
 GRID_POINTS = 21
@@ -124,7 +125,19 @@ def _headline(r: DisentanglementResult) -> str:
     return "; ".join(parts)
 
 
+def rows(r: DisentanglementResult) -> list[Row]:
+    """Each grid point (alpha1, alpha2) of each pair: xi (task None) and each task's own term."""
+    out = []
+    for name, grid in r.pairs.items():
+        for i, a1 in enumerate(r.alphas):
+            for j, a2 in enumerate(r.alphas):
+                point = f"{name} ({a1:g}, {a2:g})"
+                out.append(Row("disagreement", grid.xi[i][j], None, r.split, point))
+                out += [Row("disagreement", terms[i][j], task, r.split, point) for task, terms in grid.per_task.items()]
+    return out
+
+
 EVALUATION: Evaluation[DisentanglementParams, DisentanglementResult] = Evaluation(
     "disentanglement", "prediction disagreement over an (alpha1, alpha2) grid for a task pair",
-    DisentanglementParams, DisentanglementResult, run=_run, headline=_headline, min_tasks=2, resolve=_resolve,
+    DisentanglementParams, DisentanglementResult, run=_run, headline=_headline, min_tasks=2, resolve=_resolve, rows=rows,
 )

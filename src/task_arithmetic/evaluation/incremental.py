@@ -9,14 +9,16 @@ the recipes that knew every task (reporting/analyses/incremental.py draws and ch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Mapping
+from typing import TYPE_CHECKING, ClassVar, Mapping
 
 from ..flags import alpha_step
 from ..reporting.table import RunResults, Table, pct_cell
-from .addition import Chosen, sweep
+from .addition import Chosen, chosen_rows, sweep
 from .selection import alpha_grid
-from .session import EvalSession
-from .spec import Evaluation, param, pct
+from .spec import Evaluation, Row, param, pct
+
+if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
+    from .session import EvalSession
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,12 @@ def report(runs: Mapping[str, RunResults]) -> list[Table]:
     return [table]
 
 
+def rows(r: IncrementalResult) -> list[Row]:
+    return [row for s in r.stages for row in chosen_rows(s.tuned, f"k={s.k} tuned") + chosen_rows(s.one_shot, f"k={s.k} one_shot")]
+
+
 EVALUATION: Evaluation[IncrementalParams, IncrementalResult] = Evaluation(
     "incremental", "add the first k task vectors of the task order, for every k (alpha chosen on Val, and alpha = 1)",
     IncrementalParams, IncrementalResult, run=lambda session, params: evaluate_incremental(session, alpha_grid(params.alpha_step)),
-    headline=_headline, report=report, min_tasks=2,
+    headline=_headline, report=report, min_tasks=2, rows=rows,
 )

@@ -18,31 +18,39 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from ..flags import alpha_step, positive_int
-from ..merging.adamerging import LayerWiseAdaMergingAlgorithm, TaskWiseAdaMergingAlgorithm
-from ..merging.base import MergeAlgorithm, write_back
-from ..merging.cart import CARTMerging
-from ..merging.dare import DareAlgorithm
-from ..merging.fisher_merging import FisherMergingForCLIPVisionModel
-from ..merging.isotropic import ISO_C_Merge, ISO_CTS_Merge
-from ..merging.lines import LiNeSAlgorithm
-from ..merging.magmax import MagMaxAlgorithm
-from ..merging.regmean import RegMeanAlgorithmForCLIP
-from ..merging.regmean_plusplus import RegMeanAlgorithmForCLIPPlusPlus
-from ..merging.simple_average import SimpleAverageAlgorithm
-from ..merging.tall_mask import ConsensusTaskArithmeticAlgorithm
-from ..merging.task_arithmetic import TaskArithmeticAlgorithm
-from ..merging.task_singular_vector import TaskSingularVectorMerging
-from ..merging.wudi import WUDIMerging
+from ..lazy import deferred
 from ..reporting.table import RunResults, Table, pct_cell
-from .addition import CurvePoint, Scores, choose, summarize
+from .addition import CurvePoint, Scores, choose, curve_rows, score_rows, summarize
 from .selection import alpha_grid
-from .session import EvalSession
-from .spec import Evaluation, param, pct
+from .spec import Evaluation, Row, param, pct
+
+if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
+    from torch import nn
+
+    from ..merging.base import MergeAlgorithm
+    from .session import EvalSession
+
+# The algorithms' modules import torch: each is imported when a merge first builds it.
+_MERGING = "task_arithmetic.merging"
+TaskArithmeticAlgorithm = deferred(f"{_MERGING}.task_arithmetic", "TaskArithmeticAlgorithm")
+DareAlgorithm = deferred(f"{_MERGING}.dare", "DareAlgorithm")
+TaskSingularVectorMerging = deferred(f"{_MERGING}.task_singular_vector", "TaskSingularVectorMerging")
+ISO_C_Merge = deferred(f"{_MERGING}.isotropic", "ISO_C_Merge")
+ISO_CTS_Merge = deferred(f"{_MERGING}.isotropic", "ISO_CTS_Merge")
+SimpleAverageAlgorithm = deferred(f"{_MERGING}.simple_average", "SimpleAverageAlgorithm")
+TaskWiseAdaMergingAlgorithm = deferred(f"{_MERGING}.adamerging", "TaskWiseAdaMergingAlgorithm")
+LayerWiseAdaMergingAlgorithm = deferred(f"{_MERGING}.adamerging", "LayerWiseAdaMergingAlgorithm")
+MagMaxAlgorithm = deferred(f"{_MERGING}.magmax", "MagMaxAlgorithm")
+ConsensusTaskArithmeticAlgorithm = deferred(f"{_MERGING}.tall_mask", "ConsensusTaskArithmeticAlgorithm")
+WUDIMerging = deferred(f"{_MERGING}.wudi", "WUDIMerging")
+LiNeSAlgorithm = deferred(f"{_MERGING}.lines", "LiNeSAlgorithm")
+CARTMerging = deferred(f"{_MERGING}.cart", "CARTMerging")
+RegMeanAlgorithmForCLIP = deferred(f"{_MERGING}.regmean", "RegMeanAlgorithmForCLIP")
+RegMeanAlgorithmForCLIPPlusPlus = deferred(f"{_MERGING}.regmean_plusplus", "RegMeanAlgorithmForCLIPPlusPlus")
+FisherMergingForCLIPVisionModel = deferred(f"{_MERGING}.fisher_merging", "FisherMergingForCLIPVisionModel")
 
 # Data-based merges read this many examples of each task's Val part (FusionBench's default).
 DATA_EXAMPLES = 256
@@ -115,6 +123,8 @@ def _ties() -> MergeAlgorithm:
 def scaled(origin: nn.Module, merged: nn.Module, coefficient: float) -> nn.Module:
     """origin + c * (merged - origin) for the float entries (origin: theta_0 or the method's c = 0
     merge); others are the origin's."""
+    from ..merging.base import write_back
+
     out = copy.deepcopy(origin)
     base = origin.state_dict()
     write_back(out, {k: base[k] + coefficient * (v - base[k]) for k, v in merged.state_dict().items() if v.is_floating_point()})
@@ -186,7 +196,16 @@ def report(runs: Mapping[str, RunResults]) -> list[Table]:
     return [table]
 
 
+def rows(r: MergingResult) -> list[Row]:
+    """Per method (the point): Val and test scores at its coefficient, and its Val curve."""
+    out = []
+    for name, m in r.methods.items():
+        out += score_rows(m.val, "val", name, m.coefficient) + score_rows(m.test, "test", name, m.coefficient)
+        out += curve_rows(m.val_curve or [], f"{name} val_curve")
+    return out + [Row("accuracy", v, t, split, "finetuned") for split, per_task in r.finetuned.items() for t, v in per_task.items()]
+
+
 EVALUATION: Evaluation[MergingParams, MergingResult] = Evaluation(
     "merging", "every merging method on this recipe's task vectors, coefficients chosen on Val; test at the chosen one",
-    MergingParams, MergingResult, run=_run, headline=_headline, report=report, min_tasks=2,
+    MergingParams, MergingResult, run=_run, headline=_headline, report=report, min_tasks=2, rows=rows,
 )

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
-from ..data.registry import get_task
+from ..data.registry import control_for, get_task
 from ..errors import UserError
 from ..flags import alpha_step, check_float, positive_float
 from ..reporting.table import RunResults, Table, pct_cell
 from .edits import Edit
 from .selection import ALPHA_GRID, alpha_grid, best_index, mean
-from .session import EvalSession, default_control
-from .spec import Evaluation, param, pct
+from .spec import Evaluation, Row, param, pct
+
+if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
+    from .session import EvalSession
 
 CONTROL_RATIO = 0.95
 
@@ -118,7 +120,7 @@ def evaluate_negation(session: EvalSession, control: str, alphas: Sequence[float
 
 
 def resolve_control(given: str | None, tasks: Sequence[str]) -> str:
-    control = given or default_control(tasks)
+    control = given or control_for(tasks)
     if control is None:
         raise UserError("these tasks' benchmark has no control task; pass --control <task>")
     return get_task(control).name
@@ -160,7 +162,27 @@ def report(runs: Mapping[str, RunResults]) -> list[Table]:
     return [table]
 
 
+def rows(r: NegationResult) -> list[Row]:
+    """Per target: its accuracy and the control's at the chosen alpha (point "negated") and along the
+    Val curve; zero-shot accuracies; the averages over the targets with an admissible alpha."""
+    out = [Row("control_accuracy", v, r.control, split, "zeroshot", 0.0) for split, v in r.zeroshot_control.items()]
+    for target, n in r.targets.items():
+        out += [Row("target_accuracy", v, target, split, "zeroshot", 0.0) for split, v in n.zeroshot_target.items()]
+        for p in n.curve:
+            out += [Row("target_accuracy", p.target_val, target, "val", "val_curve", p.alpha), Row("control_accuracy", p.control_val, target, "val", "val_curve", p.alpha)]
+        for split, tc in (("val", n.val), ("test", n.test)):
+            if tc is not None:
+                out += [Row("target_accuracy", tc.target, target, split, "negated", n.chosen_alpha), Row("control_accuracy", tc.control, target, split, "negated", n.chosen_alpha)]
+    a = r.average
+    for metric, value in (("target_accuracy", a.target_test), ("control_accuracy", a.control_test)):
+        if value is not None:
+            out.append(Row(metric, value, None, "test", "negated"))
+    if a.zeroshot_target_test is not None:
+        out.append(Row("target_accuracy", a.zeroshot_target_test, None, "test", "zeroshot", 0.0))
+    return out + [Row("control_accuracy", a.zeroshot_control_test, None, "test", "zeroshot", 0.0)]
+
+
 EVALUATION: Evaluation[NegationParams, NegationResult] = Evaluation(
     "negation", "theta_0 - alpha * tau_t per task: lowest target Val accuracy with the control >= ratio x zero-shot",
-    NegationParams, NegationResult, run=_run, headline=_headline, report=report, needs_control=True, resolve=_resolve,
+    NegationParams, NegationResult, run=_run, headline=_headline, report=report, needs_control=True, resolve=_resolve, rows=rows,
 )

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
 from ..flags import alpha_step
 from ..reporting.table import RunResults, Table, pct_cell
-from .addition import Chosen, CurvePoint, sweep
+from .addition import Chosen, CurvePoint, chosen_rows, curve_rows, sweep
 from .selection import ALPHA_GRID, alpha_grid, mean
-from .session import EvalSession
-from .spec import Evaluation, param, pct
+from .spec import Evaluation, Row, param, pct
+
+if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
+    from .session import EvalSession
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,12 @@ def report(runs: Mapping[str, RunResults]) -> list[Table]:
     return [table]
 
 
+def rows(r: PairsResult) -> list[Row]:
+    return [row for name, p in r.pairs.items()
+            for row in curve_rows(p.val_curve, f"{name} val_curve") + chosen_rows(p.tuned, f"{name} tuned") + chosen_rows(p.one_shot, f"{name} one_shot")]
+
+
 EVALUATION: Evaluation[PairsParams, PairsResult] = Evaluation(
     "pairs", "task addition for every pair of tasks", PairsParams, PairsResult,
-    run=lambda session, params: evaluate_pairs(session, alpha_grid(params.alpha_step)), headline=_headline, report=report, min_tasks=2,
+    run=lambda session, params: evaluate_pairs(session, alpha_grid(params.alpha_step)), headline=_headline, report=report, min_tasks=2, rows=rows,
 )

@@ -25,6 +25,7 @@ from ..io import atomic_write_json, metadata_path, read_json_object
 from ..paths import Layout
 from ..storage.checksums import DIGEST_KEY
 from ..storage.locks import FileLock
+from ..wandb_logging import WandbSettings, log_evaluation
 from .spec import Evaluation
 
 KEY_FIELD = "key"
@@ -132,3 +133,11 @@ def write_results(layout: Layout, model_id: str, run: str, evaluation: Evaluatio
         payload[KEY_FIELD] = key.to_json()
     atomic_write_json(path, payload)
     return path
+
+
+def log_to_wandb(settings: WandbSettings, evaluation: Evaluation[Any, Any], model_id: str, run: str, result: Any, tasks: Sequence[str], path: Path) -> None:
+    """The results just written to `path`, logged to W&B when it is on: the headline numbers as
+    summary metrics, every number (the evaluation's tidy rows) as a table."""
+    if settings.on:
+        config = {"model_id": model_id, "run": run, "evaluation": evaluation.name, "tasks": list(tasks), "results_file": str(path)}
+        log_evaluation(settings, f"{model_id}/{run}/{evaluation.name}", config, evaluation.headline(result), evaluation.tidy(result, tasks), path.parent)

@@ -188,7 +188,7 @@ class EvalSession:
         theta0 = self.theta0.weights()  # in memory: the file at theta0_path, loaded once
         base = {k: theta0[k].cpu() for k in float_keys(theta0)}
         size = TaskVector(base).norm()
-        return {t: TaskVector.from_checkpoints(self.checkpoints[t], base).norm() / size for t in self.tasks}
+        return {t: TaskVector.from_checkpoints(pretrained=base, finetuned=self.checkpoints[t]).norm() / size for t in self.tasks}
 
     # whole models (merges) --------------------------------------------------------------------
     def model_accuracy(self, model: nn.Module, dataset: str, split: str) -> float:

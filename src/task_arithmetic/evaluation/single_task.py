@@ -4,13 +4,16 @@ and each task vector's size relative to theta_0."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Mapping
+from typing import TYPE_CHECKING, ClassVar, Mapping
 
 from ..reporting.table import RunResults, Table, pct_cell, task_columns
+from .accuracy import Metrics
 from .data import EVAL_SPLITS
 from .edits import Edit
-from .session import EvalSession, Metrics
-from .spec import Evaluation, NoParams, pct
+from .spec import Evaluation, NoParams, Row, pct
+
+if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
+    from .session import EvalSession
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,16 @@ def _headline(r: SingleTaskResult) -> str:
     return f"zero-shot test {pct(r.summary.zeroshot_test_avg)}, fine-tuned test {pct(r.summary.finetuned_test_avg)}"
 
 
+def rows(r: SingleTaskResult) -> list[Row]:
+    out = [Row(metric, getattr(m, metric), t, split, point)
+           for point, table in (("zeroshot", r.zeroshot), ("finetuned", r.finetuned))
+           for t, splits in table.items() for split, m in splits.items() for metric in ("accuracy", "loss")]
+    s = r.summary
+    out += [Row("accuracy", s.zeroshot_val_avg, None, "val", "zeroshot"), Row("accuracy", s.zeroshot_test_avg, None, "test", "zeroshot"),
+            Row("accuracy", s.finetuned_val_avg, None, "val", "finetuned"), Row("accuracy", s.finetuned_test_avg, None, "test", "finetuned")]
+    return out + [Row("relative_norm", v, t, None, "finetuned") for t, v in r.relative_norm.items()]
+
+
 def report(runs: Mapping[str, RunResults]) -> list[Table]:
     found = {name: r for name, run in runs.items() if (r := run.get(EVALUATION)) is not None}
     if not found:
@@ -74,5 +87,5 @@ def report(runs: Mapping[str, RunResults]) -> list[Table]:
 
 EVALUATION: Evaluation[NoParams, SingleTaskResult] = Evaluation(
     "single_task", "zero-shot and fine-tuned accuracy on each task's Val part and test set",
-    NoParams, SingleTaskResult, run=lambda session, params: evaluate_single_task(session), headline=_headline, report=report,
+    NoParams, SingleTaskResult, run=lambda session, params: evaluate_single_task(session), headline=_headline, report=report, rows=rows,
 )

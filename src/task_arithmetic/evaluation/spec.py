@@ -7,6 +7,9 @@ src/evaluate.py; fields marked `study=True` are also study-level settings (one f
 src/run_study.py for every evaluation that has a field of that name, and a preset's value).
 Its result is a frozen dataclass with a `SCHEMA` version, written as JSON and read back typed by
 the report, the claims, the plots and the seeds summary; a file of another schema is stale.
+Its numbers also become long-format rows (`rows`: one `Row` per number, with the task, split and
+point of the protocol it belongs to; reporting/tidy.py adds the model, run, seed and evaluation).
+An evaluation without its own `rows` gets `flat_rows`, a generic reading of its JSON.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Mapping, Protocol, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 from .. import typed_json
 from ..errors import UserError
@@ -44,6 +47,48 @@ def flag(name: str) -> str:
 
 
 @dataclass(frozen=True)
+class Row:
+    """One number of a result in long format (tidy data: one observation per row)."""
+
+    metric: str  # what is measured: accuracy, normalized_accuracy, tau_jp, disagreement, ...
+    value: float
+    task: str | None = None  # the task (dataset) it is measured on; None: an average over the tasks
+    split: str | None = None  # "val" or "test"; None where the number is not measured on one split
+    point: str | None = None  # where in the protocol: zeroshot, finetuned, tuned, one_shot, val_curve, "A+B tuned", ...
+    alpha: float | None = None  # the task-vector coefficient at that point, where there is one
+
+
+SPLIT_KEYS = frozenset({"train", "val", "test"})
+
+
+def flat_rows(data: Any, tasks: Iterable[str] = (), path: tuple[str, ...] = (), task: str | None = None, split: str | None = None,
+              alpha: float | None = None) -> list[Row]:
+    """Every number of a result's JSON (typed_json.dump) as a Row: a key naming a task fills the task,
+    val/test/train the split, an `alpha` field the coefficient; the other keys make the metric's
+    name (dotted). What an evaluation without its own emitter gets."""
+    names = frozenset(tasks)
+    rows: list[Row] = []
+    if isinstance(data, bool) or data is None or isinstance(data, str):
+        return rows
+    if isinstance(data, (int, float)):
+        return [Row(".".join(path) or "value", float(data), task, split, None, alpha)]
+    if isinstance(data, list):
+        for i, item in enumerate(data):
+            here = item.get("alpha") if isinstance(item, dict) and isinstance(item.get("alpha"), (int, float)) else alpha
+            rows += flat_rows(item, names, path if here is not alpha else (*path, str(i)), task, split, here)
+        return rows
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key in names:
+                rows += flat_rows(value, names, path, key, split, alpha)
+            elif key in SPLIT_KEYS:
+                rows += flat_rows(value, names, path, task, key, alpha)
+            elif key != "alpha":
+                rows += flat_rows(value, names, (*path, key), task, split, alpha)
+    return rows
+
+
+@dataclass(frozen=True)
 class NoParams:
     """Parameters of an evaluation that takes none."""
 
@@ -65,6 +110,8 @@ class Evaluation(Generic[P, R]):
     # control, the pairs) and every value that makes no sense refused (one UserError line):
     # what its results are keyed by, and what it runs with
     resolve: Callable[[P, Sequence[str]], P] | None = None
+    # its numbers as long-format rows (None: flat_rows, a generic reading of its JSON)
+    rows: Callable[[R], Iterable[Row]] | None = None
 
     # -- parameters ---------------------------------------------------------------------------
     def fields(self) -> tuple[dataclasses.Field[Any], ...]:
@@ -90,6 +137,12 @@ class Evaluation(Generic[P, R]):
         return self.resolve(params, tasks) if self.resolve is not None else params
 
     # -- results ------------------------------------------------------------------------------
+    def tidy(self, result: R, tasks: Iterable[str] = ()) -> list[Row]:
+        """The result's numbers as rows; `tasks` (the run's tasks and control) lets the generic reading find them."""
+        if self.rows is not None:
+            return list(self.rows(result))
+        return flat_rows(typed_json.dump(result), tasks)
+
     @property
     def schema(self) -> int:
         return int(getattr(self.result, "SCHEMA"))
@@ -104,8 +157,8 @@ class Evaluation(Generic[P, R]):
 def add_param_argument(parser: Any, f: dataclasses.Field[Any]) -> None:
     # numbers go through the one finiteness and range check of every flag (flags.py)
     parse = f.metadata.get("parse") or {float: finite_float, int: int_in()}.get(type(f.default), str)
-    parser.add_argument(flag(f.name), dest=f.name, type=parse, default=None, choices=f.metadata.get("choices"),
-                        help=f"{f.metadata.get('help', '')} (default {f.default})")
+    shown = "" if f.default is None else f" (default {f.default})"  # a None default is explained by the help itself
+    parser.add_argument(flag(f.name), dest=f.name, type=parse, default=None, choices=f.metadata.get("choices"), help=f"{f.metadata.get('help', '')}{shown}")
 
 
 def pct(value: float | None) -> str:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
-from ..data.registry import get_task
+from ..data.registry import control_for, get_task
 from ..reporting.table import RunResults, Table
 from .data import EVAL_SPLITS
-from .session import EvalSession, default_control
-from .spec import Evaluation, param
+from .spec import Evaluation, Row, param
+
+if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
+    from .session import EvalSession
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def evaluate_tau_jp(session: EvalSession, datasets: Sequence[str] | None = None,
 
 
 def _resolve(params: TauJpParams, tasks: Sequence[str]) -> TauJpParams:
-    control = params.control or default_control(tasks)
+    control = params.control or control_for(tasks)
     return dataclasses.replace(params, control=get_task(control).name if control else None)
 
 
@@ -78,7 +80,16 @@ def report(runs: Mapping[str, RunResults]) -> list[Table]:
     return tables
 
 
+def rows(r: TauJpResult) -> list[Row]:
+    """Entry (i, j) as metric tau_jp on task j (the dataset), point "tau <i>" (the task vector)."""
+    out = [Row("tau_jp", value, dataset, r.split, f"tau {vector}") for vector, row in zip(r.vectors, r.matrix) for dataset, value in zip(r.datasets, row)]
+    for metric, value in (("tau_jp_diagonal_mean", r.diagonal_mean), ("tau_jp_off_diagonal_mean", r.off_diagonal_mean)):
+        if value is not None:
+            out.append(Row(metric, value, None, r.split))
+    return out
+
+
 EVALUATION: Evaluation[TauJpParams, TauJpResult] = Evaluation(
     "tau_jp", "the tau-Jp matrix: mean ||J_theta0 f(x_j) . tau_i|| for every task vector i and dataset j",
-    TauJpParams, TauJpResult, run=_run, headline=_headline, report=report, resolve=_resolve,
+    TauJpParams, TauJpResult, run=_run, headline=_headline, report=report, resolve=_resolve, rows=rows,
 )

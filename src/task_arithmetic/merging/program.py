@@ -30,11 +30,43 @@ MERGE_MARKER = "merge.json"  # in a merged HF folder: what made it (and that a m
 SWITCHES = ("print_config", "dry_run", "fast_dev_run")  # true/false keys of config/merge.yaml
 
 
-def default_report_path(config: dict[str, Any], choices: dict[str, str | None], method_config: dict[str, Any]) -> Path:
-    """results/merge/<modelpool>/<taskpool>/<method>[__k=v...].json: one file per setting."""
+# Program keys that do not change a merge's numbers (where it goes, how it is shown, the device).
+OUTPUT_KEYS = ("merged_model_save_path", "report_save_path", "print_config", "dry_run", "device", "results_root")
 
-    def clean(text: str) -> str:
-        return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text.replace("/", "__"))
+
+def _clean(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text.replace("/", "__"))
+
+
+def result_identity(config: dict[str, Any], method_config: dict[str, Any], modelpool: dict[str, Any]) -> dict[str, Any]:
+    """Everything that decides a merge's numbers: the models the pool resolved to (model id, run,
+    readout, checkpoint root; or its sources), the method's settings, the task pool's resolved
+    config (tasks, split, data, sample cap) and the program switches that change results."""
+    program = {k: v for k, v in config.items() if k not in (*OUTPUT_KEYS, "method", "modelpool", "taskpool")}
+    taskpool = config.get("taskpool")
+    if isinstance(taskpool, dict):  # how fast it is read does not change what it measures
+        taskpool = {k: v for k, v in taskpool.items() if k not in ("device", "batch_size", "num_workers")}
+    return {"modelpool": modelpool, "method": method_config, "taskpool": taskpool, "program": program}
+
+
+def pool_folder(modelpool: dict[str, Any]) -> str:
+    """The pool's models as one folder name: `<model_id>__<run>` for the suite's own runs (so a
+    standard and a linear pool, or the embedded and embedded-smoke worlds, never share a folder),
+    else the pool's type."""
+    if modelpool.get("model_id") and modelpool.get("run"):
+        return _clean(f"{modelpool['model_id']}__{modelpool['run']}")
+    return _clean(str(modelpool.get("type", "models")))
+
+
+def default_report_path(config: dict[str, Any], choices: dict[str, str | None], method_config: dict[str, Any],
+                        modelpool: dict[str, Any] | None = None) -> Path:
+    """results/merge/<models>/<modelpool>/<taskpool>/<method>[__k=v...]__<identity>.json.
+
+    <models> names the pool's resolved models (pool_folder), and <identity> is a digest of
+    everything that decides the numbers (result_identity): a merge of other models, another world,
+    another split or sample cap writes its own file, and only the same merge re-run replaces one."""
+    clean = _clean
+    identity = hashlib.sha256(json.dumps(result_identity(config, method_config, modelpool or {}), sort_keys=True, default=str).encode()).hexdigest()[:8]
 
     settings = ",".join(f"{k}={v}" for k, v in sorted(method_config.items()) if k != "inplace" and not isinstance(v, (dict, list)))
     if any(isinstance(v, (dict, list)) and v for v in method_config.values()):
@@ -43,10 +75,10 @@ def default_report_path(config: dict[str, Any], choices: dict[str, str | None], 
     if len(settings) > 120:
         # Methods with many settings (AdaMerging) would exceed file-name limits; the report holds them all.
         settings = "cfg-" + hashlib.sha256(json.dumps(method_config, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    method = clean(str(choices["method"])) + (f"__{clean(settings)}" if settings else "")
-    names = (check_name("modelpool", clean(str(choices["modelpool"]))), check_name("taskpool", clean(str(choices["taskpool"] or "no_taskpool"))),
-             check_name("method", method))
-    return Path(config["results_root"]) / "merge" / names[0] / names[1] / f"{names[2]}.json"
+    method = clean(str(choices["method"])) + (f"__{clean(settings)}" if settings else "") + f"__{identity}"
+    names = (check_name("merged models", pool_folder(modelpool or {})), check_name("modelpool", clean(str(choices["modelpool"]))),
+             check_name("taskpool", clean(str(choices["taskpool"] or "no_taskpool"))), check_name("method", method))
+    return Path(config["results_root"]).joinpath("merge", *names[:3], f"{names[3]}.json")
 
 
 def save_merged(model: nn.Module, path: Path, metadata: dict[str, Any]) -> Path:
@@ -175,6 +207,9 @@ def run_program(config: dict[str, Any], choices: dict[str, str | None]) -> dict[
         # Before the task pool: a missing checkpoint is the likeliest problem and the cheapest to report.
         modelpool.check_available()
     taskpool = instantiate("taskpool", config["taskpool"]) if config.get("taskpool") else None
+    pool = modelpool.describe()
+    path = Path(config["report_save_path"]) if config.get("report_save_path") else default_report_path(config, choices, method.settings(), pool)
+    check_output_path(path, "file", what="merge report")  # a report that cannot be written fails before the merge
     if config.get("dry_run"):
         return {}
 
@@ -182,15 +217,16 @@ def run_program(config: dict[str, Any], choices: dict[str, str | None]) -> dict[
     method.attach_taskpool(taskpool)  # AdaMerging learns on its unlabeled test inputs
     merged = method.run(modelpool)
     seconds = {"merge": time.perf_counter() - start}
-    merge_info = {"method": choices["method"], "method_config": method.settings(), "modelpool": modelpool.describe()}
+    merge_info = {"method": choices["method"], "method_config": method.settings(), "modelpool": pool}
 
     saved = None
     if config.get("merged_model_save_path"):
-        path = Path(config["merged_model_save_path"])
+        model_path = Path(config["merged_model_save_path"])
         if isinstance(merged, nn.Module):
-            saved = str(save_merged(merged, path, merge_info))
+            saved = str(save_merged(merged, model_path, merge_info))
         else:  # several models: <stem>.<name><suffix> each
-            saved = {name: str(save_merged(module, path.with_name(f"{path.stem}.{name}{path.suffix}"), merge_info)) for name, module in named_modules(merged).items()}
+            saved = {name: str(save_merged(module, model_path.with_name(f"{model_path.stem}.{name}{model_path.suffix}"), merge_info))
+                     for name, module in named_modules(merged).items()}
         print(f"merged model saved to {saved}")
 
     results = None
@@ -209,8 +245,8 @@ def run_program(config: dict[str, Any], choices: dict[str, str | None]) -> dict[
         "config": config,
         "merged_model_save_path": saved,
         "seconds": seconds,
+        "identity": result_identity(config, method.settings(), pool),  # what the default file name's digest covers
     }
-    path = Path(config["report_save_path"]) if config.get("report_save_path") else default_report_path(config, choices, method.settings())
     atomic_write_json(path, report)
     print(f"report written to {path}")
     return report

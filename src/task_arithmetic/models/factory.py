@@ -20,6 +20,7 @@ import open_clip
 import torch
 from torch import nn
 
+from .. import flags
 from ..errors import UserError
 from ..io import load_weights, read_json
 from ..state_dicts import state_mismatch
@@ -58,6 +59,15 @@ def quiet_random_init(level: int = logging.ERROR) -> Iterator[None]:
 def register_weight_source(model_name: str, tag: str, resolver: Callable[[str | None, bool], Path]) -> None:
     """Make `--pretrained <tag>` for `model_name` resolve to a local file produced by `resolver`."""
     _WEIGHT_RESOLVERS[(model_name, tag)] = resolver
+
+
+def _weight_resolvers() -> dict[tuple[str, str], Callable[[str | None, bool], Path]]:
+    """The registered weight sources, the built-in plug-ins' (the embedded TinyCLIP) included:
+    they register themselves on this first read, so no caller has to."""
+    from ..plugins import register_builtin_weights
+
+    register_builtin_weights()
+    return _WEIGHT_RESOLVERS
 
 
 def runtime_model_configs() -> dict[str, dict[str, Any]]:
@@ -145,8 +155,8 @@ def weight_file_digest(path: Path) -> str:
 
 
 def parse_pretrained(text: str) -> str | None:
-    """The --pretrained flag: 'none' or 'random' mean random initialisation."""
-    return None if text.lower() in ("none", "random") else text
+    """The --pretrained flag: 'none' or 'random' mean random initialisation (flags.pretrained)."""
+    return flags.pretrained(text)
 
 
 def _is_file_source(pretrained: str) -> bool:
@@ -196,8 +206,9 @@ def create_clip(spec: ModelSpec, device: str | torch.device = "cpu", progress: b
     check_model_name(spec.name, spec.pretrained)
     quick_gelu = _uses_quick_gelu(spec)
     source = spec.pretrained
-    if source is not None and (spec.name, source) in _WEIGHT_RESOLVERS:
-        source = str(_WEIGHT_RESOLVERS[(spec.name, source)](spec.cache_dir, progress))
+    resolvers = _weight_resolvers()
+    if source is not None and (spec.name, source) in resolvers:
+        source = str(resolvers[(spec.name, source)](spec.cache_dir, progress))
     if source is None or _is_file_source(source):
         with quiet_random_init():
             model, train_tf, val_tf = open_clip.create_model_and_transforms(
@@ -212,7 +223,7 @@ def create_clip(spec: ModelSpec, device: str | torch.device = "cpu", progress: b
 
 
 def _create_from_tag(spec: ModelSpec, quick_gelu: bool):
-    tags = open_clip.list_pretrained_tags_by_model(spec.name) + [t for (m, t) in _WEIGHT_RESOLVERS if m == spec.name]
+    tags = open_clip.list_pretrained_tags_by_model(spec.name) + [t for (m, t) in _weight_resolvers() if m == spec.name]
     if spec.pretrained not in tags:
         raise UserError(
             f"unknown pretrained tag '{spec.pretrained}' for {spec.name}; valid tags: {', '.join(tags) or 'none'}, "

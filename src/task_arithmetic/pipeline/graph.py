@@ -18,15 +18,17 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..evaluation.registry import EVALUATIONS
-from ..evaluation.results import Freshness, freshness, results_key, results_lock, write_results
+from ..evaluation.results import Freshness, freshness, log_to_wandb, results_key, results_lock, write_results
 from ..evaluation.session import EvalOptions, EvalSession, RunSelection
 from ..io import metadata_path
 from ..models.pretrained import task_head, zeroshot_encoder
 from ..precision import resolve_precision
 from ..recipes import Recipe, RunId
 from ..reporting.build import build_report
+from ..stop_signals import StopRequested
 from ..training.config import resolve_config
 from ..training.loop import run_finetune
+from ..wandb_logging import WandbSettings
 from .definition import Study
 
 
@@ -183,6 +185,7 @@ def evaluate_recipe(study: Study, recipe: Recipe) -> None:
                           precision=study.precision, decode_cache=study.decode_cache)
     session = EvalSession(selection, options)
     weights = [session.theta0_path, *session.checkpoints.values()]
+    wandb = WandbSettings(*(study.finetune.get(k) or d for k, d in (("wandb", "off"), ("wandb_project", None), ("wandb_entity", None))))  # --wandb of the study
     for evaluation in pending:
         if states[evaluation].status in ("stale", "other_settings"):  # a re-run with other settings, or runs trained again
             print(f"  {name}/{evaluation}: stale results ({states[evaluation].detail}); recomputing", flush=True)
@@ -194,10 +197,20 @@ def evaluate_recipe(study: Study, recipe: Recipe) -> None:
                 result = spec.run(session, params)
             path = write_results(study.layout, study.spec.model_id, name, spec, params, session.settings(), result, key)
         print(f"  {name}/{evaluation} -> {path}", flush=True)
+        log_to_wandb(wandb, spec, study.spec.model_id, name, result, study.tasks, path)
 
 
 def run_unit(study: Study, unit: Unit) -> str:
-    """Do the unit's work: "finished", or "preempted" when a stop signal saved a run's state."""
+    """Do the unit's work: "finished", or "preempted" when a stop signal saved a run's state (or
+    stopped work that keeps none, such as pretraining theta_0's weights)."""
+    try:
+        return _run_unit(study, unit)
+    except StopRequested as err:
+        print(f"  [{unit.id}] {err}", flush=True)
+        return "preempted"
+
+
+def _run_unit(study: Study, unit: Unit) -> str:
     if unit.kind is UnitKind.PREPARE:
         prepare(study)
     elif unit.kind is UnitKind.FINETUNE:

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Iterator
 
-from ..stop_signals import EXIT_PREEMPTED, STOP_SIGNALS
+from ..stop_signals import EXIT_PREEMPTED, STOP_SIGNALS, note_stop
 
 _PR_SET_PDEATHSIG = 1
 POLL_S = 0.5
@@ -43,6 +43,7 @@ def _parent_death_signal(signum: int) -> None:
 
 
 def _on_stop(signum: int, frame: object) -> None:
+    note_stop()  # threads of long work (the pretraining corpus) stop at their next check
     if not _busy.is_set():
         os._exit(EXIT_PREEMPTED)  # idle: nothing to save, nothing held
     if not _stopping.is_set():  # once: a repeated signal must not interrupt the unwinding

@@ -25,7 +25,7 @@ from ..recipes import Group, recipe, recipes_in
 from ..reporting.collect import collect
 from ..reporting.seeds import summarize_seeds
 from .definition import Study
-from .graph import UnitKind, build_graph, is_done, run_unit
+from .graph import Unit, UnitKind, build_graph, is_done, pending_units, run_unit
 from .parallel import run_units
 from .stop import stop_for_signal
 
@@ -167,6 +167,7 @@ def execute(study: Study, jobs: int = 1) -> list[Path]:
     log = StudyLog()
     total = time.perf_counter()
     units = build_graph(study)
+    todo = {u.id for u in pending_units(study, units)}  # for the summary: what this call had to do
     fine_tunings = sum(u.kind is UnitKind.FINETUNE for u in units)
     _say(f"study of {study.spec.model_id}: {len(study.tasks)} tasks, {fine_tunings} fine-tuning runs, "
          f"{len(study.recipes)} recipes x {len(study.evaluations)} evaluations")
@@ -185,7 +186,32 @@ def execute(study: Study, jobs: int = 1) -> list[Path]:
     log.seconds["total"] = time.perf_counter() - total
     for name, seconds in log.seconds.items():
         _say(f"  {name:<40s} {seconds:7.1f} s")
+    for line in summary(study, units, todo, log.seconds["total"]):
+        _say(line)
     return written
+
+
+def summary(study: Study, units: list[Unit], todo: set[str], seconds: float) -> list[str]:
+    """The end of a study: what it did (and found done), the report, each run's headline numbers."""
+    from ..training.tracking import duration
+
+    def count(kind: UnitKind) -> str:
+        of_kind = [u for u in units if u.kind is kind]
+        ran = sum(u.id in todo for u in of_kind)
+        return f"{len(of_kind)} ({ran} now, {len(of_kind) - ran} already done)"
+
+    report = study.layout.report_dir(study.spec.model_id) / "report.md"
+    lines = [f"study of {study.spec.model_id} finished in {duration(seconds)}: fine-tuning runs {count(UnitKind.FINETUNE)}, "
+             f"recipes evaluated {count(UnitKind.EVALUATE)}; report: {report}"]
+    try:
+        runs = collect(study.layout.results_root, study.spec.model_id)
+    except UserError:  # no results (a study of fine-tuning only)
+        return lines
+    for name, run in runs.items():
+        shown = next(((e, r) for e in ("addition", "single_task") if (r := run.results.get(e)) is not None), None)
+        if shown is not None:
+            lines.append(f"  {name}: {shown[0]} {EVALUATIONS[shown[0]].headline(shown[1])}")
+    return lines
 
 
 def _say(text: str) -> None:

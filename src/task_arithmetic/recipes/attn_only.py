@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
-
 from ..errors import UserError
+from ..lazy import nn  # imported on first use: every script's parser reads the plug-ins
 from .base import CalibrationBatches, NoOptionsMode, NoSettings, Readout, UpdateRule
 from .basic import NoRegularizer
 from .identity import Group, Recipe, RunId

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Iterator, Mapping, Sequence, TypeVar
 
-import torch
-from torch.utils.data import Dataset
-
 from ..errors import UserError
 from ..flags import finite_float
+from ..lazy import torch  # imported on first use: every script's parser reads the plug-ins
 
 if TYPE_CHECKING:  # annotations only: these import models (heavier) or this module
+    from torch.utils.data import Dataset
+
     from ..training.model import Trainee
     from ..vectors.task_vector import TaskVector
     from .identity import Recipe, RunId
@@ -198,7 +198,7 @@ class UpdateRule:
         return {}
 
 
-CalibrationBatches = Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]  # n -> (images, labels) batches
+CalibrationBatches = Callable[[int], Iterator[tuple["torch.Tensor", "torch.Tensor"]]]  # n -> (images, labels) batches
 
 
 class Mode(Plugin[OptionsT, SettingsT]):

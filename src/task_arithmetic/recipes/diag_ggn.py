@@ -18,19 +18,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import Dataset
-
-from ..data.sampling import size
 from ..io import load_cached_weights, save_weights
+from ..lazy import F, nn, torch  # imported on first use: every script's parser reads the plug-ins
 from .base import Context, Penalty, PenaltyInputs, PenaltySetup, PenaltyTerm, Readout, Regularizer, Settings, StepCost, finite, metric, need, option
 from .basic import Linear
 from .identity import Group, Recipe, RunId
 from .tak import BETA, EXAMPLES, FACTOR_SEED, _theta0_module, linear_sites, norm_grads, other_tasks, probe_batches, with_ones
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
 
 
 @dataclass(frozen=True)
@@ -122,7 +120,7 @@ class DiagGGN(Regularizer[DiagGGNOptions, DiagGGNSettings]):
 
     def build(self, settings: DiagGGNSettings, setup: PenaltySetup) -> Penalty:
         theta0 = _theta0_module(setup)
-        sizes = [float(size(ds)) for ds in setup.datasets]
+        sizes = [float(len(ds)) for ds in setup.datasets]
         diagonal: dict[str, torch.Tensor] = {}
         for task, dataset, n in zip(settings.diag_ggn_tasks, setup.datasets, sizes):
             for key, value in _cached(setup, task, dataset, settings.diag_ggn_examples, theta0).items():
@@ -139,7 +137,7 @@ def _cached(setup: PenaltySetup, task: str, dataset: Dataset, examples: int, the
             return found[0]
     diagonal = task_diagonal(theta0, dataset, examples, next(theta0.parameters()).device)
     if setup.rank == 0:
-        save_weights(path, diagonal, {**recipe, "num_examples": min(examples, size(dataset))})
+        save_weights(path, diagonal, {**recipe, "num_examples": min(examples, len(dataset))})
     return diagonal
 
 

@@ -17,8 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import torch
-
+from ..lazy import torch  # imported on first use: every script's parser reads the plug-ins
 from .base import Context, Penalty, PenaltyInputs, PenaltySetup, PenaltyTerm, Readout, Regularizer, Settings, finite, metric, need, option
 from .basic import Linear, Standard
 from .identity import Group, Recipe, RecipeContext, RunId, try_parse

@@ -22,8 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
+from ..lazy import torch  # imported on first use: every script's parser reads the plug-ins
 from .attn_only import AttnOnly
 from .base import Context, Penalty, PenaltyInputs, PenaltySetup, PenaltyTerm, Readout, Regularizer, Settings, finite, metric, need, option
 from .basic import Standard

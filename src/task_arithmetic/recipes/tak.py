@@ -36,16 +36,11 @@ import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
-
-import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from ..data.registry import benchmark_tasks, control_task, parse_task_list
-from ..data.sampling import size
 from ..io import load_cached_weights, save_weights
+from ..lazy import F, nn, torch  # imported on first use: every script's parser reads the plug-ins
 from .base import (
     Context,
     Penalty,
@@ -63,6 +58,9 @@ from .base import (
 )
 from .basic import Linear
 from .identity import Group, Recipe, RunId
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
 
 PROJ_SCALE, FULL_SCALE, BETA, EXAMPLES = 0.01, 10.0, 100.0, 256
 FACTOR_SEED = 0  # the factors' inputs: one fixed draw, so every run of the model shares the cache
@@ -225,8 +223,8 @@ def probing(visual: nn.Module) -> Iterator[Probe]:
 def probe_batches(theta0: nn.Module, dataset: Dataset, examples: int, device: torch.device) -> Iterator[Probe]:
     """One forward and one backward of eps^T normalize(f(x)) per batch of a fixed draw of
     `examples` inputs, at theta_0, in eval mode, parameters untouched (an input leaf carries the graph)."""
-    pick = torch.randperm(size(dataset), generator=torch.Generator().manual_seed(FACTOR_SEED))[:examples].sort().values
-    loader = DataLoader(Subset(dataset, pick.tolist()), batch_size=FACTOR_BATCH, shuffle=False)
+    pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(FACTOR_SEED))[:examples].sort().values
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, pick.tolist()), batch_size=FACTOR_BATCH, shuffle=False)
     noise = torch.Generator().manual_seed(FACTOR_SEED + 1)
     theta0.eval()
     for batch in loader:
@@ -258,7 +256,7 @@ def norm_grads(probe: Probe) -> dict[str, torch.Tensor]:
 # factors: one task's, cached; merged over tasks
 
 
-Factors = dict[str, torch.Tensor]  # "A.<site>", "B.<site>", "F.<param>" -> matrix
+Factors = dict[str, "torch.Tensor"]  # "A.<site>", "B.<site>", "F.<param>" -> matrix
 
 
 def task_factors(theta0: nn.Module, dataset: Dataset, examples: int, device: torch.device) -> Factors:
@@ -294,7 +292,7 @@ def cached_factors(setup: PenaltySetup, task: str, dataset: Dataset, examples: i
             return found[0]
     factors = task_factors(theta0, dataset, examples, next(theta0.parameters()).device)
     if setup.rank == 0:
-        save_weights(path, factors, {**recipe, "num_examples": min(examples, size(dataset))})
+        save_weights(path, factors, {**recipe, "num_examples": min(examples, len(dataset))})
     return factors
 
 
@@ -379,7 +377,7 @@ class Tak(Regularizer[TakOptions, TakSettings]):
     def build(self, settings: TakSettings, setup: PenaltySetup) -> Penalty:
         theta0 = _theta0_module(setup)
         per_task = [cached_factors(setup, task, ds, settings.tak_examples, theta0) for task, ds in zip(settings.tak_tasks, setup.datasets)]
-        sizes = [float(size(ds)) for ds in setup.datasets]
+        sizes = [float(len(ds)) for ds in setup.datasets]
         weights = [n / sum(sizes) for n in sizes]  # lambda_s, proportional to each task's data
         if setup.variant == "merged":
             per_task, weights = [merge(per_task, weights)], [1.0]

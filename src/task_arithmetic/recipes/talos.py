@@ -22,9 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-
+from ..lazy import F, torch  # imported on first use: every script's parser reads the plug-ins
 from .base import CalibrationBatches, Context, Mode, Readout, Settings, UpdateRule, need, option
 from .basic import NoRegularizer
 from .identity import Group, Recipe, RunId
@@ -90,10 +88,10 @@ class SparseUpdates(UpdateRule):
             if p.grad is not None:
                 p.grad.mul_(mask)
 
-    @torch.no_grad()
     def after_step(self) -> None:
-        for p, mask, p0 in self.items:
-            p.copy_(torch.where(mask, p, p0))
+        with torch.no_grad():
+            for p, mask, p0 in self.items:
+                p.copy_(torch.where(mask, p, p0))
 
     def summary(self) -> dict[str, Any]:
         return {"trainable_entries": self.kept, "total_entries": self.total}

@@ -17,17 +17,19 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
-
-import torch
-from torch.utils.data import Dataset
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..data.registry import benchmark_names, benchmark_tasks, control_task, get_task, parse_task_list
-from ..data.sampling import PenaltyStream, draws_before, stack_nonempty
 from ..errors import UserError
+from ..lazy import torch  # imported on first use: every script's parser reads the plug-ins
 from .base import Context, Penalty, PenaltyInputs, PenaltySetup, PenaltyTerm, Readout, Regularizer, Settings, StepCost, finite, metric, need, option
 from .basic import Linear, NoRegularizer, Standard
 from .identity import Group, Recipe, RecipeContext, RunId, check_tag
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+    from ..data.sampling import PenaltyStream
 
 FROM_FRACTION = 0.25  # tau-Jp from existing fine-tuned models: this fraction of the original steps (our choice)
 
@@ -61,6 +63,8 @@ def tasks_for_step(variant: str, step: int, n_tasks: int) -> list[int]:
 
 def draws_done(variant: str, step: int, slot: int, n_tasks: int) -> int:
     """Penalty batches task `slot` has supplied before `step`: where its stream resumes."""
+    from ..data.sampling import draws_before  # torch's samplers: imported on first use
+
     return step if variant == "strict" else draws_before(step, slot, n_tasks)
 
 
@@ -81,6 +85,8 @@ class PenaltySource:
     def create(
         cls, variant: str, datasets: Sequence[Dataset], batch: int, seed: int, start_step: int, rank: int, world: int, num_workers: int
     ) -> "PenaltySource":
+        from ..data.sampling import PenaltyStream  # torch's samplers: imported on first use
+
         n = len(datasets)
         streams = [
             PenaltyStream(ds, batch, seed=seed + 7919 * (slot + 1), start_draw=draws_done(variant, start_step, slot, n),
@@ -91,6 +97,8 @@ class PenaltySource:
 
     def inputs_for_step(self, step: int) -> tuple[torch.Tensor | None, int]:
         """(this process's penalty inputs, global number of penalty inputs) for optimiser step `step`."""
+        from ..data.sampling import stack_nonempty
+
         slots = tasks_for_step(self.variant, step, len(self.streams))
         return stack_nonempty([self.streams[s].next_inputs() for s in slots]), self.batch * len(slots)
 

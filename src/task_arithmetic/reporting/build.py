@@ -1,4 +1,8 @@
-"""The report: results/<model_id>/report/{report.md, *.csv, *.png, claims.json}."""
+"""The report: results/<model_id>/report/{report.md, *.csv, *.png, claims.json} and the tidy
+results (results.csv, results.parquet: every number, one per row; reporting/tidy.py).
+
+report.md opens with what a reader must know first: the provenance of the numbers (code, model,
+fine-tuning and evaluation settings, data splits) and the caveats (a smoke run, capped sets)."""
 
 from __future__ import annotations
 
@@ -9,9 +13,11 @@ from ..evaluation.registry import EVALUATIONS
 from ..io import atomic_write_json, atomic_write_text
 from ..paths import Layout
 from .analyses import ANALYSES, all_claims
+from .caveats import caveat_lines, normalised_note
 from .collect import collect
 from .precision_note import precision_note
-from .provenance import provenance_lines
+from .provenance import provenance_block
+from .tidy import tidy_rows, write_tidy
 
 
 def build_report(layout: Layout, model_id: str) -> list[Path]:
@@ -22,6 +28,8 @@ def build_report(layout: Layout, model_id: str) -> list[Path]:
     tables = [t for e in EVALUATIONS.values() if e.report for t in e.report(runs)] + [t for a in ANALYSES for t in a.tables(runs)]
     claims = all_claims(runs)
     written: list[Path] = []
+    tidy = tidy_rows(runs, model_id)
+    written += write_tidy(tidy, folder)
     for table in tables:
         path = folder / f"{table.name}.csv"
         atomic_write_text(path, table.csv())
@@ -32,7 +40,8 @@ def build_report(layout: Layout, model_id: str) -> list[Path]:
     atomic_write_json(claims_path, [dataclasses.asdict(c) for c in claims])
     written.append(claims_path)
 
-    lines = [f"# Task-arithmetic report: {model_id}", "", f"Runs: {', '.join(runs)}. Evaluations found:", ""]
+    lines = [f"# Task-arithmetic report: {model_id}", "", *provenance_block(runs, model_id), *caveat_lines(runs)]
+    lines += ["## Runs", "", f"Runs: {', '.join(runs)}. Evaluations found:", ""]
     for name, run in runs.items():
         lines.append(f"- {name}: {', '.join(run.results)}")
     if stale:
@@ -42,12 +51,14 @@ def build_report(layout: Layout, model_id: str) -> list[Path]:
     for c in claims:
         lines.append(f"- **{c.verdict}** — {c.claim} [{c.scope}]: {c.details}")
     lines += ["", "## Tables", ""]
+    lines.append("Every number below is also one row of `results.csv` / `results.parquet` (model, run, seed, evaluation, task, "
+                 "split, point, alpha, metric, value), for pandas or any other tool.\n")
     for table in tables:
         lines += [table.markdown(), f"CSV: `{table.name}.csv`", ""]
+    lines += normalised_note(tidy)
     if plots:
         lines += ["## Figures", ""]
         lines += [f"![{p.stem}]({p.name})" for p in plots]
-    lines += ["", *provenance_lines(runs)]  # which copy and which examples each task's parts held
     report = folder / "report.md"
     atomic_write_text(report, "\n".join(lines) + "\n")
     written.append(report)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 from typing import Mapping
 
@@ -14,6 +15,7 @@ import numpy as np  # noqa: E402
 
 from ..evaluation import addition, disentanglement, tau_jp  # noqa: E402
 from ..io import atomic_write_bytes  # noqa: E402
+from .colours import ZERO_SHOT, recipe_colour  # noqa: E402
 from .table import RunResults  # noqa: E402
 
 
@@ -27,14 +29,14 @@ def _save(fig, path: Path) -> Path:
 
 
 def accuracy_vs_alpha(runs: Mapping[str, RunResults], path: Path) -> Path | None:
-    curves = {run.label: r.val_curve for run in runs.values() if (r := run.get(addition.EVALUATION)) is not None}
+    curves = {run.label: (r.val_curve, recipe_colour(run)) for run in runs.values() if (r := run.get(addition.EVALUATION)) is not None}
     if not curves:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for label, curve in curves.items():
+    for label, (curve, colour) in curves.items():
         alphas = [p.alpha for p in curve]
-        axes[0].plot(alphas, [100 * p.avg_accuracy for p in curve], marker=".", label=label)
-        axes[1].plot(alphas, [100 * (p.avg_normalized or 0) for p in curve], marker=".", label=label)
+        axes[0].plot(alphas, [100 * p.avg_accuracy for p in curve], marker=".", label=label, color=colour)
+        axes[1].plot(alphas, [100 * (p.avg_normalized or 0) for p in curve], marker=".", label=label, color=colour)
     for ax, title in zip(axes, ("absolute", "normalised")):
         ax.set_xlabel("alpha")
         ax.set_ylabel(f"{title} Val accuracy (%)")
@@ -50,13 +52,13 @@ def per_task_bars(runs: Mapping[str, RunResults], path: Path) -> Path | None:
         return None
     first = next(iter(found.values()))
     tasks = first.tasks
-    series = {"zero-shot": first.zeroshot.test.per_task}
-    series.update({f"{name} tuned": result.tuned.test.per_task for name, result in found.items()})
+    series = {"zero-shot": (first.zeroshot.test.per_task, ZERO_SHOT)}
+    series.update({f"{name} tuned": (result.tuned.test.per_task, recipe_colour(runs[name])) for name, result in found.items()})
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(tasks) + 2), 4))
     x = np.arange(len(tasks))
-    for i, (label, per_task) in enumerate(series.items()):
-        ax.bar(x + i * width, [100 * per_task.get(t, 0) for t in tasks], width, label=label)
+    for i, (label, (per_task, colour)) in enumerate(series.items()):
+        ax.bar(x + i * width, [100 * per_task.get(t, 0) for t in tasks], width, label=label, color=colour)
     ax.set_xticks(x + width * (len(series) - 1) / 2, tasks, rotation=30, ha="right")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Task addition per task (tuned alpha)")
@@ -65,14 +67,15 @@ def per_task_bars(runs: Mapping[str, RunResults], path: Path) -> Path | None:
 
 
 def _heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], title: str, path: Path, xlabel: str, ylabel: str, annotate: bool) -> Path:
-    fig, ax = plt.subplots(figsize=(max(4, 0.7 * len(cols) + 2), max(3.5, 0.6 * len(rows) + 1.5)))
+    width = max(4, 0.7 * len(cols) + 2)
+    fig, ax = plt.subplots(figsize=(width, max(3.5, 0.6 * len(rows) + 1.5)))
     image = ax.imshow(matrix, cmap="viridis", aspect="auto", origin="upper")
     fig.colorbar(image, ax=ax)
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, int(width * 8), break_on_hyphens=False), fontsize=10)  # wrapped to the figure's width (about 8 characters an inch)
     if annotate:
         middle = (np.nanmin(matrix) + np.nanmax(matrix)) / 2
         for i in range(matrix.shape[0]):

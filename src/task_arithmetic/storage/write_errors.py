@@ -12,10 +12,9 @@ import contextlib
 import errno
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Iterator
-
-from safetensors import SafetensorError
 
 from ..errors import UserError
 
@@ -120,6 +119,14 @@ def write_failure_message(path: Path, needed: int | None, err: BaseException) ->
     return f"cannot write {path.name}: {detail}; any previous version of the file is kept"
 
 
+def _safetensors_errors() -> tuple[type[Exception], ...]:
+    """safetensors' error type, if it is loaded: a write that never imported it cannot raise it
+    (importing it here would make every script's --help wait for it)."""
+    module = sys.modules.get("safetensors")
+    error = getattr(module, "SafetensorError", None)
+    return (error,) if isinstance(error, type) else ()
+
+
 @contextlib.contextmanager
 def translating_write_errors(path: Path, needed: int | None = None) -> Iterator[None]:
     """Re-raise OSError / SafetensorError of a write as WriteFailed with one clear line. Nested, the
@@ -129,11 +136,13 @@ def translating_write_errors(path: Path, needed: int | None = None) -> Iterator[
         yield
     except WriteFailed as failed:
         cause = failed.__cause__
-        message = write_failure_message(Path(path), needed, cause) if isinstance(cause, (OSError, SafetensorError)) else None
+        message = write_failure_message(Path(path), needed, cause) if isinstance(cause, (OSError, *_safetensors_errors())) else None
         if message is None:
             raise
         raise WriteFailed(message) from cause
-    except (OSError, SafetensorError) as err:
+    except Exception as err:
+        if not isinstance(err, (OSError, *_safetensors_errors())):
+            raise
         message = write_failure_message(Path(path), needed, err)
         if message is None:
             raise

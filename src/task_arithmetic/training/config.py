@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..data.decoded import DECODE_CACHE_CHOICES, TRAIN_CROPS
+from ..data.choices import DECODE_CACHE_CHOICES, TRAIN_CROPS
 from ..data.registry import get_task
 from ..errors import UserError
 from ..flags import check_float, check_seed
@@ -28,8 +28,8 @@ from ..precision import resolve_precision
 from ..recipes import MODES, REGULARIZERS, Mode, Regularizer, RunId
 from ..recipes.base import Context, Plugin, Settings, StepCost, flag
 from ..recipes.identity import from_flags
-
-WANDB_MODES = ("off", "offline", "online")
+from ..wandb_logging import MODES as WANDB_MODES
+from ..wandb_logging import WandbSettings
 
 # The paper's recipe (protocol.md); a task's TaskSpec.defaults take precedence.
 PAPER_DEFAULTS: dict[str, Any] = {"lr": 1e-5, "wd": 0.1, "warmup": 500, "batch_size": 128, "clip": 1.0}
@@ -38,8 +38,8 @@ PAPER_DEFAULTS: dict[str, Any] = {"lr": 1e-5, "wd": 0.1, "warmup": 500, "batch_s
 # different values (another device, more workers, wandb switched on).
 # Activation checkpointing recomputes the same activations, so it is operational too.
 OPERATIONAL_FIELDS = frozenset(
-    {"device", "data_location", "checkpoint_root", "results_root", "save_every", "wandb", "num_workers", "force", "progress",
-     "grad_checkpointing", "decode_cache"}
+    {"device", "data_location", "checkpoint_root", "results_root", "save_every", "wandb", "wandb_project", "wandb_entity", "num_workers", "force",
+     "progress", "grad_checkpointing", "decode_cache"}
 )
 # Settings added after runs were first saved, with the value those runs implied: a saved state
 # of such a run (whose fingerprint lacks the key) resumes when the value is unchanged.
@@ -75,6 +75,8 @@ class FinetuneConfig:
     results_root: str = str(DEFAULT_RESULTS_ROOT)
     save_every: int = 250  # optimiser steps between resumable checkpoints
     wandb: str = "off"
+    wandb_project: str | None = None  # None: WANDB_PROJECT, else "task-arithmetic" (wandb_logging.py)
+    wandb_entity: str | None = None  # None: WANDB_ENTITY, else wandb's default
     num_workers: int | None = None  # data-loading processes; None: data.sampling.loader_workers decides
     max_train_samples: int | None = None  # a fixed random subset of the train split, for quick runs
     tag: str = ""
@@ -122,6 +124,8 @@ class TrainingPlan:
     results_root: str
     save_every: int
     wandb: str
+    wandb_project: str | None
+    wandb_entity: str | None
     num_workers: int | None  # None: chosen per device when the run starts
     max_train_samples: int | None  # None: the whole train split
     force: bool
@@ -158,6 +162,9 @@ class TrainingPlan:
         out.update(self.reg_settings.to_json())
         return out
 
+    def wandb_settings(self) -> WandbSettings:
+        return WandbSettings(self.wandb, self.wandb_project, self.wandb_entity)
+
     def training_settings(self) -> dict[str, Any]:
         """The settings that determine the trained weights (a resumed run must match them)."""
         return {k: v for k, v in self.to_json().items() if k not in OPERATIONAL_FIELDS and not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
@@ -177,6 +184,7 @@ def resolve_config(cfg: FinetuneConfig | TrainingPlan, check_files: bool = True)
             raise UserError(f"unknown {flag_name} '{value}'; choose one of {', '.join(choices)}")
     if cfg.train_crop == "cache" and cfg.decode_cache == "off":
         raise UserError("--train-crop cache crops cached images; it cannot be combined with --decode-cache off")
+    _refuse_foreign_options(cfg.options, run.mode, run.reg)  # before the task lookup loads any dataset code
     task = get_task(cfg.task)
 
     def default(key: str) -> Any:
@@ -198,7 +206,6 @@ def resolve_config(cfg: FinetuneConfig | TrainingPlan, check_files: bool = True)
         check_folder_flag(flag_name, root)
 
     precision = resolve_precision(cfg.precision, cfg.device).value
-    _refuse_foreign_options(cfg.options, run.mode, run.reg)
     ctx = Context(task.name, task.benchmark, cfg.model, mode, run.variant, values["batch_size"], dict(task.defaults))
     mode_settings = run.mode.resolve(run.mode.request(dict(cfg.options)), ctx)
     reg_settings = run.reg.resolve(run.reg.request(dict(cfg.options)), ctx)

@@ -39,6 +39,7 @@ from ..precision import Precision, set_matmul_precision
 from ..recipes import RunId
 from ..recipes.base import Penalty, PenaltySetup, UpdateRule
 from ..runtime import code_revision, limit_threads, seed_everything
+from ..stop_signals import StopRequested
 from ..vectors.task_vector import TaskVector
 from .config import FinetuneConfig, TrainingPlan, resolve_config
 from .cost import CostMeter
@@ -93,6 +94,7 @@ def run_finetune(cfg: FinetuneConfig | TrainingPlan) -> FinetuneResult:
         if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 owns the folder
             tidy_finished_run(paths.run_dir, (paths.state, paths.pending_log))
         return FinetuneResult("skipped", paths.weights, steps, plan)
+    _check_data(plan)  # cheap, and before theta_0 (hundreds of MB for new weights) or the run folder is written
     # The stop signals are handled from here to the end, so a SIGTERM during set-up or the final
     # save still ends with a saved state and EXIT_PREEMPTED (or a finished run), never 143.
     with StopFlag() as stop:
@@ -100,6 +102,10 @@ def run_finetune(cfg: FinetuneConfig | TrainingPlan) -> FinetuneResult:
         try:
             with owned_run_folder(paths.run_dir, ctx, device, temp_folders=(paths.state,)):
                 return _train(plan, spec, layout, paths, ctx, device, stop)
+        except StopRequested as err:  # during long set-up that keeps no state (pretraining theta_0's weights)
+            if ctx.is_main:
+                print(f"{plan.task} {plan.run}: {err}", file=sys.stderr)
+            return FinetuneResult("preempted", paths.weights, 0, plan, ctx.is_main)
         finally:
             shutdown(ctx)
 
@@ -198,6 +204,14 @@ def _theta0_and_head(spec: ModelSpec, plan: TrainingPlan, layout: Layout, ctx: D
     return encoder, head
 
 
+def _check_data(plan: TrainingPlan) -> None:
+    """The run's tasks and penalty tasks are there (their class names read: a missing dataset is one
+    line naming what to fetch), before anything is written."""
+    data = Path(plan.data_location)
+    for task in dict.fromkeys((plan.task, *plan.reg_plugin.data_tasks(plan.reg_settings))):
+        get_task(task).load_classnames(data)
+
+
 def _init_weights(plan: TrainingPlan, spec: ModelSpec) -> dict[str, torch.Tensor] | None:
     if plan.init_from is None:
         return None
@@ -219,7 +233,7 @@ def _references(plan: TrainingPlan, spec: ModelSpec, layout: Layout, theta0: Ima
         path = layout.finetuned(spec.model_id, plan.task, run.name)
         if not metadata_path(path).is_file():
             raise UserError(f"the {plan.reg_plugin.name} regulariser reads the run {run.name}, but {path} is not a finished run; fine-tune {plan.task} as {run.name} first")
-        out[run] = TaskVector.from_checkpoints(path, base)
+        out[run] = TaskVector.from_checkpoints(pretrained=base, finetuned=path)
     return out
 
 
@@ -282,8 +296,8 @@ class _Loop:
         self.step = start
         plan, main = self.plan, self.ctx.is_main
         log = StepLog(self.paths.log, start) if main else None
-        progress = Progress(main and plan.progress, self.total, start, f"{plan.task} {plan.run}")
-        wandb_run = WandbRun(plan.wandb, f"{plan.task}-{plan.run}", plan.to_json(), self.paths.run_dir, start) if main else None
+        progress = Progress(plan.progress, self.total, start, f"{plan.task} {plan.run}", plan.batch_size) if main else None
+        wandb_run = WandbRun(plan.wandb_settings(), f"{plan.task}-{plan.run}", plan.to_json(), self.paths.run_dir, start, self.paths.state / "wandb.json") if main else None
         self.trainee.train()
         reseed = not get_task(plan.task).tensor_native  # only augmenting datasets need per-sample RNGs
         try:
@@ -300,9 +314,9 @@ class _Loop:
                     for images, labels in loader:
                         record, stop_now = self._one_step(images, labels, epoch, batch_index, stop.requested)
                         batch_index += 1
-                        if log is not None and wandb_run is not None:  # rank 0 only
+                        if log is not None and wandb_run is not None and progress is not None:  # rank 0 only
                             log.write(record)
-                            progress.update(record["loss"], record["acc"], record.get("penalty"))
+                            progress.update(self.step, record["loss"], record["acc"], record.get("penalty"), record.get("lr"))
                             wandb_run.log(record, self.step)
                         if self.step >= self.total:
                             break
@@ -314,7 +328,10 @@ class _Loop:
                         if self.step % plan.save_every == 0:
                             self._save()
         finally:
-            progress.close()
+            if progress is not None:
+                progress.close()
+                if self.step > start:
+                    print(progress.summary(), flush=True)  # the end of a run (or of its share before a stop)
             if log is not None:
                 log.close()
             if wandb_run is not None:

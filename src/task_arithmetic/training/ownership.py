@@ -15,7 +15,7 @@ from typing import Iterator
 import torch
 
 from ..errors import UserError
-from ..io import remove_stale_temporaries
+from ..io import remove_stale_temporaries, tidy_new_folders
 from ..storage.locks import FileLock, LockHeld
 from .distributed import DistContext, sum_over_processes
 
@@ -29,6 +29,11 @@ class RunFolderBusy(UserError):
 @contextlib.contextmanager
 def owned_run_folder(run_dir: Path, ctx: DistContext, device: torch.device, temp_folders: tuple[Path, ...] = ()) -> Iterator[None]:
     """Hold the run folder's lock for the block; temporaries a killed writer left there are removed."""
+    with tidy_new_folders(run_dir):  # a run that fails before writing anything leaves no folder behind
+        yield from _owned(run_dir, ctx, device, temp_folders)
+
+
+def _owned(run_dir: Path, ctx: DistContext, device: torch.device, temp_folders: tuple[Path, ...]) -> Iterator[None]:
     lock = FileLock(Path(run_dir) / LOCK_NAME, what=f"run folder {run_dir}")
     failure: UserError | None = None
     if ctx.is_main:

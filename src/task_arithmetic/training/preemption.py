@@ -20,7 +20,7 @@ import sys
 import threading
 from types import FrameType
 
-from ..stop_signals import EXIT_PREEMPTED, STOP_SIGNALS
+from ..stop_signals import EXIT_PREEMPTED, STOP_SIGNALS, clear_stop, note_stop
 
 __all__ = ["EXIT_PREEMPTED", "STOP_SIGNALS", "StopFlag"]
 
@@ -37,12 +37,14 @@ class StopFlag:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.signum = signum
+        note_stop()  # long work outside the loop (pretraining theta_0's weights) stops too
 
     def __enter__(self) -> "StopFlag":
         # Re-entrant: the run holds the flag from set-up to the final save, the loop enters it again.
         self._depth += 1
         if self._depth > 1:
             return self
+        clear_stop()
         # Signal handlers can only be installed from the main thread (a library caller may
         # run us elsewhere; then the process's own handling stays in charge).
         if threading.current_thread() is threading.main_thread():
@@ -68,6 +70,7 @@ def exit_preempted_on_stop_signals() -> None:
     """
 
     def stop(signum: int, frame: FrameType | None) -> None:
+        note_stop()  # worker threads of long work (the pretraining corpus) stop at their next check
         for sig in STOP_SIGNALS:  # a repeated signal must not interrupt the clean-up on the way out
             signal.signal(sig, lambda *args: None)
         print(f"stopped by {signal.Signals(signum).name}: finished steps are kept; run the same command again to resume", file=sys.stderr, flush=True)

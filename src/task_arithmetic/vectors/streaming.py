@@ -15,7 +15,7 @@ import torch
 from ..errors import UserError
 from ..io import metadata_path, read_json
 from ..weights_reader import SafetensorsReader
-from .task_vector import TaskVector, check_same_architecture, check_same_layout
+from .task_vector import TaskVector, check_not_swapped, check_same_architecture, check_same_layout
 
 
 @dataclass
@@ -37,6 +37,7 @@ class WeightsFile:
 
 
 def _check_against_base(base: WeightsFile, other: WeightsFile) -> None:
+    check_not_swapped(base.metadata, other.metadata, f"pretrained={base.path}", f"the checkpoint {other.path}")
     check_same_architecture(base.metadata, other.metadata, str(base.path), str(other.path))
     check_same_layout(base.reader, other.reader, str(base.path), str(other.path))
 

@@ -2,6 +2,12 @@
 
 Arithmetic never mutates its operands; every operation returns a new TaskVector. Two vectors
 combine only if they come from the same architecture and have the same keys and shapes.
+
+Every constructor takes theta_0 first and the fine-tuned weights second, as task_vectors'
+`TaskVector(pretrained_checkpoint, finetuned_checkpoint)` does; keywords are the clearest
+(`TaskVector.from_checkpoints(pretrained=..., finetuned=...)`). Files and encoders carry
+metadata, so a swapped pair (a fine-tuned run given as theta_0 and theta_0 as the fine-tuned
+model), which would silently give -tau, is refused; plain weight dicts take keywords only.
 """
 
 from __future__ import annotations
@@ -53,38 +59,68 @@ def float_keys(weights: Weights) -> list[str]:
     return [k for k, v in weights.items() if torch.is_floating_point(v)]
 
 
+def is_finetuned(metadata: Mapping[str, Any]) -> bool:
+    """Whether weights' metadata says they are a fine-tuned run (which names its run and task); theta_0's never does."""
+    return bool(metadata.get("run") or metadata.get("task"))
+
+
+def check_not_swapped(pretrained_meta: Mapping[str, Any], finetuned_meta: Mapping[str, Any], what_pretrained: str, what_finetuned: str) -> None:
+    """A fine-tuned run given as theta_0, and a non-fine-tuned model as the fine-tuned one: the
+    arguments are in the other order (which would silently give -tau)."""
+    if is_finetuned(pretrained_meta) and not is_finetuned(finetuned_meta):
+        run = f"the run {pretrained_meta.get('run')} of {pretrained_meta.get('task')}"
+        raise UserError(
+            f"{what_pretrained} is {run}, and {what_finetuned} is not a fine-tuned run: the two look swapped (that would give -tau); "
+            "pass theta_0 first and the fine-tuned model second, best by keyword: pretrained=..., finetuned=..."
+        )
+
+
 class TaskVector:
     """A direction in weight space, keyed like the visual tower's state_dict."""
 
     def __init__(self, tensors: Weights, metadata: Mapping[str, Any] | None = None):
+        if isinstance(tensors, (str, Path)):
+            raise UserError(
+                f"TaskVector({str(tensors)!r}, ...) takes a dict of tensors; to build tau from checkpoints use "
+                "TaskVector.from_checkpoints(pretrained=..., finetuned=...)"
+            )
         self.tensors: dict[str, torch.Tensor] = dict(tensors)
         self.metadata: dict[str, Any] = dict(metadata or {})
 
     # construction -------------------------------------------------------------------------
     @classmethod
-    def from_weights(cls, finetuned: Weights, pretrained: Weights, metadata: Mapping[str, Any] | None = None) -> "TaskVector":
+    def from_weights(cls, *, pretrained: Weights, finetuned: Weights, metadata: Mapping[str, Any] | None = None) -> "TaskVector":
+        """finetuned - pretrained over the floating-point entries (keywords only: weight dicts carry no
+        metadata that could tell a swapped pair)."""
         check_same_layout(pretrained, finetuned, "the pre-trained weights", "the fine-tuned weights")
         with torch.no_grad():
             tensors = {k: finetuned[k].detach().float() - pretrained[k].detach().float() for k in float_keys(pretrained)}
         return cls(tensors, metadata)
 
     @classmethod
-    def from_checkpoints(cls, finetuned_path: Path, pretrained: Path | Weights, device: str | torch.device = "cpu") -> "TaskVector":
-        """tau of a saved fine-tuned run (standard, or the trainable copy of a linear run)."""
-        ft, ft_meta = load_weights(finetuned_path, device)
+    def from_checkpoints(cls, pretrained: Path | str | Weights, finetuned: Path | str, device: str | torch.device = "cpu") -> "TaskVector":
+        """tau of a saved fine-tuned run (standard, or the trainable copy of a linear run): theta_0
+        (a weights file, or its weights already in memory) first, the run's file second."""
+        if isinstance(finetuned, Mapping):
+            raise UserError("from_checkpoints takes theta_0 first and the fine-tuned run's file second (pretrained=..., finetuned=...); "
+                            "the fine-tuned argument is a dict of weights here, so the two look swapped")
+        ft, ft_meta = load_weights(Path(finetuned), device)
         if isinstance(pretrained, (str, Path)):
             base, base_meta = load_weights(Path(pretrained), device)
-            check_same_architecture(base_meta, ft_meta, str(pretrained), str(finetuned_path))
+            check_not_swapped(base_meta, ft_meta, f"pretrained={pretrained}", f"finetuned={finetuned}")
+            check_same_architecture(base_meta, ft_meta, str(pretrained), str(finetuned))
             what = str(pretrained)
         else:
             base, what = {k: v.to(device) for k, v in pretrained.items()}, "the pre-trained weights"
-        check_same_layout(base, ft, what, str(finetuned_path))
-        return cls.from_weights(ft, base, _vector_metadata(ft_meta, finetuned_path))
+        check_same_layout(base, ft, what, str(finetuned))
+        return cls.from_weights(pretrained=base, finetuned=ft, metadata=_vector_metadata(ft_meta, Path(finetuned)))
 
     @classmethod
-    def from_encoders(cls, finetuned: "ImageEncoder", pretrained: "ImageEncoder") -> "TaskVector":
+    def from_encoders(cls, pretrained: "ImageEncoder", finetuned: "ImageEncoder") -> "TaskVector":
+        """tau of two encoders in memory: theta_0 first, the fine-tuned one second."""
+        check_not_swapped(pretrained.metadata, finetuned.metadata, "the pre-trained encoder", "the fine-tuned encoder")
         check_same_architecture(pretrained.metadata, finetuned.metadata, "the pre-trained encoder", "the fine-tuned encoder")
-        return cls.from_weights(finetuned.weights(), pretrained.weights(), _vector_metadata(finetuned.metadata, None))
+        return cls.from_weights(pretrained=pretrained.weights(), finetuned=finetuned.weights(), metadata=_vector_metadata(finetuned.metadata, None))
 
     # bookkeeping ---------------------------------------------------------------------------
     @property

@@ -33,18 +33,13 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..real_suites import CONTROL, REAL8, REAL14, REAL20, SUITES
 from ..registry import BenchmarkSpec, TaskSpec, register_benchmark, register_task
 from . import cars, cifar, dtd, eurosat, fer2013, flowers102, food101, gtsrb, imagenet, mnist, mnist_like, oxford_pets, pcam, rendered_sst2, resisc45, stl10, sun397, svhn
 from .common import RealDataset
 from .hub_sources import SOURCES as HUB_SOURCES
 
 BENCHMARK = "real8"
-CONTROL = "ImageNet"
-# The literature's order (FusionBench's TALL20 pool): the eight, then six for 14, then six for 20.
-REAL8 = ("SUN397", "Cars", "RESISC45", "EuroSAT", "SVHN", "GTSRB", "MNIST", "DTD")
-REAL14 = REAL8 + ("Flowers102", "PCAM", "FER2013", "OxfordIIITPet", "STL10", "CIFAR100")
-REAL20 = REAL14 + ("CIFAR10", "Food101", "FashionMNIST", "EMNIST", "KMNIST", "RenderedSST2")
-SUITES = {"real8": REAL8, "real14": REAL14, "real20": REAL20}
 
 _ALL = (
     cars.DATASET, dtd.DATASET, eurosat.DATASET, gtsrb.DATASET, mnist.DATASET, resisc45.DATASET, sun397.DATASET, svhn.DATASET,
@@ -83,4 +78,4 @@ def register_tasks() -> None:
         register_benchmark(BenchmarkSpec(suite, SUITES[suite], CONTROL))
 
 
-__all__ = ["BENCHMARK", "CONTROL", "DATASETS", "SUITES", "register_tasks", "task_spec"]
+__all__ = ["BENCHMARK", "CONTROL", "DATASETS", "REAL8", "REAL14", "REAL20", "SUITES", "register_tasks", "task_spec"]

@@ -10,6 +10,7 @@ from pathlib import Path
 from ...evaluation import incremental
 from ...recipes.paper import PAPER
 from ..claims import FAILS, HOLDS, MISSING, Claim, find_run
+from ..colours import recipe_colour
 from .base import Analysis, Runs
 from .figures import figure, save
 
@@ -19,14 +20,14 @@ CLOSE = 0.02
 
 
 def plots(runs: Runs, folder: Path) -> list[Path]:
-    found = {run.label: r for run in runs.values() if (r := run.get(incremental.EVALUATION)) is not None}
+    found = {run.label: (r, recipe_colour(run)) for run in runs.values() if (r := run.get(incremental.EVALUATION)) is not None}
     if not found:
         return []
     fig, ax = figure(7, 4.5)
-    for label, result in found.items():
+    for label, (result, colour) in found.items():
         ks = [s.k for s in result.stages]
-        line, = ax.plot(ks, [100 * (s.tuned.test.avg_normalized or 0) for s in result.stages], marker="o", label=f"{label}, tuned α")
-        ax.plot(ks, [100 * (s.one_shot.test.avg_normalized or 0) for s in result.stages], linestyle="--", color=line.get_color(), alpha=0.7)
+        ax.plot(ks, [100 * (s.tuned.test.avg_normalized or 0) for s in result.stages], marker="o", label=f"{label}, tuned α", color=colour)
+        ax.plot(ks, [100 * (s.one_shot.test.avg_normalized or 0) for s in result.stages], linestyle="--", color=colour, alpha=0.7)
     ax.set_xlabel("tasks learned so far (k)")
     ax.set_ylabel("normalised test accuracy (%)")
     ax.set_title("Incremental addition (solid: tuned α, dashed: α = 1)")
