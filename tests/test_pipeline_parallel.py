@@ -11,18 +11,20 @@ import sys
 import time
 
 import pytest
+from test_training_support import assert_same_report
 
 from task_arithmetic.errors import UserError
 from task_arithmetic.pipeline.graph import build_graph
 from task_arithmetic.pipeline.parallel import auto_jobs, parse_jobs
 from task_arithmetic.pipeline.study import embedded_study, run_study
+from task_arithmetic.recipes import Group, recipes_in
 
 MODEL_ID = "TinyCLIP-embedded-smoke"
 
 
 def test_units_wait_for_the_runs_they_read(smoke_study):
     cfg, _ = smoke_study
-    study = embedded_study(cfg)
+    study = embedded_study(dataclasses.replace(cfg, recipes=recipes_in(*Group)))  # matched-strength L2-SP is a field recipe
     units = {u.id: u for u in build_graph(study)}
     # prepare, every run of every trained recipe, every recipe's evaluations, the report
     assert len(units) == 1 + 3 * len(study.trainings()) + len(study.recipes) + 1
@@ -46,8 +48,7 @@ def test_parallel_study_equals_the_sequential_one(smoke_study, tmp_path):
     local, parallel = (root / MODEL_ID / "report" for root in (shared.results_root, cfg.results_root))
     tables = sorted(p.name for p in local.glob("*.csv"))
     assert tables and tables == sorted(p.name for p in parallel.glob("*.csv"))
-    for name in [*tables, "claims.json", "report.md"]:
-        assert (parallel / name).read_text() == (local / name).read_text(), name
+    assert_same_report(local, parallel, tables)
 
 
 def test_jobs_flag():

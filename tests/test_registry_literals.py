@@ -14,6 +14,10 @@ RECIPES_DIR = SRC / "task_arithmetic" / "recipes"
 # "none" also means "random weights" (--pretrained none) and GELU's approximate="none": it is
 # refused only where it is compared with, or defaults, a regulariser.
 NAMES = ({*MODES, *REGULARIZERS, *all_variants(), *RECIPES, POSTHOC} - {NO_REGULARIZER})
+# FusionBench's own vocabulary, spelled like a variant: the "merged" model of a method that returns
+# several (TSV-M's single-task models, TALL masks) is its key, not the tau-Jp variant.
+FUSIONBENCH_WORDS = {"merged"}
+MERGING_DIR = SRC / "task_arithmetic" / "merging"
 
 
 def _docstrings(tree: ast.AST) -> set[int]:
@@ -58,6 +62,8 @@ def literal_names(path: Path, root: Path = SRC) -> list[str]:
     hits = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
+            if MERGING_DIR in path.parents and node.value in FUSIONBENCH_WORDS:
+                continue
             if node.value in NAMES or (node.value != NO_REGULARIZER and "-" in node.value and try_parse(node.value) is not None):
                 hits.append(f"{path.relative_to(root)}:{node.lineno}: {node.value!r}")
     hits += [f"{path.relative_to(root)}:{c.lineno}: 'none' as a regulariser" for c in _reg_none(tree)]

@@ -69,3 +69,18 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(finetune_command(*args), cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def assert_same_report(expected: Path, got: Path, tables: list[str]) -> None:
+    """Two report folders of the same study hold the same tables, claims and text, except the cost
+    table: measured seconds and memory, which no two runs share."""
+    assert "cost.csv" in tables
+    for name in [*(t for t in tables if t != "cost.csv"), "claims.json"]:
+        assert (got / name).read_text() == (expected / name).read_text(), name
+    assert _without_cost((got / "report.md").read_text()) == _without_cost((expected / "report.md").read_text())
+
+
+def _without_cost(report: str) -> str:
+    """report.md without the cost table's block (its title line to its CSV line)."""
+    start = report.rindex("\n", 0, report.index("Training cost per recipe"))
+    return report[:start] + report[report.index("CSV: `cost.csv`", start):]

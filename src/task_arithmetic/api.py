@@ -32,10 +32,11 @@ if TYPE_CHECKING:
 __all__ = ["Runs", "finetune", "open_runs"]
 
 
-def finetune(task: str, *, model: str = "ViT-B-32", pretrained: str | None = "openai", run: str = "standard",
+def finetune(task: str, *, model: str = "ViT-B-32", pretrained: str | None = "openai", run: str | None = None,
              checkpoint_root: str | Path = DEFAULT_CHECKPOINT_ROOT, data_location: str | Path = DEFAULT_DATA_LOCATION,
              **settings: Any) -> Path:
-    """Fine-tune `task` as the run named `run` (e.g. "linear-tau_jp") and return its weights file.
+    """Fine-tune `task` as the run named `run` (e.g. "linear-tau_jp"; None: standard fine-tuning)
+    and return its weights file.
 
     `settings` are src/finetune.py's flags by field name (max_steps=..., lr=..., seed=..., and a
     recipe's own options such as penalty_coef=...); a finished run is skipped, an interrupted one
@@ -51,7 +52,7 @@ def finetune(task: str, *, model: str = "ViT-B-32", pretrained: str | None = "op
                          data_location=str(data_location), options=options, **{"progress": False, **plain})
     result = run_finetune(cfg)
     if result.status == "preempted":
-        raise UserError(f"fine-tuning {task} ({run}) was stopped at step {result.steps}; its state is saved, call finetune again to resume")
+        raise UserError(f"fine-tuning {task} ({cfg.run_id().name}) was stopped at step {result.steps}; its state is saved, call finetune again to resume")
     return result.path
 
 

@@ -82,7 +82,7 @@ def report(runs: Mapping[str, RunResults]) -> list[Table]:
 
 def rows(r: TauJpResult) -> list[Row]:
     """Entry (i, j) as metric tau_jp on task j (the dataset), point "tau <i>" (the task vector)."""
-    out = [Row("tau_jp", value, dataset, r.split, f"tau {vector}") for vector, row in zip(r.vectors, r.matrix) for dataset, value in zip(r.datasets, row)]
+    out = [Row(EVALUATION.name, value, dataset, r.split, f"tau {vector}") for vector, row in zip(r.vectors, r.matrix) for dataset, value in zip(r.datasets, row)]
     for metric, value in (("tau_jp_diagonal_mean", r.diagonal_mean), ("tau_jp_off_diagonal_mean", r.off_diagonal_mean)):
         if value is not None:
             out.append(Row(metric, value, None, r.split))

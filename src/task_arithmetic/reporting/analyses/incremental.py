@@ -38,7 +38,7 @@ def plots(runs: Runs, folder: Path) -> list[Path]:
 
 def claims(runs: Runs) -> list[Claim]:
     text = f"incremental τJp stays within {100 * CLOSE:.0f} points of full-knowledge τJp and at or above linear FT at every stage (normalised tuned test accuracy)"
-    names = {"incremental": find_run(runs, PAPER.tau_jp_incremental), "τJp": find_run(runs, PAPER.tau_jp), "linear": find_run(runs, PAPER.linear)}
+    names = {"incremental": find_run(runs, PAPER.tau_jp_incremental), "τJp": find_run(runs, PAPER.tau_jp), "linear FT": find_run(runs, PAPER.linear)}
     results = {k: runs[n].get(incremental.EVALUATION) if n else None for k, n in names.items()}
     missing = [k for k, r in results.items() if r is None]
     if missing:
@@ -48,7 +48,7 @@ def claims(runs: Runs) -> list[Claim]:
     if any(v is None for c in curves.values() for v in c[:stages]):
         return [Claim(text, "incremental", MISSING, "normalised accuracy is undefined at some stage (a fine-tuned accuracy of 0)")]
     close = all(abs(curves["incremental"][i] - curves["τJp"][i]) <= CLOSE for i in range(stages))  # type: ignore[operator]
-    above = all(curves["incremental"][i] >= curves["linear"][i] for i in range(stages))  # type: ignore[operator]
+    above = all(curves["incremental"][i] >= curves["linear FT"][i] for i in range(stages))  # type: ignore[operator]
     details = "; ".join(f"k={i + 1}: " + ", ".join(f"{k} {100 * c[i]:.1f}" for k, c in curves.items()) for i in range(stages))  # type: ignore[operator]
     return [Claim(text, "incremental", HOLDS if close and above else FAILS, details, {k: c[:stages] for k, c in curves.items()})]
 

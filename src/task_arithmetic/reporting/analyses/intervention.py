@@ -61,7 +61,7 @@ def comparison(runs: Runs) -> dict[str, Any] | None:
         _, tau_l, inter_l = linear[key]
         rows.append({"pair": name, "penalised": key in penalised, "tau_linear": tau_l, "tau_paired": tau_p, "interference_linear": inter_l,
                      "interference_paired": inter_p, "d_tau": tau_p - tau_l, "d_interference": inter_p - inter_l})
-    return {"paired": paired_name, "linear": linear_name, "rows": rows}
+    return {"paired": paired_name, "baseline": linear_name, "rows": rows}
 
 
 def _test(rows: list[dict[str, Any]], key: str) -> tuple[float | None, int, int]:
@@ -76,7 +76,7 @@ def tables(runs: Runs) -> list[Table]:
     found = comparison(runs)
     if found is None:
         return []
-    table = Table("intervention", f"τJp intervention: {found['paired']} against {found['linear']}, per pair (Δ = paired − linear)",
+    table = Table("intervention", f"τJp intervention: {found['paired']} against {found['baseline']}, per pair (Δ = paired − linear)",
                   ["pair", "penalised", "τJp linear", "τJp paired", "Δ τJp", "interference linear %", "interference paired %", "Δ interference (points)"],
                   float_format="{:.4g}")
     for r in found["rows"]:
