@@ -104,7 +104,9 @@ def test_disk_cache_is_reused_and_invalidated_per_vector(world, monkeypatch):
         third = session(world, "linear", True)
         for edit, ref in zip(read, reference):
             assert torch.allclose(third.logits(edit, "Toy0", "test")[0], ref, atol=1e-5)
-        assert asked == [["Toy1"], [Direction.of(["Toy0", "Toy1", "Toy2"]).name]]  # the pair's tangents were reused
+        # Toy1's tangent on Toy0 is computed in its fixed set (the other tasks' on Toy0) and only it
+        # is replaced; Toy0's own tangent and the pair's were reused
+        assert asked == [["Toy1", "Toy2"], [Direction.of(["Toy0", "Toy1", "Toy2"]).name]]
     finally:
         meta_file.write_text(original)
 
@@ -170,3 +172,32 @@ def test_max_eval_samples_caps_every_split_with_a_fixed_subset(world):
     assert torch.allclose(logits, full.logits(Edit.zeroshot(), "Toy0", "test")[0][rows], atol=1e-5)
     cache_dir = world.layout.results(world.spec.model_id, "linear", "x").parent / "tangent_cache"
     assert (cache_dir / "Toy0-test-max5" / "features0.safetensors").is_file() and (cache_dir / "Toy0-test" / "features0.safetensors").is_file()
+
+
+def test_a_tangent_does_not_depend_on_which_evaluation_asked_first(world, monkeypatch):
+    """Two sessions ask for the same tangents in opposite orders (as the study's evaluations do in
+    another executor's order). Which directions share a batched JVP moves the last bits of float32
+    tangents, so each tangent must be computed in the same company either way; and the numbers agree
+    bit for bit."""
+    tasks = list(world.tasks)
+    company: dict[tuple[float, str], tuple[str, ...]] = {}
+    real_compute = TangentComputer.compute
+
+    def record(self, vectors, loader):
+        data = float(next(iter(loader))[0].double().sum())  # which dataset: its first batch
+        for name in vectors:
+            company.setdefault((data, name), tuple(vectors))
+            assert company[(data, name)] == tuple(vectors), f"{name} computed with {tuple(vectors)}, before with {company[(data, name)]}"
+        return real_compute(self, vectors, loader)
+
+    monkeypatch.setattr(TangentComputer, "compute", record)
+    first, second = session(world, "linear", True, disk_cache=False), session(world, "linear", True, disk_cache=False)
+    together = Edit.scaled(tasks, 0.5)
+    logits_first = {d: first.logits(Edit.scaled([d], 1.0), d, "test")[0] for d in tasks}  # own tangents first
+    entries_first = {(t, d): first.tangent_norm_mean(t, d, "test") for d in tasks for t in tasks}
+    logits_first |= {(d, "sum"): first.logits(together, d, "test")[0] for d in tasks}
+    logits_second = {(d, "sum"): second.logits(together, d, "test")[0] for d in reversed(tasks)}  # the sum first
+    entries_second = {(t, d): second.tangent_norm_mean(t, d, "test") for d in reversed(tasks) for t in reversed(tasks)}
+    logits_second |= {d: second.logits(Edit.scaled([d], 1.0), d, "test")[0] for d in tasks}
+    assert entries_first == entries_second
+    assert logits_first.keys() == logits_second.keys() and all(torch.equal(logits_first[k], logits_second[k]) for k in logits_first)

@@ -42,7 +42,7 @@ from .edits import Edit
 
 LOG = logging.getLogger(__name__)
 CACHE_FORMAT = "tangent_cache"
-CACHE_VERSION = 2  # 1: one file per (dataset, split) holding every task's tangent
+CACHE_VERSION = 3  # 1: one file per (dataset, split) holding every task's tangent; 2: tangents in any grouping
 FEATURES = "features0"
 # A group of this many tasks or more is cached as one summed direction. Smaller groups (a pair)
 # split into their tasks: the pairs, the disentanglement grid and the tau-Jp matrix share those.
@@ -224,16 +224,35 @@ class TangentCacheStore:
         folder = self._dir(dataset, split, suffix)
         return FileLock(folder.with_name(folder.name + ".lock"), what=f"tangent cache {folder}", wait_s=None)
 
+    def groups(self, missing: Sequence[Direction], dataset: str) -> list[list[Direction]]:
+        """The passes that compute `missing` on `dataset`, independent of what is cached already.
+        Which directions share a batched JVP moves the last bits of float32 tangents (the kernels
+        block by the batch), so a tangent must not depend on the order in which evaluations asked
+        for them: a task's own tangent on its own data is computed alone, the other tasks' single
+        tangents on a dataset in one fixed set (every other task, in order), every sum alone."""
+        own = Direction.of([dataset])
+        others = [Direction.of([t]) for t in sorted(self.checkpoints) if t != dataset]
+        out: list[list[Direction]] = [[own]] if own in missing else []
+        if any(d in others for d in missing):
+            out.append(others)
+        out += [[d] for d in missing if len(d.tasks) > 1]
+        return out
+
     def _compute(self, dataset: str, split: str, suffix: str, digest: str, loader_factory: Callable[[], DataLoader],
                  cache: FeatureCache | None, missing: list[Direction]) -> FeatureCache:
-        fresh = self.computer.compute({d.name: [self.checkpoints[t] for t in d.tasks] for d in missing}, loader_factory())
-        if cache is None:
-            cache = FeatureCache(fresh.features0, fresh.labels)
+        if cache is None:  # f0 from a plain forward pass, whichever tangents come first
+            plain = self.computer.compute({}, loader_factory())
+            cache = FeatureCache(plain.features0, plain.labels)
             self._write(dataset, split, suffix, FEATURES, {"features0": cache.features0, "labels": cache.labels}, {"base": digest})
-        for d in missing:
-            cache.tangents[d.name] = fresh.tangents[d.name]
-            self._write(dataset, split, suffix, d.name, {"tangent": fresh.tangents[d.name]},
-                        {"base": digest, "tasks": list(d.tasks), "signature": self._signature(d)})
+        wanted = set(missing)
+        for group in self.groups(missing, dataset):
+            fresh = self.computer.compute({d.name: [self.checkpoints[t] for t in d.tasks] for d in group}, loader_factory())
+            for d in group:
+                if d not in wanted:  # computed for the fixed set only; the cached copy is the same
+                    continue
+                cache.tangents[d.name] = fresh.tangents[d.name]
+                self._write(dataset, split, suffix, d.name, {"tangent": fresh.tangents[d.name]},
+                            {"base": digest, "tasks": list(d.tasks), "signature": self._signature(d)})
         return cache
 
     def _load(self, path: Path, expected: Mapping[str, object]) -> dict[str, torch.Tensor] | None:
