@@ -21,12 +21,14 @@ import fnmatch
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from torch.utils.data import Dataset
 
 from ...errors import UserError
-from .hub_sources import HubSource
+
+if TYPE_CHECKING:  # hub_sources imports the task modules, which import common.py, which reads copies through here
+    from .hub_sources import HubSource
 
 HUB_FOLDER = "hf"  # under --data-location
 _SPLITS = ("train", "test")
