@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import UserError
@@ -33,7 +34,7 @@ LEGACY_METHOD_NAMES = {
 }
 
 
-def target_of(group: str, node: dict[str, Any]) -> Any:
+def target_of(group: str, node: Mapping[str, Any]) -> Any:
     """The node's _target_, or for a method config without one, the class its FusionBench `name` selects."""
     if "_target_" not in node and group == "method" and node.get("name") in LEGACY_METHOD_NAMES:
         return LEGACY_METHOD_NAMES[node["name"]]
