@@ -85,7 +85,6 @@ def embedded_study(cfg: StudyConfig) -> Study:
         progress=cfg.progress,
         finetune=finetune,
         eval_limit=preset.eval_limit,
-        precision=cfg.precision,
     )
 
 
