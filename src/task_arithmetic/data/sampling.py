@@ -98,7 +98,7 @@ class EpochPlan:
         return math.ceil(self.local_size / self.local_batch)
 
     def local_indices(self, dataset: Dataset, epoch: int) -> list[int]:
-        sampler = DistributedSampler(dataset, num_replicas=self.world, rank=self.rank, shuffle=True, seed=self.seed)
+        sampler: DistributedSampler[int] = DistributedSampler(dataset, num_replicas=self.world, rank=self.rank, shuffle=True, seed=self.seed)
         sampler.set_epoch(epoch)
         return list(sampler)
 

@@ -7,8 +7,9 @@ indices on every run, machine and library version, unlike an RNG stream.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sized
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 from torch.utils.data import Dataset, Subset
 
@@ -41,5 +42,5 @@ def load_dataset(task: str, split: str, data_location: Path, transform: Callable
     if split == "test":
         return spec.load_split(Path(data_location), "test", transform)
     full = spec.load_split(Path(data_location), "train", transform)
-    train_idx, val_idx = split_train_val(len(full))
+    train_idx, val_idx = split_train_val(len(cast(Sized, full)))  # map-style datasets have __len__; torch's Dataset does not declare it
     return Subset(full, train_idx if split == "train" else val_idx)

@@ -9,6 +9,8 @@ plug-in of the lower layers: task_arithmetic.plugins adds its tasks to the task 
 
 from __future__ import annotations
 
+import functools
+
 from ..data.registry import register_benchmark_loader
 
 _tasks_registered = False
@@ -30,10 +32,14 @@ def _suite_names() -> dict[str, tuple[str, ...]]:
     return {"embedded": tuple(t.name for t in ALL_TASKS if t.benchmark == "embedded"), "embedded12": EMBEDDED12 + control}
 
 
+def _names_of(suite: str) -> tuple[str, ...]:
+    return _suite_names()[suite]
+
+
 def register_tasks() -> None:
     """The suites, lazily: one registration of the tasks serves both (task_arithmetic.plugins calls this)."""
     for suite in ("embedded", "embedded12"):
-        register_benchmark_loader(suite, _register_tasks, names=lambda suite=suite: _suite_names()[suite])
+        register_benchmark_loader(suite, _register_tasks, names=functools.partial(_names_of, suite))
 
 
 def register_weights() -> None:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.factory import ModelSpec, create_clip
+from ..models.factory import ModelSpec, OpenClipModel, create_clip
 from ..runtime import usable_cores
 from ..stop_signals import raise_if_stopped
 from ..training.tracking import PeriodicLog, duration
@@ -118,7 +118,7 @@ class TwoLanes:
 
     IMAGE_SHARE = 0.75
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: OpenClipModel) -> None:
         self.model = model
         self.visual = [p for p in model.visual.parameters() if p.requires_grad]
         seen = {id(p) for p in self.visual} | {id(model.logit_scale)}
@@ -137,6 +137,7 @@ class TwoLanes:
         loss = contrastive_loss(image_features, text_features, self.model.logit_scale, matches)
         loss.backward()  # d loss / d features, and logit_scale's own gradient
         d_img, d_txt = image_features.grad, text_features.grad
+        assert d_img is not None and d_txt is not None  # leaves that required grad, after backward
         grads_a = self.pool.submit(torch.autograd.grad, img_a, self.visual, d_img[:split])
         params_b = self.visual + self.text
         grads_b = self.pool.submit(torch.autograd.grad, (img_b, txt), params_b, (d_img[split:], d_txt), allow_unused=True)
@@ -189,7 +190,7 @@ def pretrain_clip(
 
 
 def _train(
-    model: nn.Module, optimizer: torch.optim.Optimizer, cfg: PretrainConfig, corpus: Corpus, tokens: torch.Tensor,
+    model: OpenClipModel, optimizer: torch.optim.Optimizer, cfg: PretrainConfig, corpus: Corpus, tokens: torch.Tensor,
     device: torch.device | str, lanes: TwoLanes | None, progress: bool,
 ) -> list[float]:
     img_facts = torch.from_numpy(corpus.image_facts)

@@ -202,7 +202,7 @@ def blur(img: np.ndarray, sigma: np.ndarray) -> np.ndarray:
 
 def finish(img: np.ndarray, rng: np.random.Generator, noise: float, blur_max: float) -> np.ndarray:
     """Camera effects: optional blur and pixel noise, then 8-bit quantisation."""
-    n = img.shape[0]
+    n: int = img.shape[0]
     if blur_max > 0:
         img = blur(img, rng.uniform(0.0, blur_max, n))
     if noise > 0:
@@ -226,4 +226,5 @@ def sd_convex(u: np.ndarray, v: np.ndarray, vertices: list[tuple[float, float]])
             normal = -normal
         d = (u - a[0]) * normal[0] + (v - a[1]) * normal[1]
         out = d if out is None else np.maximum(out, d)
+    assert out is not None  # a polygon has vertices
     return out

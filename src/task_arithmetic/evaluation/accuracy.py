@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable, Iterable
 
 from ..lazy import F, torch  # imported on first use: the registry is read by every script's --help
-
-if TYPE_CHECKING:
-    from torch.utils.data import DataLoader
 
 EmbedFn = Callable[["torch.Tensor"], "torch.Tensor"]
 
 
-def collect_logits(embed: EmbedFn, head: torch.nn.Module, loader: DataLoader, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def collect_logits(embed: EmbedFn, head: torch.nn.Module, loader: Iterable[Any], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     all_logits, all_labels = [], []
     with torch.inference_mode():
         for images, labels in loader:
@@ -33,7 +30,7 @@ def accuracy_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> Metrics:
     return Metrics((logits.argmax(dim=-1) == labels).float().mean().item(), F.cross_entropy(logits, labels).item(), int(labels.numel()))
 
 
-def evaluate(embed: EmbedFn, head: torch.nn.Module, loader: DataLoader, device: torch.device | str = "cpu") -> dict[str, float]:
+def evaluate(embed: EmbedFn, head: torch.nn.Module, loader: Iterable[Any], device: torch.device | str = "cpu") -> dict[str, float]:
     """{accuracy, loss, n} as a plain dict (the merging task pools' result format)."""
     m = accuracy_from_logits(*collect_logits(embed, head, loader, device))
     return {"accuracy": m.accuracy, "loss": m.loss, "n": m.n}

@@ -14,7 +14,7 @@ the per-edit path's; only the order of operations inside the forward pass differ
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable, cast
 
 import torch
 from torch.func import functional_call
@@ -23,6 +23,9 @@ from .defaults import DEFAULT_MEMORY_MB
 from .direct import DirectEvaluator
 from .edits import Edit, Group
 from .stacked_vit import StackedWeights, stacked_forward, vit_supported
+
+if TYPE_CHECKING:
+    from open_clip.transformer import VisionTransformer
 
 DatasetSplit = tuple[str, str]
 EditKey = tuple[tuple[str, float], ...]
@@ -65,7 +68,7 @@ class BatchedEvaluator:
     def _largest_activation_bytes(self, batch_size: int) -> int:
         if not self.stacked:
             return 1
-        vit = self.module
+        vit = cast("VisionTransformer", self.module)  # vit_supported said so
         tokens = vit.grid_size[0] * vit.grid_size[1] + 1
         block = vit.transformer.resblocks[0]
         hidden = max(3 * block.attn.embed_dim, block.mlp.c_fc.out_features)

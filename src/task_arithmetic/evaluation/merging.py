@@ -185,13 +185,13 @@ def report(runs: Mapping[str, RunResults]) -> list[Table]:
     for method in methods:
         row: list[Any] = [method]
         for result in found.values():
-            r = result.methods.get(method)
-            if r is None:
+            m = result.methods.get(method)
+            if m is None:
                 row.append(None)
                 continue
-            norm = pct_cell(r.test.avg_normalized)
-            cell = f"{pct_cell(r.test.avg_accuracy):.1f} / {'–' if norm is None else f'{norm:.1f}'}"
-            row.append(cell + (f" (c={r.coefficient:g})" if r.coefficient is not None else ""))
+            norm = pct_cell(m.test.avg_normalized)
+            cell = f"{pct_cell(m.test.avg_accuracy):.1f} / {'–' if norm is None else f'{norm:.1f}'}"
+            row.append(cell + (f" (c={m.coefficient:g})" if m.coefficient is not None else ""))
         table.rows.append(row)
     return [table]
 

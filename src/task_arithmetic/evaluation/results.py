@@ -109,7 +109,8 @@ def freshness(path: Path, evaluation: Evaluation[Any, Any], key: ResultsKey) -> 
     if not isinstance(recorded, dict) or "settings_digest" not in recorded:
         return Freshness("stale", "it records no settings key (written by an older version)")
     if recorded["settings_digest"] != key.settings_digest:
-        old = recorded.get("settings") if isinstance(recorded.get("settings"), dict) else {}
+        settings = recorded.get("settings")
+        old = settings if isinstance(settings, dict) else {}
         return Freshness("other_settings", _changes(old, key.settings))
     if recorded.get("inputs_digest") != key.inputs_digest:
         return Freshness("stale", "the weights it read have changed since")

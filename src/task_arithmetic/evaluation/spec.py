@@ -149,7 +149,7 @@ class Evaluation(Generic[P, R]):
 
     def load_result(self, data: Any) -> R:
         try:
-            return typed_json.load(self.result, data, self.name)  # type: ignore[no-any-return]
+            return typed_json.load(self.result, data, self.name)
         except typed_json.SchemaError as err:
             raise UserError(f"results of {self.name} do not match its schema ({err}); re-run the evaluation") from err
 

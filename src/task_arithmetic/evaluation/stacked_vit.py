@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from open_clip.transformer import QuickGELU
+from open_clip.transformer import QuickGELU, ResidualAttentionBlock, VisionTransformer
 from torch import nn
 
 from ..models.fast_jvp_vit import vit_supported
@@ -80,7 +80,7 @@ def _linear(w: StackedWeights, weight: str, bias: str, x: torch.Tensor, rows: sl
     return out
 
 
-def _attention(blk: nn.Module, w: StackedWeights, pre: str, y: torch.Tensor, last: bool) -> torch.Tensor:
+def _attention(blk: ResidualAttentionBlock, w: StackedWeights, pre: str, y: torch.Tensor, last: bool) -> torch.Tensor:
     """Self-attention over [C, B, L, D]; when `last`, only the class token's output (all that is read)."""
     attn = blk.attn
     width, heads = attn.embed_dim, attn.num_heads
@@ -105,13 +105,13 @@ def _attention(blk: nn.Module, w: StackedWeights, pre: str, y: torch.Tensor, las
     return _linear(w, f"{out}.weight", f"{out}.bias", o)
 
 
-def _activation(act: nn.Module, h: torch.Tensor) -> torch.Tensor:
+def _activation(act: QuickGELU | nn.GELU, h: torch.Tensor) -> torch.Tensor:
     if type(act) is QuickGELU:
         return h * torch.sigmoid(1.702 * h)
     return F.gelu(h, approximate=act.approximate)
 
 
-def _block(blk: nn.Module, w: StackedWeights, pre: str, x: torch.Tensor, last: bool) -> torch.Tensor:
+def _block(blk: ResidualAttentionBlock, w: StackedWeights, pre: str, x: torch.Tensor, last: bool) -> torch.Tensor:
     a = _attention(blk, w, pre, _layer_norm(w, f"{pre}ln_1", blk.ln_1.eps, x), last)
     if last:
         x = x[:, :, :1]
@@ -120,7 +120,7 @@ def _block(blk: nn.Module, w: StackedWeights, pre: str, x: torch.Tensor, last: b
     return x + _linear(w, f"{pre}mlp.c_proj.weight", f"{pre}mlp.c_proj.bias", _activation(blk.mlp.gelu, h))
 
 
-def _embed(vit: nn.Module, w: StackedWeights, images: torch.Tensor) -> torch.Tensor:
+def _embed(vit: VisionTransformer, w: StackedWeights, images: torch.Tensor) -> torch.Tensor:
     conv = vit.conv1
     batch = images.shape[0]
     weight = w.get("conv1.weight")
@@ -143,7 +143,7 @@ def _embed(vit: nn.Module, w: StackedWeights, images: torch.Tensor) -> torch.Ten
 
 
 @torch.inference_mode()
-def stacked_forward(vit: nn.Module, w: StackedWeights, images: torch.Tensor) -> torch.Tensor:
+def stacked_forward(vit: VisionTransformer, w: StackedWeights, images: torch.Tensor) -> torch.Tensor:
     """[K, B, embed_dim]: the K copies' embeddings (before normalisation) of the same images.
 
     Only for modules that pass `vit_supported` (checked by the caller, once)."""

@@ -18,13 +18,16 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    from open_clip.transformer import VisionTransformer
 
 
 @dataclass
@@ -74,7 +77,7 @@ def attention_output(mha: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tenso
     return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(batch, length, width)
 
 
-def _pooled_before_proj(vit: nn.Module, normed: torch.Tensor) -> torch.Tensor:
+def _pooled_before_proj(vit: VisionTransformer, normed: torch.Tensor) -> torch.Tensor:
     """open_clip's VisionTransformer: ln_post's output -> the vector multiplied by proj."""
     if getattr(vit, "final_ln_after_pool", False):
         return normed

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import copy
 import io
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -150,7 +150,7 @@ class AdaMergingAlgorithm(MergeAlgorithm):
 
     # -- the merge -------------------------------------------------------------------------
 
-    def run(self, modelpool: BaseModelPool | Mapping[str, nn.Module], inplace: bool | None = None, test_time_data: TestTimeData | None = None) -> nn.Module:
+    def run(self, modelpool: BaseModelPool | Mapping[str, nn.Module] | Sequence[nn.Module], inplace: bool | None = None, test_time_data: TestTimeData | None = None) -> nn.Module:
         pool = as_model_pool(modelpool)
         if not pool.has_pretrained:
             raise UserError(f"AdaMerging needs the pre-trained model under '{PRETRAINED}' (task vectors are differences from it)")
@@ -171,6 +171,7 @@ class AdaMergingAlgorithm(MergeAlgorithm):
         taus = self._task_vectors(pool, names, model, list(base))
         lam = self._initial_weights(len(names), len(base), device)
         if learned:
+            assert data is not None  # set above when learned
             bind = pool.functional_model(model, self.tie_weights, self.strict)
             lam = self.train(lam, base, taus, bind, data)
         self.merging_weights = lam.detach().cpu().tolist()
@@ -222,13 +223,14 @@ class AdaMergingAlgorithm(MergeAlgorithm):
         steps = min(self.max_steps, 1) if self.fast_dev_run else self.max_steps
         for _ in range(steps):
             call = bind(merged_parameters(self._effective(lam), base, taus))
-            loss = sum(entropy(task.head(data.features(call, next(task.batches).to(data.device)))) for task in data.tasks.values())
+            loss = cast(torch.Tensor, sum(entropy(task.head(data.features(call, next(task.batches).to(data.device)))) for task in data.tasks.values()))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         return lam.detach()
 
     def _save(self, lam: torch.Tensor) -> None:
+        assert self.save_merging_weights is not None  # run() saves only when a path is set
         path = Path(self.save_merging_weights)
         buffer = io.BytesIO()  # serialised first, then written through the suite's one writer (atomic, one-line failures)
         if path.suffix == ".npy":

@@ -29,6 +29,7 @@ from torch import nn
 from ..errors import UserError
 from ..state_dicts import state_mismatch
 from .modelpool.base import PRETRAINED, BaseModelPool, as_model_pool
+from .signature import COSMETIC_OPTIONS, signature_parameters
 
 # (model name, state key, task vector) -> task vector; DARE plugs in here.
 TaskVectorTransform = Callable[[str, str, torch.Tensor], torch.Tensor]
@@ -62,10 +63,6 @@ def integer(name: str, value: Any) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise UserError(f"{name} must be an integer, got {value!r}; pass e.g. {name}=0")
     return int(value)
-
-
-# FusionBench's keyword arguments that do not change the merge: accepted, kept in `config`, unused.
-COSMETIC_OPTIONS = ("name", "show_pbar", "verbose")
 
 
 @dataclass
@@ -165,9 +162,7 @@ class MergeAlgorithm(ABC):
 
     @classmethod
     def setting_names(cls) -> list[str]:
-        from .targets import parameters
-
-        return list(parameters(cls))
+        return list(signature_parameters(cls, cosmetic=True))
 
     def settings(self) -> dict[str, Any]:
         """The algorithm's settings (plain values), for reports and file names."""

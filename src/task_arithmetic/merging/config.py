@@ -16,7 +16,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -214,7 +214,7 @@ def compose_job(overrides: list[str], root: Path = CONFIG_ROOT) -> tuple[dict[st
     cfg = _compose(root, _force_class_parameters(root, list(overrides)))
     choices_node = cfg.hydra.runtime.choices
     choices = {g: (str(choices_node[g]) if g in choices_node and choices_node[g] not in (None, "null") else None) for g in GROUPS}
-    hydra_node = OmegaConf.to_container(cfg.hydra, resolve=False)
+    hydra_node = cast(dict[str, Any], OmegaConf.to_container(cfg.hydra, resolve=False))  # a DictConfig's container is a dict
     OmegaConf.set_struct(cfg, False)
     del cfg["hydra"]
     for group in GROUPS:
@@ -226,7 +226,7 @@ def compose_job(overrides: list[str], root: Path = CONFIG_ROOT) -> tuple[dict[st
     if choices["method"] is None or choices["modelpool"] is None:
         raise UserError("a merge needs method=<name> and modelpool=<name>; only taskpool may be null")
     try:
-        config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+        config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
     except OmegaConfBaseException as err:
         raise UserError(f"config interpolation failed: {_first_line(err)}") from err
     return config, choices, hydra_node

@@ -90,23 +90,35 @@ class DataMergeAlgorithm(MergeAlgorithm):
     def attach_taskpool(self, taskpool: Any) -> None:
         self._taskpool = taskpool
 
-    def run(self, modelpool: BaseModelPool | Mapping[str, nn.Module], inplace: bool | None = None, merge_data: TestTimeData | None = None) -> nn.Module:
+    def run(self, modelpool: BaseModelPool | Mapping[str, nn.Module] | Sequence[nn.Module], inplace: bool | None = None, merge_data: TestTimeData | None = None) -> nn.Module:
         self._given = merge_data
         try:
             return super().run(modelpool, inplace)
         finally:
             self._given = self._data = self._anchor = None
 
+    @property
+    def data(self) -> TestTimeData:
+        """The task inputs: prepare() attaches them for the duration of run()."""
+        assert self._data is not None, "prepare() attaches the inputs before the merge reads them"
+        return self._data
+
+    @property
+    def anchor(self) -> nn.Module:
+        """The module prepare() was given (theta_0): set for the duration of run()."""
+        assert self._anchor is not None, "prepare() sets the anchor before the merge reads it"
+        return self._anchor
+
     def check_model_names(self, names: list[str]) -> None:
         self._names = list(names)
 
     def prepare(self, pretrained: nn.Module) -> None:
         self._anchor = pretrained
-        self._data = self._given if self._given is not None else self._load_data(pretrained)
-        missing = [n for n in self._names if n not in self._data.tasks]
+        self._data = data = self._given if self._given is not None else self._load_data(pretrained)
+        missing = [n for n in self._names if n not in data.tasks]
         if missing:  # before any statistics are computed
             raise UserError(
-                f"no inputs for model(s) {', '.join(missing)}: the task pool has {', '.join(self._data.tasks)}; "
+                f"no inputs for model(s) {', '.join(missing)}: the task pool has {', '.join(data.tasks)}; "
                 "a data-based merge pairs each model with the task of the same name"
             )
 
@@ -120,7 +132,7 @@ class DataMergeAlgorithm(MergeAlgorithm):
 
     def batches(self, name: str) -> Iterator[torch.Tensor]:
         """Model `name`'s task inputs on the data device, until >= num_examples have been used."""
-        data = self._data
+        data = self.data
         iterator = iter(data.tasks[name].batches)
         used = 0
         while used < self._num_examples:
@@ -133,7 +145,7 @@ class DataMergeAlgorithm(MergeAlgorithm):
             raise UserError(f"the task of model '{name}' has no inputs in its {self.split} split")
 
     def features(self, call: Any, images: torch.Tensor) -> torch.Tensor:
-        return self._data.features(call, images)
+        return self.data.features(call, images)
 
     def head(self, name: str) -> nn.Module:
-        return self._data.tasks[name].head
+        return self.data.tasks[name].head

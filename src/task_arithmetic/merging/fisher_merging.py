@@ -64,9 +64,9 @@ class FisherMergingAlgorithm(DataMergeAlgorithm):
     def fisher(self, stream: TaskVectorStream, name: str, keys: list[str]) -> dict[str, torch.Tensor]:
         """Model `name`'s diagonal Fisher over `keys` (the merged parameters), FusionBench's estimate."""
         pool = stream.pool
-        device = self._data.device
+        device = self.data.device
         if getattr(pool, "linearized", False):
-            module = evaluation_copy(self._anchor, device, fresh=False)
+            module = evaluation_copy(self.anchor, device, fresh=False)
             params = {k: w.to(device).requires_grad_(True) for k, w in stream.weights(name, keys)}
         else:
             module = evaluation_copy(pool.load_model(name), device, pool.fresh_models)
@@ -89,7 +89,7 @@ class FisherMergingAlgorithm(DataMergeAlgorithm):
 
     def merge(self, stream: TaskVectorStream) -> dict[str, torch.Tensor]:
         keys = [k for k in stream.float_keys if not excluded(k, self._patterns)]
-        parameters = set(dict(self._anchor.named_parameters()))
+        parameters = set(dict(self.anchor.named_parameters()))
         fisher_keys = [k for k in keys if k in parameters]
         averaged = [k for k in keys if k not in parameters]  # buffers: no gradient, averaged
         eps = self.minimal_fisher_weight

@@ -16,7 +16,7 @@ unless given (the authors hard-code 12 for ViT-B, 24 for ViT-L).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -70,7 +70,7 @@ class LiNeSAlgorithm(MergeAlgorithm):
     def merge(self, stream: TaskVectorStream) -> dict[str, torch.Tensor]:  # pragma: no cover - run() is overridden
         raise NotImplementedError
 
-    def run(self, modelpool: BaseModelPool | Mapping[str, nn.Module], inplace: bool | None = None) -> nn.Module:
+    def run(self, modelpool: BaseModelPool | Mapping[str, nn.Module] | Sequence[nn.Module], inplace: bool | None = None) -> nn.Module:
         pool = as_model_pool(modelpool)
         if not pool.has_pretrained:
             raise UserError("LiNeS scales task vectors: the models need the pre-trained one under '_pretrained_'")

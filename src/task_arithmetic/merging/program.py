@@ -91,14 +91,15 @@ def save_merged(model: nn.Module, path: Path, metadata: dict[str, Any]) -> Path:
         return model.save(path, {"merge": metadata})
     config = getattr(model, "config", None)
     if path.suffix != ".safetensors":
-        if not hasattr(model, "save_pretrained"):
+        save_pretrained = getattr(model, "save_pretrained", None)  # an HF model
+        if save_pretrained is None:
             raise UserError(f"merged_model_save_path must end in .safetensors, got {path}")
         from .modelpool.hf_clip import quiet_transformers
 
         needed = sum(t.numel() * t.element_size() for t in model.state_dict().values())
         with atomic_folder(path, needed) as partial:  # whole or not at all, the previous merge kept until then
             with quiet_transformers():
-                model.save_pretrained(partial)
+                save_pretrained(partial)
             atomic_write_json(partial / MERGE_MARKER, {"merge": metadata})
         return path
     extra = {"hf_class": type(model).__name__, "hf_config": config.to_dict()} if config is not None else {}
@@ -219,7 +220,7 @@ def run_program(config: dict[str, Any], choices: dict[str, str | None]) -> dict[
     seconds = {"merge": time.perf_counter() - start}
     merge_info = {"method": choices["method"], "method_config": method.settings(), "modelpool": pool}
 
-    saved = None
+    saved: str | dict[str, str] | None = None
     if config.get("merged_model_save_path"):
         model_path = Path(config["merged_model_save_path"])
         if isinstance(merged, nn.Module):

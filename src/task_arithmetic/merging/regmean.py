@@ -118,8 +118,8 @@ class RegMeanAlgorithm(DataMergeAlgorithm):
     def model_for_statistics(self, stream: TaskVectorStream, name: str) -> nn.Module:
         """The module whose activations define the Grams: theta_0 for linearised pools, else the model."""
         if self.linearized(stream):
-            return evaluation_copy(self._anchor, self._data.device, fresh=False)  # the anchor becomes the merge
-        return evaluation_copy(stream.pool.load_model(name), self._data.device, stream.pool.fresh_models)
+            return evaluation_copy(self.anchor, self.data.device, fresh=False)  # the anchor becomes the merge
+        return evaluation_copy(stream.pool.load_model(name), self.data.device, stream.pool.fresh_models)
 
     def task_grams(self, stream: TaskVectorStream, name: str) -> tuple[dict[str, torch.Tensor], set[str]]:
         model = self.model_for_statistics(stream, name)

@@ -25,6 +25,7 @@ block by block).
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -55,8 +56,8 @@ class RegMeanAlgorithmPlusPlus(RegMeanAlgorithm):
         super().__init__(num_regmean_examples, exclude_param_names_regex, reduce_non_diagonal_ratio, weight_transpose, dataloader_kwargs, split, seed, inplace, **options)
 
     def merge(self, stream: TaskVectorStream) -> dict[str, torch.Tensor]:
-        device = self._data.device
-        merged_model = evaluation_copy(self._anchor, device, fresh=False)
+        device = self.data.device
+        merged_model = evaluation_copy(self.anchor, device, fresh=False)
         prefix, blocks = find_blocks(merged_model)
         names = stream.names
         # One batch of the first task tells which parameters feed the first block; it is then used as usual.
@@ -78,7 +79,7 @@ class RegMeanAlgorithmPlusPlus(RegMeanAlgorithm):
         calls: dict[str, list[BlockCall]] = {}
         with torch.no_grad():
             for name in names:
-                calls[name] = [block_input(blocks[0], lambda images=images: self.features(merged_model, images)) for images in sources.pop(name)]
+                calls[name] = [block_input(blocks[0], functools.partial(self.features, merged_model, images)) for images in sources.pop(name)]
         dtype = accumulation_dtype(next(p.dtype for p in merged_model.parameters() if p.is_floating_point()))
         for index, block in enumerate(blocks):
             block_prefix = f"{prefix}.{index}." if prefix else f"{index}."

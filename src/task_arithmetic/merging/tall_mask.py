@@ -27,7 +27,7 @@ theta_0, tau_MTL, the count and one model (the per-task variant returns T models
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -82,7 +82,8 @@ class TallMaskTaskArithmeticAlgorithm(MergeAlgorithm):
     def merge(self, stream: TaskVectorStream) -> dict[str, torch.Tensor]:  # pragma: no cover - run() is overridden
         raise NotImplementedError
 
-    def run(self, modelpool: BaseModelPool | Mapping[str, nn.Module], inplace: bool | None = None) -> dict[str, Any]:
+    # FusionBench's TALL-mask run returns {models: per-task models, metadata}, not one module: the override differs on purpose.
+    def run(self, modelpool: BaseModelPool | Mapping[str, nn.Module] | Sequence[nn.Module], inplace: bool | None = None) -> dict[str, Any]:  # type: ignore[override]
         pool = as_model_pool(modelpool)
         self._validate_pool(pool)
         names = list(pool.model_names)

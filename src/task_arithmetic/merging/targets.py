@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import UserError
 from . import _EXPORTS as _METHODS
 from .modelpool import _EXPORTS as _MODEL_POOLS
+from .signature import signature_parameters
 from .taskpool import _EXPORTS as _TASK_POOLS
 
 # Every concrete class the packages export may be named; bases, helpers and constants may not.
@@ -32,7 +34,7 @@ LEGACY_METHOD_NAMES = {
 }
 
 
-def target_of(group: str, node: dict[str, Any]) -> Any:
+def target_of(group: str, node: Mapping[str, Any]) -> Any:
     """The node's _target_, or for a method config without one, the class its FusionBench `name` selects."""
     if "_target_" not in node and group == "method" and node.get("name") in LEGACY_METHOD_NAMES:
         return LEGACY_METHOD_NAMES[node["name"]]
@@ -53,14 +55,10 @@ def target_class(group: str, target: Any) -> type:
 def parameters(cls: type) -> dict[str, inspect.Parameter]:
     """The keys a config may give `cls`: its named parameters, plus FusionBench's cosmetic options
     (name, show_pbar, verbose) where the class passes **options on to MergeAlgorithm."""
-    from .base import COSMETIC_OPTIONS, MergeAlgorithm
+    # Here, not at the top: base.py imports torch, and `merge.py --help` reads this module.
+    from .base import MergeAlgorithm
 
-    signature = inspect.signature(cls).parameters
-    named = {n: p for n, p in signature.items() if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    if issubclass(cls, MergeAlgorithm) and any(p.kind is p.VAR_KEYWORD for p in signature.values()):
-        for option in COSMETIC_OPTIONS:
-            named.setdefault(option, inspect.Parameter(option, inspect.Parameter.KEYWORD_ONLY, default=None))
-    return named
+    return signature_parameters(cls, cosmetic=issubclass(cls, MergeAlgorithm))
 
 
 def instantiate(group: str, node: dict[str, Any]) -> Any:

@@ -90,12 +90,11 @@ class TaskSingularVectorMerging(MergeAlgorithm):
 
     def merge(self, stream: TaskVectorStream) -> dict[str, torch.Tensor]:
         check_exclude_keys(stream, self.exclude_keys)
-        per_task = isinstance(self.alpha, list)
         keep_parts = self.return_single_task_models
         parts: dict[str, dict[str, torch.Tensor]] = {name: {} for name in stream.names}
         merged = {}
         for key, taus in task_vectors_by_key(stream).items():
-            if per_task:
+            if isinstance(self.alpha, list):  # one alpha per task
                 taus = [tau * a for tau, a in zip(taus, self.alpha)]
             if is_matrix(key, taus[0], self.exclude_keys):
                 if keep_parts:
@@ -109,7 +108,7 @@ class TaskSingularVectorMerging(MergeAlgorithm):
                 merged[key] = torch.stack(taus).mean(0)
                 for name in stream.names if keep_parts else ():
                     parts[name][key] = merged[key].clone()
-            if not per_task:
+            if not isinstance(self.alpha, list):
                 merged[key].mul_(self.alpha)
         self._parts = {name: stream.plus_base(p) for name, p in parts.items()} if keep_parts else None
         return stream.plus_base(merged)
@@ -120,6 +119,7 @@ class TaskSingularVectorMerging(MergeAlgorithm):
             return super().run(pool, inplace)
         theta0 = copy.deepcopy(pool.load_pretrained_model()) if pool.has_pretrained else None
         merged = super().run(pool, inplace)
+        assert theta0 is not None  # super().run refuses a pool without theta_0 (task vectors need it)
         models = {}
         for name, state in (self._parts or {}).items():
             model = copy.deepcopy(theta0)

@@ -25,7 +25,7 @@ class WeightedTaskArithmeticAlgorithm(TaskArithmeticAlgorithm):
     def __init__(self, scaling_factors: Mapping[str, float] | Sequence[float], inplace: bool = False, **options: Any):
         super().__init__(scaling_factor=1.0, inplace=inplace, **options)
         if isinstance(scaling_factors, Mapping):
-            self.scaling_factors = {str(k): finite_number(f"scaling_factors.{k}", v) for k, v in scaling_factors.items()}
+            self.scaling_factors: dict[str, float] | list[float] = {str(k): finite_number(f"scaling_factors.{k}", v) for k, v in scaling_factors.items()}
         elif _is_vector(scaling_factors):
             self.scaling_factors = [finite_number(f"scaling_factors[{i}]", v) for i, v in enumerate(list(scaling_factors))]
         else:

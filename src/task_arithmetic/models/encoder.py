@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..io import load_weights, save_weights
-from .factory import ModelSpec, check_state_matches, create_clip, quiet_random_init, register_model_config
+from .factory import ModelSpec, OpenClipModel, check_state_matches, create_clip, quiet_random_init, register_model_config
 
 ENCODER_FORMAT = "image_encoder"
 
@@ -45,7 +45,7 @@ class ImageEncoder(nn.Module):
         return save_weights(path, self.weights(), meta, companions)
 
 
-def encoder_from_clip(clip_model: nn.Module, spec: ModelSpec, train_tf: Callable, val_tf: Callable) -> ImageEncoder:
+def encoder_from_clip(clip_model: OpenClipModel, spec: ModelSpec, train_tf: Callable, val_tf: Callable) -> ImageEncoder:
     # The preprocessing of a weight tag can differ from the architecture default (mean/std,
     # resize mode); keeping it in the metadata lets a loaded encoder rebuild the same transforms.
     meta = {**spec.metadata(), "preprocess_cfg": dict(getattr(clip_model.visual, "preprocess_cfg", {}) or {})}

@@ -14,7 +14,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeAlias
 
 import open_clip
 import torch
@@ -26,6 +26,9 @@ from ..io import load_weights, read_json
 from ..state_dicts import state_mismatch
 from ..storage.checksums import cached_file_digest
 from ..storage.pickles import load_tensor_pickle
+
+# What create_clip builds: one of open_clip's model classes (untyped, so Any to mypy).
+OpenClipModel: TypeAlias = open_clip.CLIP | open_clip.CustomTextCLIP | open_clip.CoCa
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 open_clip.add_model_config(CONFIG_DIR)
@@ -198,7 +201,7 @@ def check_model_name(name: str, pretrained: str | None = None) -> None:
         raise UserError(f"unknown model '{name}'; choose an open_clip architecture such as {known} (open_clip.list_models() lists all)")
 
 
-def create_clip(spec: ModelSpec, device: str | torch.device = "cpu", progress: bool = True) -> tuple[nn.Module, Callable, Callable]:
+def create_clip(spec: ModelSpec, device: str | torch.device = "cpu", progress: bool = True) -> tuple[OpenClipModel, Callable, Callable]:
     """Return (clip_model, train_preprocess, val_preprocess) with the spec's weights loaded.
 
     progress: a weight source that has to be made first (pretrained) may show a progress bar.
@@ -246,8 +249,8 @@ def _create_from_tag(spec: ModelSpec, quick_gelu: bool):
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
-        state = "is a folder" if path.is_dir() else "does not exist"
-        raise UserError(f"weights file {path} {state}; pass an existing .pt/.bin/.safetensors file")
+        problem = "is a folder" if path.is_dir() else "does not exist"
+        raise UserError(f"weights file {path} {problem}; pass an existing .pt/.bin/.safetensors file")
     if path.suffix == ".safetensors":
         tensors, _ = load_weights(path)
         return tensors

@@ -14,6 +14,8 @@ torch.compile of the whole path (2-4 % faster on B-32 after ~110 s of compilatio
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
@@ -48,7 +50,7 @@ def _compute_dtype(inputs: torch.Tensor, params: dict[str, torch.Tensor]) -> tor
 
 
 def linearized_forward(
-    module: nn.Module, params0: dict[str, torch.Tensor], delta: dict[str, torch.Tensor], inputs: torch.Tensor
+    module: nn.Module, params0: dict[str, torch.Tensor], delta: Mapping[str, torch.Tensor], inputs: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(f(x; theta_0), J f(x) . delta), falling back to torch.func for anything not supported."""
     found = _find_vit(module)

@@ -47,7 +47,7 @@ class LinearTangent(Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x_t, x0, w0, dw, db):  # type: ignore[override]
+    def forward(x_t, x0, w0, dw, db):
         lead = x0.shape[:-1]
         out = None
         if x_t is not None:
@@ -64,7 +64,7 @@ class LinearTangent(Function):
         ctx.save_for_backward(inputs[1], inputs[2])
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         x0, w0 = ctx.saved_tensors
         g2 = grad.reshape(-1, grad.shape[-1])
         gx = gw = gb = None
@@ -89,7 +89,7 @@ class LayerNormTangent(Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x_t, dgamma, dbeta, x0, mean, rstd, gamma, eps):  # type: ignore[override]
+    def forward(x_t, dgamma, dbeta, x0, mean, rstd, gamma, eps):
         shape = [x0.shape[-1]]
         out = None
         if x_t is not None:
@@ -108,7 +108,7 @@ class LayerNormTangent(Function):
         ctx.save_for_backward(*inputs[3:7])
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         x0, mean, rstd, gamma = ctx.saved_tensors
         mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]]
         if not any(mask):
@@ -131,7 +131,7 @@ class GeluTangent(Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(h_t, h0, approximate):  # type: ignore[override]
+    def forward(h_t, h0, approximate):
         return torch.ops.aten.gelu_backward(h_t, h0, approximate=approximate)
 
     @staticmethod
@@ -140,7 +140,7 @@ class GeluTangent(Function):
         ctx.approximate = inputs[2]
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         (h0,) = ctx.saved_tensors
         return torch.ops.aten.gelu_backward(grad, h0, approximate=ctx.approximate), None, None
 
@@ -155,7 +155,7 @@ class AttentionTangent(Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(q_t, k_t, v_t, q, k, v, attn, scale):  # type: ignore[override]
+    def forward(q_t, k_t, v_t, q, k, v, attn, scale):
         s_t = None
         if q_t is not None:
             s_t = torch.bmm(q_t, k.transpose(1, 2))
@@ -175,7 +175,7 @@ class AttentionTangent(Function):
         ctx.scale = inputs[7]
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         q, k, v, attn = ctx.saved_tensors
         gq = gk = gv = None
         if ctx.needs_input_grad[2]:

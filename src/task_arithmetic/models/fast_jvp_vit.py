@@ -8,6 +8,8 @@ does not reproduce exactly makes `vit_supported` False, and the caller falls bac
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from open_clip.transformer import LayerNorm as OpenClipLayerNorm
@@ -27,7 +29,7 @@ class Weights:
     Missing theta_0 entries fall back to the module's own parameters, as functional_call does.
     """
 
-    def __init__(self, module: nn.Module, params0: dict, delta: dict, prefix: str, dtype: torch.dtype):
+    def __init__(self, module: nn.Module, params0: Mapping[str, torch.Tensor], delta: Mapping[str, torch.Tensor], prefix: str, dtype: torch.dtype):
         self.own = dict(module.named_parameters())
         unknown = sorted(set(delta) - set(self.own))
         if unknown:
@@ -44,8 +46,9 @@ class Weights:
         return None if value is None else value.to(self.dtype)
 
 
-def _plain_layer_norm(m: nn.Module) -> bool:
-    return type(m) in _LAYER_NORMS and m.weight is not None and m.bias is not None and len(m.normalized_shape) == 1
+def _plain_layer_norm(m: object) -> bool:
+    # isinstance only narrows the type for mypy; the exact-type test is the real check.
+    return isinstance(m, nn.LayerNorm) and type(m) in _LAYER_NORMS and m.weight is not None and m.bias is not None and len(m.normalized_shape) == 1
 
 
 def _block_supported(blk: nn.Module, width: int) -> bool:
@@ -114,7 +117,7 @@ def _merge_heads(t: torch.Tensor, batch: int) -> torch.Tensor:
     return t.view(batch, heads, n, hd).transpose(1, 2).reshape(batch, n, heads * hd)
 
 
-def _layer_norm(m: nn.Module, w: Weights, name: str, x0: torch.Tensor, x_t: torch.Tensor | None):
+def _layer_norm(m: nn.LayerNorm, w: Weights, name: str, x0: torch.Tensor, x_t: torch.Tensor | None):
     gamma, beta = w.p(f"{name}.weight"), w.p(f"{name}.bias")
     with torch.no_grad():
         y0, mean, rstd = torch.native_layer_norm(x0, [x0.shape[-1]], gamma, beta, m.eps)
@@ -140,7 +143,7 @@ def _rows(t: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
     return None if t is None else t[rows]
 
 
-def _attention(blk: nn.Module, w: Weights, pre: str, y0: torch.Tensor, y_t: torch.Tensor | None, last: bool):
+def _attention(blk: ResidualAttentionBlock, w: Weights, pre: str, y0: torch.Tensor, y_t: torch.Tensor | None, last: bool):
     """Self-attention; when `last`, only the class token's output is produced (all the caller reads)."""
     attn = blk.attn
     batch, width, heads = y0.shape[0], attn.embed_dim, attn.num_heads
@@ -171,7 +174,7 @@ def _attention(blk: nn.Module, w: Weights, pre: str, y0: torch.Tensor, y_t: torc
     return _linear(w, f"{pre}attn.out_proj.weight", f"{pre}attn.out_proj.bias", o0, o_t)
 
 
-def _activation(act: nn.Module, h0: torch.Tensor, h_t: torch.Tensor | None):
+def _activation(act: QuickGELU | nn.GELU, h0: torch.Tensor, h_t: torch.Tensor | None):
     with torch.no_grad():
         if type(act) is QuickGELU:
             sig = torch.sigmoid(1.702 * h0)
@@ -183,11 +186,12 @@ def _activation(act: nn.Module, h0: torch.Tensor, h_t: torch.Tensor | None):
     if h_t is None:
         return z0, None
     if type(act) is QuickGELU:
+        assert slope is not None  # set above whenever h_t is given
         return z0, h_t * slope
     return z0, GeluTangent.apply(h_t, h0, act.approximate)
 
 
-def _block(blk: nn.Module, w: Weights, pre: str, x0: torch.Tensor, x_t: torch.Tensor | None, last: bool):
+def _block(blk: ResidualAttentionBlock, w: Weights, pre: str, x0: torch.Tensor, x_t: torch.Tensor | None, last: bool):
     y0, y_t = _layer_norm(blk.ln_1, w, f"{pre}ln_1", x0, x_t)
     a0, a_t = _attention(blk, w, pre, y0, y_t, last)
     if last:
@@ -205,7 +209,7 @@ def _block(blk: nn.Module, w: Weights, pre: str, x0: torch.Tensor, x_t: torch.Te
     return x0, add_tangents(x_t, m_t)
 
 
-def _embed(vit: nn.Module, w: Weights, images: torch.Tensor):
+def _embed(vit: VisionTransformer, w: Weights, images: torch.Tensor):
     conv = vit.conv1
     has_bias = conv.bias is not None
     w0 = w.p("conv1.weight")
@@ -238,7 +242,7 @@ def _embed(vit: nn.Module, w: Weights, images: torch.Tensor):
     return _layer_norm(vit.ln_pre, w, "ln_pre", x0, x_t)
 
 
-def vit_jvp(vit: nn.Module, w: Weights, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+def vit_jvp(vit: VisionTransformer, w: Weights, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(f(x; theta_0), J f(x) . delta) for a VisionTransformer that passed `vit_supported`."""
     x0, x_t = _embed(vit, w, images.to(w.dtype))
     blocks = vit.transformer.resblocks

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Sequence
+from typing import Iterator, Protocol, Sequence
 
 import open_clip
 import torch
@@ -18,7 +18,7 @@ from torch import nn
 
 from ..io import load_cached_weights, save_weights
 from ..paths import Layout
-from .factory import ModelSpec, check_cache_source, create_clip
+from .factory import ModelSpec, OpenClipModel, check_cache_source, create_clip
 
 HEAD_FORMAT = "zeroshot_head"
 
@@ -38,9 +38,20 @@ class ClassificationHead(nn.Module):
         return F.normalize(features, dim=-1) @ self.weight.t()
 
 
+class TextEncoder(Protocol):
+    """What zeroshot_weights reads: an open_clip model, or an adapter with the same members (merging/taskpool/hf_clip.py)."""
+
+    @property
+    def logit_scale(self) -> torch.Tensor: ...
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor: ...
+
+    def parameters(self) -> Iterator[nn.Parameter]: ...
+
+
 @torch.no_grad()
 def zeroshot_weights(
-    clip_model: nn.Module, tokenizer, classnames: Sequence[str], templates: Sequence[str], batch_size: int = 256
+    clip_model: TextEncoder, tokenizer, classnames: Sequence[str], templates: Sequence[str], batch_size: int = 256
 ) -> torch.Tensor:
     device = next(clip_model.parameters()).device
     class_vectors = []
@@ -66,7 +77,7 @@ def get_head(
     templates: Sequence[str],
     layout: Layout,
     device: str | torch.device = "cpu",
-    clip_model: nn.Module | None = None,
+    clip_model: OpenClipModel | None = None,
 ) -> ClassificationHead:
     """Load the cached head for (model, task) or build and cache it. Rebuilt if the prompts changed."""
     path = layout.head(spec.model_id, task)

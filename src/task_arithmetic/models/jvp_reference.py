@@ -6,7 +6,7 @@ Both linearize (the dispatcher) and fast_jvp (for what it does not cover) fall b
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Iterator, Mapping, cast
 
 import torch
 from torch import nn
@@ -31,7 +31,7 @@ def forward_ad_safe() -> Iterator[None]:
 
 
 def functorch_jvp(
-    module: nn.Module, params0: dict[str, torch.Tensor], delta: dict[str, torch.Tensor], inputs: torch.Tensor
+    module: nn.Module, params0: dict[str, torch.Tensor], delta: Mapping[str, torch.Tensor], inputs: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference path: (f(x; theta_0), J_theta0 f(x) . delta) with torch.func.jvp.
 
@@ -47,4 +47,5 @@ def functorch_jvp(
         return functional_call(module, {**fixed, **dict(zip(names, trainable))}, (inputs,))
 
     with forward_ad_safe(), torch.autocast(inputs.device.type, enabled=False):
-        return jvp(f, tuple(params0[n] for n in names), tuple(delta[n] for n in names))
+        # torch.func.jvp's annotation also covers has_aux=True (a 3-tuple); without aux it is (out, tangent).
+        return cast(tuple[torch.Tensor, torch.Tensor], jvp(f, tuple(params0[n] for n in names), tuple(delta[n] for n in names)))

@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - only with an incompatible open_clip
 __all__ = ["LinearizedModel", "forward_ad_safe", "functorch_jvp", "select_jvp"]
 
 
-JvpFn = Callable[[nn.Module, dict, dict, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+JvpFn = Callable[[nn.Module, dict, Mapping[str, torch.Tensor], torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def select_jvp(module: nn.Module) -> JvpFn:
@@ -35,14 +35,14 @@ def select_jvp(module: nn.Module) -> JvpFn:
     return functorch_jvp
 
 
-class _LazyDelta(Mapping):
+class _LazyDelta(Mapping[str, torch.Tensor]):
     """theta - theta_0, each entry computed when read.
 
     A consumer that reads one layer at a time (fast_jvp) then never holds a full weight-sized
     difference at once: for ViT-B-32 that is 350 MB less peak memory per linearised step.
     """
 
-    def __init__(self, trainable: dict[str, torch.Tensor], frozen: dict[str, torch.Tensor]):
+    def __init__(self, trainable: Mapping[str, torch.Tensor], frozen: Mapping[str, torch.Tensor]):
         self._trainable, self._frozen = trainable, frozen
 
     def __getitem__(self, name: str) -> torch.Tensor:
@@ -77,7 +77,7 @@ class LinearizedModel(nn.Module):
         frozen = self.params0()
         return {n: p - frozen[n] for n, p in self.trainable.named_parameters() if p.requires_grad}
 
-    def forward_with_tangent(self, inputs: torch.Tensor, delta: dict[str, torch.Tensor] | None = None):
+    def forward_with_tangent(self, inputs: torch.Tensor, delta: Mapping[str, torch.Tensor] | None = None):
         if delta is None:
             trainable = {n: p for n, p in self.trainable.named_parameters() if p.requires_grad}
             delta = _LazyDelta(trainable, self.params0())

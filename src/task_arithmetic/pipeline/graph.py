@@ -185,7 +185,7 @@ def evaluate_recipe(study: Study, recipe: Recipe) -> None:
                           precision=study.precision, decode_cache=study.decode_cache)
     session = EvalSession(selection, options)
     weights = [session.theta0_path, *session.checkpoints.values()]
-    wandb = WandbSettings(*(study.finetune.get(k) or d for k, d in (("wandb", "off"), ("wandb_project", None), ("wandb_entity", None))))  # --wandb of the study
+    wandb = WandbSettings(study.finetune.get("wandb") or "off", study.finetune.get("wandb_project") or None, study.finetune.get("wandb_entity") or None)  # --wandb of the study
     for evaluation in pending:
         if states[evaluation].status in ("stale", "other_settings"):  # a re-run with other settings, or runs trained again
             print(f"  {name}/{evaluation}: stale results ({states[evaluation].detail}); recomputing", flush=True)

@@ -169,7 +169,7 @@ class Plugin(ABC, Generic[OptionsT, SettingsT]):
                 value = _task_list(value)
                 need(bool(value), f"{flag(f.name)} is empty; pass at least one task name, comma-separated")
             values[f.name] = value
-        return cls.options(**values)  # type: ignore[no-any-return]
+        return cls.options(**values)
 
     @abstractmethod
     def resolve(self, options: OptionsT, ctx: Context) -> SettingsT:

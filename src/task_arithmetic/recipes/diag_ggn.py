@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sized
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..io import load_cached_weights, save_weights
 from ..lazy import F, nn, torch  # imported on first use: every script's parser reads the plug-ins
@@ -120,7 +121,7 @@ class DiagGGN(Regularizer[DiagGGNOptions, DiagGGNSettings]):
 
     def build(self, settings: DiagGGNSettings, setup: PenaltySetup) -> Penalty:
         theta0 = _theta0_module(setup)
-        sizes = [float(len(ds)) for ds in setup.datasets]
+        sizes = [float(len(cast(Sized, ds))) for ds in setup.datasets]
         diagonal: dict[str, torch.Tensor] = {}
         for task, dataset, n in zip(settings.diag_ggn_tasks, setup.datasets, sizes):
             for key, value in _cached(setup, task, dataset, settings.diag_ggn_examples, theta0).items():
@@ -137,7 +138,7 @@ def _cached(setup: PenaltySetup, task: str, dataset: Dataset, examples: int, the
             return found[0]
     diagonal = task_diagonal(theta0, dataset, examples, next(theta0.parameters()).device)
     if setup.rank == 0:
-        save_weights(path, diagonal, {**recipe, "num_examples": min(examples, len(dataset))})
+        save_weights(path, diagonal, {**recipe, "num_examples": min(examples, len(cast(Sized, dataset)))})
     return diagonal
 
 

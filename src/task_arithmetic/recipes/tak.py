@@ -35,8 +35,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from collections.abc import Sized
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, cast
 
 from ..data.registry import benchmark_tasks, control_task, parse_task_list
 from ..io import load_cached_weights, save_weights
@@ -185,7 +186,7 @@ def probing(visual: nn.Module) -> Iterator[Probe]:
     try:
         for name, module in modules.items():
             if isinstance(module, nn.MultiheadAttention):
-                module.forward = _mha_forward(module, name, probe)  # type: ignore[method-assign]
+                module.forward = _mha_forward(module, name, probe)
                 patched.append(module)
             elif isinstance(module, nn.Linear) and not name.endswith("out_proj"):
                 def on_linear(m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor, key: str = f"{name}.weight") -> None:
@@ -194,7 +195,7 @@ def probing(visual: nn.Module) -> Iterator[Probe]:
                 handles.append(module.register_forward_hook(on_linear))
             elif isinstance(module, nn.LayerNorm):
                 def on_norm(m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor, key: str = name) -> None:
-                    normalized = F.layer_norm(inp[0].detach().float(), m.normalized_shape, eps=m.eps)  # type: ignore[arg-type]
+                    normalized = F.layer_norm(inp[0].detach().float(), m.normalized_shape, eps=m.eps)
                     probe.norm_in[key] = _as_tokens(normalized)
                     out.register_hook(lambda g: probe.norm_grad.__setitem__(key, _as_tokens(g.detach().float())))
                 handles.append(module.register_forward_hook(on_norm))
@@ -204,7 +205,7 @@ def probing(visual: nn.Module) -> Iterator[Probe]:
             handles.append(modules["ln_pre"].register_forward_pre_hook(on_tokens))
         if isinstance(getattr(visual, "proj", None), torch.Tensor) and "ln_post" in modules:
             def on_pooled(m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-                pooled = out if out.ndim == 2 else visual._global_pool(out)[0]  # type: ignore[operator]
+                pooled = out if out.ndim == 2 else visual._global_pool(out)[0]
                 probe.inputs["proj"] = pooled.detach().unsqueeze(1)
 
             def on_output(m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
@@ -223,7 +224,7 @@ def probing(visual: nn.Module) -> Iterator[Probe]:
 def probe_batches(theta0: nn.Module, dataset: Dataset, examples: int, device: torch.device) -> Iterator[Probe]:
     """One forward and one backward of eps^T normalize(f(x)) per batch of a fixed draw of
     `examples` inputs, at theta_0, in eval mode, parameters untouched (an input leaf carries the graph)."""
-    pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(FACTOR_SEED))[:examples].sort().values
+    pick = torch.randperm(len(cast(Sized, dataset)), generator=torch.Generator().manual_seed(FACTOR_SEED))[:examples].sort().values
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, pick.tolist()), batch_size=FACTOR_BATCH, shuffle=False)
     noise = torch.Generator().manual_seed(FACTOR_SEED + 1)
     theta0.eval()
@@ -292,13 +293,13 @@ def cached_factors(setup: PenaltySetup, task: str, dataset: Dataset, examples: i
             return found[0]
     factors = task_factors(theta0, dataset, examples, next(theta0.parameters()).device)
     if setup.rank == 0:
-        save_weights(path, factors, {**recipe, "num_examples": min(examples, len(dataset))})
+        save_weights(path, factors, {**recipe, "num_examples": min(examples, len(cast(Sized, dataset)))})
     return factors
 
 
 def merge(per_task: Sequence[Factors], weights: Sequence[float]) -> Factors:
     """A and F weighted by lambda_s, B summed: the Kronecker heuristic's merged factors."""
-    return {k: sum((1.0 if k.startswith("B.") else w) * f[k] for f, w in zip(per_task, weights)) for k in per_task[0]}  # type: ignore[misc]
+    return {k: sum((1.0 if k.startswith("B.") else w) * f[k] for f, w in zip(per_task, weights)) for k in per_task[0]}
 
 
 def quadratic(delta: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -377,7 +378,7 @@ class Tak(Regularizer[TakOptions, TakSettings]):
     def build(self, settings: TakSettings, setup: PenaltySetup) -> Penalty:
         theta0 = _theta0_module(setup)
         per_task = [cached_factors(setup, task, ds, settings.tak_examples, theta0) for task, ds in zip(settings.tak_tasks, setup.datasets)]
-        sizes = [float(len(ds)) for ds in setup.datasets]
+        sizes = [float(len(cast(Sized, ds))) for ds in setup.datasets]
         weights = [n / sum(sizes) for n in sizes]  # lambda_s, proportional to each task's data
         if setup.variant == "merged":
             per_task, weights = [merge(per_task, weights)], [1.0]

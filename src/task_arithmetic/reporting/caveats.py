@@ -29,7 +29,7 @@ def caveat_lines(runs: Mapping[str, RunResults]) -> list[str]:
     if {s.get("pretrained") for s in settings} & smoke_weight_tags():
         lines.append("- **Smoke run.** These results come from the embedded benchmark's smoke preset (a tiny pretraining, "
                      "a few fine-tuning steps, small evaluation sets): it tests the pipeline; its numbers are not results.")
-    caps = sorted({s.get("max_eval_samples") for s in settings} - {None})
+    caps = sorted({cap for s in settings if (cap := s.get("max_eval_samples")) is not None})
     if caps:
         lines.append(f"- **Capped evaluation.** Every Val/test set was cut to a fixed random subset of at most {', '.join(map(str, caps))} examples "
                      "(--max-eval-samples): accuracies are noisier estimates and do not compare with full-set numbers.")

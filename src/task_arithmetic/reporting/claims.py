@@ -107,8 +107,8 @@ def negation_lower_target(runs: Mapping[str, RunResults], tag: str = "") -> Clai
     for name in compared:
         targets = results[name].targets
         numbers[name] = {
-            "target": sum(targets[t].test.target for t in solved) / len(solved),  # type: ignore[union-attr]
-            "control": sum(targets[t].test.control for t in solved) / len(solved),  # type: ignore[union-attr]
+            "target": sum((targets[t].test.target for t in solved), 0.0) / len(solved),  # type: ignore[union-attr]
+            "control": sum((targets[t].test.control for t in solved), 0.0) / len(solved),  # type: ignore[union-attr]
         }
     lowest = all(numbers[taujp]["target"] < numbers[o]["target"] for o in others)
     control_ok = all(numbers[taujp]["control"] >= numbers[o]["control"] - CONTROL_TOLERANCE for o in others)

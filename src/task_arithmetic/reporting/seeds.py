@@ -90,7 +90,7 @@ def count_claims(per_seed: Sequence[Sequence[Claim]]) -> list[ClaimCount]:
                 tally[key] = [0, 0]
             tally[key][0] += c.verdict == HOLDS
             tally[key][1] += c.verdict in (HOLDS, FAILS)
-    return [ClaimCount(claim, scope, *tally[(claim, scope)], len(per_seed)) for claim, scope in order]
+    return [ClaimCount(claim, scope, tally[(claim, scope)][0], tally[(claim, scope)][1], len(per_seed)) for claim, scope in order]
 
 
 @dataclass(frozen=True)

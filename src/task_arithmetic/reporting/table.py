@@ -30,7 +30,7 @@ class RunResults:
     payloads: dict[str, dict[str, Any]] = field(default_factory=dict)  # evaluation name -> the file's other fields (settings, params, ...)
 
     def get(self, evaluation: "Evaluation[Any, R]") -> R | None:
-        return self.results.get(evaluation.name)  # type: ignore[no-any-return]
+        return self.results.get(evaluation.name)
 
     @property
     def settings(self) -> dict[str, Any]:

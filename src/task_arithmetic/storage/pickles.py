@@ -34,12 +34,12 @@ TORCH_PROTOCOL = 2  # torch.save's pickle protocol; a higher one means Python's 
 _STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
 
 
-def holds_code_message(path: Path, reference: str) -> str:
+def holds_code_message(path: Path | str, reference: str) -> str:
     return (f"{path} holds code: it is a pickle that refers to Python code ({reference}); pickled whole modules are refused unread, "
             f"like any pickled code, because loading the file could run that code: {RESAVE}")
 
 
-def describe_unreadable(path: Path, err: BaseException) -> str:
+def describe_unreadable(path: Path | str, err: BaseException) -> str:
     """Why `path` could not be read as tensors, and what to do about it (one line)."""
     match = _GLOBAL.search(str(err))
     if match:
@@ -78,6 +78,7 @@ def _scan(handle: IO[bytes]) -> tuple[int, list[str]]:
     # fetched back from the memo (a pickler memoizes each string and fetches repeats from there).
     protocol, references, strings = 0, [], []
     memo: dict[int, str | None] = {}
+    arg: Any  # typeshed says Any | None; the opcodes read as int below always carry an int
     top: str | None = None  # the string the previous opcode pushed, if any
     for opcode, arg, _ in pickletools.genops(handle):
         name = opcode.name

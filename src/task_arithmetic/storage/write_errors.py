@@ -136,7 +136,7 @@ def translating_write_errors(path: Path, needed: int | None = None) -> Iterator[
         yield
     except WriteFailed as failed:
         cause = failed.__cause__
-        message = write_failure_message(Path(path), needed, cause) if isinstance(cause, (OSError, *_safetensors_errors())) else None
+        message = write_failure_message(Path(path), needed, cause) if cause is not None and isinstance(cause, (OSError, *_safetensors_errors())) else None
         if message is None:
             raise
         raise WriteFailed(message) from cause

@@ -167,8 +167,8 @@ def _train(
         print(f"{plan.task} {plan.run}: resuming at step {start}/{total_steps} from {paths.state}", file=sys.stderr)
 
     # -- the regulariser's penalty ----------------------------------------------------------------
-    cache = layout.model_dir(spec.model_id) / "derived"
-    setup = PenaltySetup(trainee, plan.run.variant, theta0, penalty_sets, references, cache, plan.seed, start, ctx.rank, ctx.world, workers)
+    derived = layout.model_dir(spec.model_id) / "derived"
+    setup = PenaltySetup(trainee, plan.run.variant, theta0, penalty_sets, references, derived, plan.seed, start, ctx.rank, ctx.world, workers)
     penalty = reg.build(plan.reg_settings, setup)
     meter.setup_seconds = time.perf_counter() - started  # what the recipe does before its first step (data loading aside)
     if penalty is not None and resumed and resumed.extra:

@@ -62,8 +62,9 @@ class Trainee:
             print("--grad-checkpointing: this encoder's JVP uses torch.func, which runs without checkpointing", flush=True)
             modules = modules[:1]
         for module in modules:
-            if hasattr(module, "set_grad_checkpointing"):
-                module.set_grad_checkpointing(enabled)
+            switch = getattr(module, "set_grad_checkpointing", None)  # open_clip's encoders have one
+            if switch is not None:
+                switch(enabled)
 
     def forward(self, images: torch.Tensor, penalty_inputs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(embeddings of `images`, J_theta0 f(penalty_inputs) . (theta - theta_0) or None)."""

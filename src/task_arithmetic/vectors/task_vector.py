@@ -16,7 +16,7 @@ import copy
 import math
 import numbers
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, cast
 
 import torch
 
@@ -229,4 +229,4 @@ def combine(vectors: Iterable[TaskVector], coefs: Iterable[float] | None = None)
         raise ValueError(f"{len(vectors)} vectors but {len(coefs)} coefficients")
     if not vectors:
         raise UserError("no task vectors to combine; pass at least one task")
-    return sum((c * v for c, v in zip(coefs, vectors)), start=0)  # type: ignore[arg-type]
+    return cast(TaskVector, sum((c * v for c, v in zip(coefs, vectors)), start=0))  # 0 + TaskVector is a TaskVector (vectors is not empty)

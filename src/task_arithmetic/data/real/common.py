@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Callable
 from torch.utils.data import Dataset
 
 from ...errors import UserError
+from .hub import HubCopy, find_copy
 
 if TYPE_CHECKING:
-    from .hub import HubCopy
     from .hub_sources import HubSource
 
 TOOL = "python src/prepare_datasets.py"
@@ -68,8 +68,6 @@ class RealDataset:
     def hub_copy(self, root: Path) -> HubCopy | None:
         """The hub copy this task reads: only when today's local layout is incomplete, so that
         results on a local copy keep reading it (the split fingerprints tell the two apart)."""
-        from .hub import find_copy
-
         return None if self.hub is None or self.local_complete(root) else find_copy(self.hub, Path(root))
 
     def source(self, root: Path) -> str:

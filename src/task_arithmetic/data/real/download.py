@@ -63,7 +63,7 @@ def plan(root: Path, datasets: Sequence[RealDataset]) -> list[Planned]:
 
 
 def _check_space(root: Path, planned: list[Planned]) -> None:
-    needed = sum(p.dataset.hub.size_gb or 0.0 for p in planned if p.action == "fetch")  # type: ignore[union-attr]
+    needed = sum((p.dataset.hub.size_gb or 0.0 for p in planned if p.action == "fetch"), 0.0)  # type: ignore[union-attr]
     free = shutil.disk_usage(root).free / 1e9
     if needed and free < needed * 1.05:
         raise UserError(f"--data-location {root} has {free:.1f} GB free; the copies to fetch need about {needed:.1f} GB (those whose size is known); free space or pick another folder")

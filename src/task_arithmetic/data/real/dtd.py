@@ -31,6 +31,7 @@ def _raw_missing(root: Path) -> list[str]:
 
 def _make(root: Path) -> list[str]:
     base = _raw_base(root)
+    assert base is not None  # the split tool makes the folders only when _raw_missing found everything
     done = []
     for split, lists in PARTS.items():
         dest = root / (FOLDERS.train if split == "train" else FOLDERS.test)

@@ -50,6 +50,7 @@ def _raw_missing(root: Path) -> list[str]:
 
 def _make(root: Path) -> list[str]:
     raw = _raw_dir(root)
+    assert raw is not None  # the split tool makes the folders only when _raw_missing found everything
     per_split: dict[str, list[tuple[Path, str]]] = {split: [] for split in SPLIT_FRACTIONS}
     for cls in class_dirs(raw):
         order = hashed_order(image_files(raw / cls), salt=f"EuroSAT:{cls}")

@@ -28,7 +28,9 @@ def _missing(root: Path, part: str) -> list[str]:
 def _build(root: Path, split: str, transform: Callable | None) -> Dataset:
     from ._readers import FER2013Csv
 
-    return FER2013Csv(_csv(root), split, RGBThen(transform))
+    csv = _csv(root)
+    assert csv is not None  # load_split checked `missing` first
+    return FER2013Csv(csv, split, RGBThen(transform))
 
 
 DATASET = RealDataset(

@@ -21,12 +21,14 @@ import fnmatch
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from torch.utils.data import Dataset
 
 from ...errors import UserError
-from .hub_sources import HubSource
+
+if TYPE_CHECKING:  # hub_sources imports the task modules, which import common.py, which reads copies through here
+    from .hub_sources import HubSource
 
 HUB_FOLDER = "hf"  # under --data-location
 _SPLITS = ("train", "test")
@@ -178,6 +180,7 @@ def match_classnames(source: HubSource, names: list[str] | None, label_range: tu
         raise UserError(f"{task}: the {source.repo} copy's labels run {low}..{high}, but {task} has {count} classes (0..{count - 1}); the copy is not the one the suite expects")
     index_only = all(_key(name).lstrip("0") == str(i) or (i == 0 and _key(name).strip("0") == "") for i, name in enumerate(names or []))
     if names is None:
+        assert expected is not None  # refused above when both are None
         return list(expected)
     if expected is None:
         if index_only:

@@ -46,6 +46,7 @@ def _is_full(root: Path) -> bool:
 
 def _build(root: Path, split: str, transform: Callable | None) -> Dataset:
     folder = TRAIN if split == "train" else _test_dir(root)
+    assert folder is not None  # load_split checked `missing` first
     return image_folder(root / folder, transform, class_folders(root / TRAIN), "ImageNet")
 
 

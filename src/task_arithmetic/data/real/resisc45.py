@@ -6,8 +6,9 @@ not. Class names are the folder names."""
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 from torch.utils.data import Dataset
 
@@ -38,9 +39,10 @@ class _InList:
 def _build(root: Path, split: str, transform: Callable | None) -> Dataset:
     names = set(read_lines(root / LIST.format(split)))
     dataset = image_folder(root / IMAGES, transform, class_folders(root / IMAGES), "RESISC45", is_valid_file=_InList(names))
-    if len(dataset) != len(names):
+    found = len(cast(Sized, dataset))  # an ImageFolder
+    if found != len(names):
         raise UserError(
-            f"RESISC45: {LIST.format(split)} names {len(names)} images but {len(dataset)} were found in {root / IMAGES}; "
+            f"RESISC45: {LIST.format(split)} names {len(names)} images but {found} were found in {root / IMAGES}; "
             "re-extract NWPU-RESISC45 or remake the lists"
         )
     return dataset

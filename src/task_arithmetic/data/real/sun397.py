@@ -44,6 +44,7 @@ def _raw_missing(root: Path) -> list[str]:
 
 def _make(root: Path) -> list[str]:
     lists, images = _list_dir(root), root / "SUN397"
+    assert lists is not None  # the split tool makes the folders only when _raw_missing found everything
     done = []
     for split, list_name in LISTS.items():
         dest = root / (FOLDERS.train if split == "train" else FOLDERS.test)

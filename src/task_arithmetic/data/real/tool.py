@@ -56,6 +56,7 @@ def split(data_location: Path, tasks: Sequence[str] | None = None) -> list[str]:
     handmade = {name: ds for name, ds in DATASETS.items() if ds.splitter is not None}
     lines = []
     for dataset in _select(tasks, handmade):
+        assert dataset.splitter is not None  # `handmade` holds only datasets with one
         if not missing_for(dataset, root):
             lines.append(f"{dataset.name}: ready, nothing to do")
             continue

@@ -103,7 +103,7 @@ def _draw(name: str, rng: np.random.Generator, n: int, zoom: np.ndarray) -> np.n
     if name == "permanent crop land":
         img = _tinted(_colour("soil", n) * 0.6 + _colour("pasture", n) * 0.4, fractal_noise(rng, n, (4,)), 0.1)
         u, v = _rotated(rng, n, zoom)
-        spacing = rng.uniform(3.0, 4.0, (n, 1, 1))
+        spacing: np.ndarray | float = rng.uniform(3.0, 4.0, (n, 1, 1))
         a, b = np.mod(u * spacing, 1.0) - 0.5, np.mod(v * spacing, 1.0) - 0.5
         trees = alpha_from_sdf(sd_circle(a, b, 0.28) / spacing, zoom)
         return paint(img, trees, _colour("forest", n) * 1.2)

@@ -38,7 +38,7 @@ def render_backgrounds(rng: np.random.Generator, base: np.ndarray, kinds: np.nda
 
 def add_clutter(rng: np.random.Generator, img: np.ndarray, count: int) -> np.ndarray:
     """Random blobs and strokes in random colours, drawn everywhere on the canvas."""
-    n = img.shape[0]
+    n: int = img.shape[0]
     for _ in range(count):
         colour = jitter_colour(rng, COLOUR_RGB[rng.integers(0, len(COLOUR_RGB), n)], 0.15)
         opacity = rng.uniform(0.3, 0.8, n)[:, None, None]

@@ -57,7 +57,7 @@ def _draw(name: str, rng: np.random.Generator, n: int, h: np.ndarray) -> np.ndar
     if name == "city":
         img = _sky(n, (0.45, 0.6, 0.8), (0.8, 0.8, 0.85), h)
         for _ in range(7):
-            cx = rng.uniform(-1, 1, (n, 1, 1))
+            cx: np.ndarray | float = rng.uniform(-1, 1, (n, 1, 1))
             width, height = rng.uniform(0.1, 0.25, (n, 1, 1)), rng.uniform(0.2, 0.9, (n, 1, 1))
             building = alpha_from_sdf(sd_box(GRID_X - cx, GRID_Y - hh, width, height), 1.0)
             shade = rng.uniform(0.25, 0.6, (n, 1))

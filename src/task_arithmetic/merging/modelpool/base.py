@@ -40,7 +40,8 @@ class BaseModelPool:
         bad = [k for k, v in models.items() if not isinstance(v, nn.Module)]
         if bad:
             raise UserError(f"model '{bad[0]}' is a {type(models[bad[0]]).__name__}, not an nn.Module; pass modules (or a model pool)")
-        self.models = {str(k): v for k, v in models.items()}
+        # Modules here; the file-backed pools keep their sources (paths, hub ids) under this name, as FusionBench's do.
+        self.models: dict[str, Any] = {str(k): v for k, v in models.items()}
         # The caller's modules: never written into unless asked (inplace=True).
         self.fresh_models = False
 

@@ -12,13 +12,18 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from torch import nn
 
 from ...errors import UserError
 from ...storage.pickles import describe_unreadable, quiet_pickle_warnings
 from .base import BaseModelPool
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+ModelT = TypeVar("ModelT", bound="PreTrainedModel")
 
 
 def downloads_allowed() -> bool:
@@ -75,7 +80,7 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def hf_from_pretrained(model_class: type, source: str, cache_dir: str | None, what: str) -> nn.Module:
+def hf_from_pretrained(model_class: type[ModelT], source: str, cache_dir: str | None, what: str) -> ModelT:
     """model_class.from_pretrained with every missing weight an error (HF would initialise it randomly)."""
     folder = Path(source).expanduser()
     if folder.is_dir() and not (folder / "config.json").is_file():
@@ -89,7 +94,9 @@ def hf_from_pretrained(model_class: type, source: str, cache_dir: str | None, wh
     location = str(folder) if folder.is_dir() else source
     try:
         with quiet_transformers(), quiet_pickle_warnings():
-            model, info = model_class.from_pretrained(location, cache_dir=cache_dir, output_loading_info=True)
+            # transformers annotates from_pretrained as returning the model alone; with output_loading_info it is (model, info).
+            loaded = model_class.from_pretrained(location, cache_dir=cache_dir, output_loading_info=True)
+            model, info = cast(tuple[ModelT, dict[str, Any]], loaded)
     except (OSError, ValueError) as err:
         raise UserError(f"cannot load {model_class.__name__} for {what} from {source} ({str(err).splitlines()[0]})") from err
     except Exception as err:  # the weights file itself: a pickle of code (refused unread) or damaged bytes

@@ -78,7 +78,7 @@ class RunModelPool(BaseModelPool):
                 "or point checkpoint_root at the folder that holds them"
             )
 
-    def load_model(self, name: str) -> nn.Module:
+    def load_model(self, name: str) -> ImageEncoder:
         self.check_name(name)
         if name == PRETRAINED:
             path = self.layout.zeroshot(self.spec.model_id)
@@ -104,7 +104,7 @@ class RunModelPool(BaseModelPool):
             return merged
         if not isinstance(merged, ImageEncoder):
             raise UserError("linearised evaluation needs the merged ImageEncoder from this pool")
-        theta0 = self.load_pretrained_model()
+        theta0 = self.load_model(PRETRAINED)
         linear = LinearizedModel(merged.visual)
         linear.frozen.load_state_dict(theta0.visual.state_dict())
         # The linearised forward takes theta - theta_0 over the parameters that require grad (so a

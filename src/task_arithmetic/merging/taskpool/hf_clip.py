@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import open_clip
 import torch
@@ -36,6 +36,9 @@ from ...runtime import pick_device
 from ..adamerging import TestTimeData, TestTimeTask
 from ..modelpool.hf_clip import hf_from_pretrained, hf_source_available
 from .base import BaseTaskPool, endless_inputs, evaluate_task, float_embedder, summarise
+
+if TYPE_CHECKING:
+    from transformers import CLIPModel, CLIPTextConfig
 
 FUSIONBENCH_NAMES = {
     "sun397": "SUN397",
@@ -72,7 +75,7 @@ def registry_name(name: str) -> str:
 class _TextTower(nn.Module):
     """The interface heads.zeroshot_weights expects (encode_text, logit_scale) over an HF CLIPModel."""
 
-    def __init__(self, clip: nn.Module):
+    def __init__(self, clip: CLIPModel):
         super().__init__()
         self.clip = clip
 
@@ -195,7 +198,7 @@ class CLIPVisionModelTaskPool(BaseTaskPool):
         return json.loads(Path(cached).read_text()) if isinstance(cached, str) else {}
 
     @torch.no_grad()
-    def head(self, clip: nn.Module, task: str, device: torch.device) -> ClassificationHead:
+    def head(self, clip: CLIPModel, task: str, device: torch.device) -> ClassificationHead:
         spec = get_task(task)
         classnames = spec.load_classnames(self.data_location)
         digest = hashlib.sha256(json.dumps([self.clip_source, classnames, list(spec.templates)]).encode()).hexdigest()[:16]
@@ -206,7 +209,8 @@ class CLIPVisionModelTaskPool(BaseTaskPool):
                 tensors, meta = load_weights(path)
                 if meta.get("digest") == digest:
                     return ClassificationHead(tensors["weight"]).to(device)
-        context = clip.config.text_config.max_position_embeddings
+        # transformers types the sub-config as its constructor's input (dict | config | None); it holds the config.
+        context = cast("CLIPTextConfig", clip.config.text_config).max_position_embeddings
 
         def tokenize(texts):
             return open_clip.tokenize(texts, context_length=context)

@@ -6,6 +6,7 @@ one table and one figure per swept recipe. Sweep points are the runs tagged <opt
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ...evaluation import addition, negation, single_task, tau_jp
 from ...recipes import MODES, REGULARIZERS, EvaluatedRun
@@ -28,7 +29,8 @@ def points(runs: Runs) -> dict[tuple[str, str], list[tuple[float, RunResults]]]:
         if found is None:
             continue
         option, value = found
-        recorded = next(iter((run.settings.get("vectors") or {}).values()), {}).get("config", {}).get(option)
+        first: dict[str, Any] = next(iter((run.settings.get("vectors") or {}).values()), {})
+        recorded = first.get("config", {}).get(option)
         base = EvaluatedRun(run.evaluated.run.untagged(), run.evaluated.readout).name
         out.setdefault((base, option), []).append((float(recorded) if recorded is not None else value, run))
     return {k: sorted(v, key=lambda p: p[0]) for k, v in out.items()}
