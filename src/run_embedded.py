@@ -4,6 +4,7 @@
     python src/run_embedded.py --preset smoke  # the tests' miniature of the same pipeline
     python src/run_embedded.py --seeds 0,1,2   # three fine-tuning seeds: mean, sd, 95 % interval
     python src/run_embedded.py --seeds 0,1,2 --pretrain-seeds   # ... each also pretrained anew
+    python src/run_embedded.py --seeds 0,1,2 --pretrain-seeds 0,1,2   # 3 pretraining x 3 fine-tuning draws
 
 Pretrains (cached) a tiny CLIP, fine-tunes every embedded task in standard, linear and tau-Jp
 modes, runs every evaluation and writes tables, plots and the paper's claims checked against

@@ -5,7 +5,7 @@
     python src/run_study.py --model M --pretrained FILE --recipes standard@public,posthoc@public,tau_jp   # imported runs
     python src/run_study.py --preset smoke      # the embedded benchmark's study (as src/run_embedded.py)
     python src/run_study.py ... --launcher slurm --gpus 1 --time 12:00:00 [--dry-run]   # as a Slurm job graph
-    python src/run_study.py --preset default --seeds 0,1,2 [--pretrain-seeds]   # mean, sd, 95 % interval
+    python src/run_study.py --preset default --seeds 0,1,2 [--pretrain-seeds [0,1,2]]   # mean, sd, 95 % interval
 
 Fine-tunes every task in each recipe that trains (--recipes: the registry's recipe names, a group
 name - paper, field, experiment - or all; `<recipe>@<tag>` reads tagged runs, e.g. imported
@@ -101,7 +101,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true", help="print the plan and its cost; read no weights or data")
     s.add_argument("--seconds-per-image", type=seconds_per_image, default=None, help="GPU seconds per image pass: plain=S,linearized=S")
     s.add_argument("--seeds", default="0", help="comma list of fine-tuning seeds, one replicate each")
-    s.add_argument("--pretrain-seeds", action="store_true", help="each replicate also pretrains the embedded TinyCLIP from its seed")
+    s.add_argument("--pretrain-seeds", nargs="?", const=True, default=None, type=flags.seed_list, metavar="P0,P1,...",
+                   help="alone: each replicate also pretrains the embedded TinyCLIP from its own seed; with seeds: every pretraining "
+                   "seed crossed with every --seeds seed (e.g. --seeds 0,1,2 --pretrain-seeds 0,1,2: 9 replicates)")
     s.add_argument("--device", default="auto", help="auto (CUDA when visible), cpu, cuda or cuda:N")
     s.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                    help="fine-tuning and evaluations: fp32, tf32 (CUDA), bf16 (autocast), auto (default: bf16 on CUDA, fp32 on CPU)")
@@ -301,16 +303,17 @@ def main(argv: list[str] | None = None) -> list[Path]:
     from task_arithmetic.pipeline.parallel import auto_jobs, parse_jobs
     from task_arithmetic.pipeline.plan import CALIBRATION, format_plan, make_plan
     from task_arithmetic.pipeline.slurm import SlurmOptions, format_commands, job_graph, submission_folder, submit
-    from task_arithmetic.pipeline.study import execute_seeds, replicates
+    from task_arithmetic.pipeline.study import PAIRED, execute_seeds, replicates
     from task_arithmetic.precision import resolve_precision
 
     if args.launcher == "local":  # a Slurm job's device is not this machine's: its jobs resolve "auto" themselves
         resolve_precision(args.precision, args.device)  # tf32 without CUDA fails before any work
     seeds = parse_seeds(args.seeds)
+    pretrain_seeds = PAIRED if args.pretrain_seeds is True else args.pretrain_seeds
     jobs = parse_jobs(args.jobs)  # a bad value fails before any work
-    replicates(study, seeds, args.pretrain_seeds)  # bad seed settings fail before any work, a dry run included
+    replicates(study, seeds, pretrain_seeds)  # bad seed settings fail before any work, a dry run included
     if args.launcher == "slurm":
-        if seeds != (0,) or args.pretrain_seeds:
+        if seeds != (0,) or pretrain_seeds is not None:
             raise UserError("--seeds/--pretrain-seeds run locally only; drop them with --launcher slurm (or submit one study per seed)")
         gpus = slurm_gpus(args.gpus, study.device)
         if args.cpus < 1 or gpus < 0:
@@ -333,7 +336,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
         print(format_plan(study, make_plan(study), calibration))
         print(format_table())
         return []
-    written = execute_seeds(study, seeds, args.pretrain_seeds, jobs or auto_jobs(study.device))
+    written = execute_seeds(study, seeds, pretrain_seeds, jobs or auto_jobs(study.device))
     report = next((p for p in written if p.name == "report.md"), None)
     if report is not None:
         print(f"report: {report}")

@@ -10,7 +10,7 @@ from task_arithmetic.embedded.presets import get_preset, preset_for_tag, with_pr
 from task_arithmetic.errors import UserError
 from task_arithmetic.reporting.claims import FAILS, HOLDS, MISSING, Claim
 from task_arithmetic.reporting.collect import RunResults
-from task_arithmetic.reporting.seeds import count_claims, headline_numbers, spread, summarize_seeds
+from task_arithmetic.reporting.seeds import count_claims, headline_numbers, split_by_draw, spread, summarize_seeds
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from run_study import parse_seeds  # noqa: E402
@@ -91,3 +91,34 @@ def test_seed_lists_and_pretraining_seed_tags():
     for bad in ("embedded-p", "embedded-p01", "embedded-px"):
         with pytest.raises(UserError):
             preset_for_tag(bad)
+
+
+def test_one_more_run_falls_in_the_t_prediction_interval():
+    s = spread([0.70, 0.74, 0.78])
+    half = 4.302652729911275 * 0.04 * math.sqrt(1 + 1 / 3)  # t(0.975, 2 dof) * sd * sqrt(1 + 1/n)
+    assert (s.one_low, s.one_high) == (pytest.approx(0.74 - half), pytest.approx(0.74 + half))
+    assert s.one_low < s.low and s.one_high > s.high
+
+
+def test_the_spread_splits_into_pretraining_draws_and_fine_tuning_seeds():
+    # draws 0 and 1, three fine-tuning seeds each: means 0.5 and 0.7; within-draw deviations -0.01, 0, +0.01
+    values = [0.49, 0.50, 0.51, 0.69, 0.70, 0.71]
+    split = split_by_draw(values, [0, 0, 0, 1, 1, 1])
+    assert split.between_draws == pytest.approx(math.sqrt(2) * 0.1)  # sd of (0.5, 0.7)
+    assert split.within_draws == pytest.approx(math.sqrt(4 * 0.01**2 / 4))  # pooled: 4 squares over 2 + 2 dof
+    assert split_by_draw(values, [0, 0, 0, 0, 0, 0]) is None  # one draw
+    assert split_by_draw([0.5, 0.6, 0.7], [0, 1, 1]) is None  # a draw with one seed
+
+
+def test_crossed_pretraining_and_fine_tuning_seeds_make_every_pair_once(tmp_path):
+    from task_arithmetic.pipeline.study import PAIRED, StudyConfig, embedded_study, replicates
+
+    study = embedded_study(StudyConfig("smoke", tmp_path / "data", tmp_path / "ck", tmp_path / "res", "cpu", False))
+    crossed = replicates(study, (0, 1), (0, 2))
+    assert [(r.pretrain_seed, r.seed) for r in crossed] == [(0, 0), (0, 1), (2, 0), (2, 1)]
+    assert crossed[0].study is study  # the single-seed study itself
+    assert crossed[1].study.spec == study.spec and crossed[2].study.spec.pretrained == "embedded-smoke-p2"
+    assert len({(r.study.layout.checkpoint_root, r.study.spec.model_id) for r in crossed}) == 4  # four places
+    assert [(r.pretrain_seed, r.seed) for r in replicates(study, (0, 1), PAIRED)] == [(0, 0), (1, 1)]
+    with pytest.raises(UserError, match="--pretrain-seeds takes distinct seeds"):
+        replicates(study, (0, 1), (2, 2))

@@ -46,7 +46,7 @@ class StudyConfig:
     recipes: tuple[str, ...] | None = None  # --recipes; None: the preset's
     evaluations: tuple[str, ...] | None = None  # --evaluations; None: the preset's
     seeds: tuple[int, ...] = (0,)  # fine-tuning seeds, one replicate of the whole study each
-    pretrain_seeds: bool = False  # replicate i also pretrains TinyCLIP from seed seeds[i]
+    pretrain_seeds: "PretrainSeeds" = None  # TinyCLIP pretrained anew per replicate: see replicates()
     jobs: int = 1  # worker processes for the units (pipeline/parallel.py); 1: this process
 
 
@@ -92,6 +92,13 @@ def run_study(cfg: StudyConfig) -> list[Path]:
     return execute_seeds(embedded_study(cfg), cfg.seeds, cfg.pretrain_seeds, cfg.jobs)
 
 
+# How the replicates' TinyCLIP is pretrained: None, the study's own weights for every replicate;
+# PAIRED, replicate s pretrained from seed s; a tuple of seeds, every pretraining seed crossed with
+# every fine-tuning seed (the spread over both draws, README "Seeds").
+PAIRED = "paired"
+PretrainSeeds = tuple[int, ...] | str | None
+
+
 @dataclass(frozen=True)
 class Replicate:
     seed: int
@@ -103,39 +110,47 @@ class Replicate:
         return f"seed {self.seed} (pretraining seed {self.pretrain_seed})"
 
 
-def replicate(study: Study, seed: int, pretrain_seed: bool = False) -> Replicate:
-    """The study fine-tuned from `seed` (and, with pretrain_seed, TinyCLIP pretrained from it).
+def replicate(study: Study, seed: int, pretrain_seed: int | None = None) -> Replicate:
+    """The study fine-tuned from `seed`, on TinyCLIP pretrained from `pretrain_seed` (None: the
+    study's own weights).
 
     Seed 0 of the study's own weights is the single-seed study itself (same folders, so a
-    multi-seed run reuses it); every other replicate lives under <root>/seeds/seed-<s>/.
+    multi-seed run reuses it); every other replicate lives under <root>/seeds/seed-<s>/, where
+    replicates of different pretraining draws are apart by their model id (TinyCLIP-embedded-p<p>).
     """
-    if seed < 0:
-        raise UserError(f"--seeds takes seeds >= 0, got {seed}")
+    if seed < 0 or (pretrain_seed is not None and pretrain_seed < 0):
+        raise UserError(f"--seeds and --pretrain-seeds take seeds >= 0, got {seed if seed < 0 else pretrain_seed}")
     spec = study.spec
-    if pretrain_seed:
+    if pretrain_seed is not None:
         if spec.name != MODEL or spec.pretrained is None:
             raise UserError(f"--pretrain-seeds only applies to the embedded {MODEL}, which this suite pretrains itself; drop it for {spec.name}")
         from ..embedded.presets import preset_for_tag, with_pretrain_seed
         from ..embedded.weights import register_weight_tag
 
-        tag = with_pretrain_seed(preset_for_tag(spec.pretrained), seed).weight_tag
+        tag = with_pretrain_seed(preset_for_tag(spec.pretrained), pretrain_seed).weight_tag
         register_weight_tag(tag)
         spec = dataclasses.replace(spec, pretrained=tag)
     if seed == 0 and spec == study.spec:
-        return Replicate(0, 0, study)
+        return Replicate(0, pretrain_seed or 0, study)
     folder = Path("seeds") / f"seed-{seed}"
     layout = Layout(Path(study.layout.checkpoint_root) / folder, Path(study.layout.results_root) / folder)
     seeded = dataclasses.replace(study, spec=spec, layout=layout, finetune={**study.finetune, "seed": seed})
-    return Replicate(seed, seed if pretrain_seed else 0, seeded)
+    return Replicate(seed, pretrain_seed or 0, seeded)
 
 
-def replicates(study: Study, seeds: tuple[int, ...], pretrain_seeds: bool = False) -> list[Replicate]:
+def replicates(study: Study, seeds: tuple[int, ...], pretrain_seeds: PretrainSeeds = None) -> list[Replicate]:
     if not seeds or len(set(seeds)) != len(seeds):
         raise UserError(f"--seeds needs distinct seeds (e.g. 0,1,2), got {','.join(map(str, seeds))}")
-    return [replicate(study, s, pretrain_seeds) for s in seeds]
+    if pretrain_seeds is None:
+        return [replicate(study, s) for s in seeds]
+    if pretrain_seeds == PAIRED:
+        return [replicate(study, s, s) for s in seeds]
+    if isinstance(pretrain_seeds, str) or not pretrain_seeds or len(set(pretrain_seeds)) != len(pretrain_seeds):
+        raise UserError(f"--pretrain-seeds takes distinct seeds (e.g. 0,1,2) or nothing (each replicate pretrained from its own seed), got {pretrain_seeds}")
+    return [replicate(study, s, p) for p in pretrain_seeds for s in seeds]
 
 
-def execute_seeds(study: Study, seeds: tuple[int, ...] = (0,), pretrain_seeds: bool = False, jobs: int = 1) -> list[Path]:
+def execute_seeds(study: Study, seeds: tuple[int, ...] = (0,), pretrain_seeds: PretrainSeeds = None, jobs: int = 1) -> list[Path]:
     """One replicate per seed, then seeds.md/seeds.json (mean, sd, 95 % interval, claims as k of n)."""
     replicates_ = replicates(study, seeds, pretrain_seeds)
     if len(replicates_) == 1:
@@ -150,7 +165,7 @@ def execute_seeds(study: Study, seeds: tuple[int, ...] = (0,), pretrain_seeds: b
 def _seeds_report(replicates: list[Replicate]) -> list[Path]:
     """seeds.md and seeds.json beside the first replicate's report."""
     runs = [collect(r.study.layout.results_root, r.study.spec.model_id) for r in replicates]
-    summary = summarize_seeds([r.label for r in replicates], runs)
+    summary = summarize_seeds([r.label for r in replicates], runs, [r.pretrain_seed for r in replicates])
     first = replicates[0].study
     folder = first.layout.report_dir(first.spec.model_id)
     md, js = folder / "seeds.md", folder / "seeds.json"
