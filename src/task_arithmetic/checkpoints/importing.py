@@ -24,18 +24,18 @@ from typing import TYPE_CHECKING, Any, cast
 import open_clip
 import torch
 
-from . import DEFAULT_MAX_DISTANCE
 from ..data.registry import get_task
 from ..errors import UserError
+from ..flags import check_float
 from ..io import load_weights, metadata_path, save_weights
 from ..merging.modelpool.hf_clip import hf_from_pretrained
 from ..models.encoder import ENCODER_FORMAT
 from ..models.factory import ModelSpec, read_state_dict, register_model_config
 from ..models.pretrained import zeroshot_encoder
-from ..flags import check_float
 from ..paths import Layout, check_name
 from ..recipes import RunId
 from ..state_dicts import state_mismatch
+from . import DEFAULT_MAX_DISTANCE
 from .hf_convert import HF_ACTIVATIONS, canonical, clip_to_open_clip, custom_name, named_config, open_clip_config, vision_cfg, vision_to_open_clip, vision_tower, visual_geometry
 
 if TYPE_CHECKING:

@@ -20,7 +20,8 @@ tree or viewer page on the hub, as the search tool had them):
   DTD           tanganke/dtd                      train / test          image, label  FB yaml; card: data/{train,test}-00000-of-00001.parquet
   Flowers102    dpdl-benchmark/oxford_flowers102  train / test          image, label  FB yaml
   PCAM          1aurent/PatchCamelyon             train / test          image, label  FB yaml; card: data/{train,valid,test}-*.parquet, label bool, 262,144 / 32,768
-  FER2013       clip-benchmark/wds_fer2013        train / test          jpg, cls      FB fer2013.py (load_fer2013 renames jpg->image, cls->label); card: webdataset train/{0..3}.tar, test/{0..3}.tar, classnames.txt; viewer: cls int64 0..6
+  FER2013       clip-benchmark/wds_fer2013        train / test          jpg, cls      FB fer2013.py (load_fer2013 renames jpg->image, cls->label);
+                                                                                  card: webdataset train/{0..3}.tar, test/{0..3}.tar, classnames.txt; viewer: cls int64 0..6
   OxfordIIITPet timm/oxford-iiit-pet              train / test          image, label  FB yaml; card: label ClassLabel abyssinian, american_bulldog, ... (37)
   STL10         tanganke/stl10                    train / test          image, label  FB yaml
   CIFAR100      tanganke/cifar100                 train / test          image, label  FB yaml (FB reads item["label"])

@@ -142,7 +142,8 @@ def _examined(entry: Readiness, root: Path, fingerprints: bool, leaks: bool) -> 
             if found:
                 shown = ", ".join(f"test #{leak.test_index} = train #{leak.train_index} (labels {leak.test_label}/{leak.train_label})" for leak in found[:5])
                 more = f", and {len(found) - 5} more" if len(found) > 5 else ""
-                return dataclasses.replace(entry, notes=notes, status="leaks", hint="these test images are also in the train split: the test accuracy counts them", problems=[f"{len(found)} test image(s) identical to train images: {shown}{more}"])
+                return dataclasses.replace(entry, notes=notes, status="leaks", hint="these test images are also in the train split: the test accuracy counts them",
+                                           problems=[f"{len(found)} test image(s) identical to train images: {shown}{more}"])
             notes.append("leaks: no test image is identical to a train image")
     except UserError as err:
         return dataclasses.replace(entry, notes=notes, hint=f"compare the copy with the expected layout: {DATASETS[entry.name].layout}", problems=[str(err)])
