@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from openai_clip import finetuned_vision
 
 from export_checkpoints import main as export_main  # src/ entry scripts (conftest puts src/ on the path)
 from import_checkpoints import main as import_main
@@ -33,26 +34,12 @@ def tiny_clip(act: str, seed: int = 0, **vision):
     return CLIPModel(config).eval()
 
 
-def finetuned_from(clip, seed: int, scale: float = 0.01):
-    """A CLIPVisionModel: clip's vision tower with every weight moved a little, as fine-tuning does."""
-    from transformers import CLIPVisionModel
-
-    from task_arithmetic.checkpoints.hf_convert import vision_tower
-
-    model = CLIPVisionModel(clip.config.vision_config).eval()
-    generator = torch.Generator().manual_seed(seed)
-    state = {k: v + scale * v.std().nan_to_num(1.0) * torch.randn(v.shape, generator=generator) if v.is_floating_point() else v
-             for k, v in vision_tower(clip).state_dict().items()}
-    vision_tower(model).load_state_dict(state)
-    return model
-
-
 @pytest.fixture(scope="module", params=["quick_gelu", "gelu"])
 def world(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(request.param)
     clip = tiny_clip(request.param)
     clip.save_pretrained(root / "clip")
-    tuned = finetuned_from(clip, seed=1)
+    tuned = finetuned_vision(clip, seed=1)
     tuned.save_pretrained(root / "tuned_Cars")
     written = import_main(["--pretrained-hf", str(root / "clip"), "--finetuned-hf", f"Cars={root / 'tuned_Cars'}",
                            "--tag", "public", "--checkpoint-root", str(root / "checkpoints")])
@@ -105,7 +92,7 @@ def test_models_not_from_theta0_are_refused(world, capsys):
 
     root = world["root"]
     other = tiny_clip(world["act"], seed=7)  # same architecture, other weights
-    finetuned_from(other, seed=2).save_pretrained(root / "foreign")
+    finetuned_vision(other, seed=2).save_pretrained(root / "foreign")
     CLIPVisionModel(tiny_clip(world["act"], hidden_size=48).config.vision_config).save_pretrained(root / "wider")
     common = ["--pretrained-hf", str(root / "clip"), "--tag", "public", "--checkpoint-root", str(root / "checkpoints")]
     for source, message in (("foreign", "not fine-tuned from"), ("wider", "different architecture")):
@@ -159,8 +146,8 @@ def _files(root: Path) -> list[Path]:
 def test_a_refused_source_leaves_nothing_behind(tmp_path, capsys):
     clip = tiny_clip("quick_gelu")
     clip.save_pretrained(tmp_path / "clip")
-    finetuned_from(clip, seed=1).save_pretrained(tmp_path / "good")
-    finetuned_from(tiny_clip("quick_gelu", seed=7), seed=2).save_pretrained(tmp_path / "foreign")
+    finetuned_vision(clip, seed=1).save_pretrained(tmp_path / "good")
+    finetuned_vision(tiny_clip("quick_gelu", seed=7), seed=2).save_pretrained(tmp_path / "foreign")
     common = ["--pretrained-hf", str(tmp_path / "clip"), "--tag", "public", "--checkpoint-root", str(tmp_path / "ck")]
     err = _error_of([*common, "--finetuned-hf", f"Cars={tmp_path / 'good'}", "--finetuned-hf", f"DTD={tmp_path / 'foreign'}"], capsys)
     assert str(tmp_path / "foreign") in err and "not fine-tuned from" in err
@@ -185,11 +172,11 @@ def test_activation_and_geometry_of_every_source_are_checked(tmp_path, capsys):
 
     clip = tiny_clip("quick_gelu")
     clip.save_pretrained(tmp_path / "clip")
-    gelu = finetuned_from(clip, seed=1)
+    gelu = finetuned_vision(clip, seed=1)
     gelu.config.hidden_act = "gelu"
     gelu.save_pretrained(tmp_path / "gelu")
     other = tiny_clip("quick_gelu", patch_size=16)
-    save_open_clip(other, finetuned_from(other, seed=2), tmp_path / "patch16.pt")
+    save_open_clip(other, finetuned_vision(other, seed=2), tmp_path / "patch16.pt")
     common = ["--pretrained-hf", str(tmp_path / "clip"), "--tag", "public", "--checkpoint-root", str(tmp_path / "ck")]
     err = _error_of([*common, "--finetuned-hf", f"Cars={tmp_path / 'gelu'}"], capsys)
     assert "activation gelu (theta_0: quick_gelu)" in err
@@ -206,7 +193,7 @@ def test_pickles_that_hold_code_are_refused_unread_and_named(tmp_path, capsys):
     with open(tmp_path / "evil4.pkl", "wb") as handle:  # Python's protocol 4: torch stops before the global
         pickle.dump({"w": _RunsShell(marker)}, handle, protocol=4)
     folder = tmp_path / "evil_hf"
-    finetuned_from(clip, seed=1).save_pretrained(folder)
+    finetuned_vision(clip, seed=1).save_pretrained(folder)
     (folder / "model.safetensors").unlink()
     (folder / "pytorch_model.bin").write_bytes((tmp_path / "evil.pt").read_bytes())
     common = ["--pretrained-hf", str(tmp_path / "clip"), "--tag", "public", "--checkpoint-root", str(tmp_path / "ck")]
@@ -232,7 +219,7 @@ def test_the_script_knows_the_embedded_tasks_and_says_a_plain_pickle_in_one_line
     are known, and a plain Python pickle is one stderr line (no torch warning, no torch advice)."""
     clip = tiny_clip("quick_gelu")
     clip.save_pretrained(tmp_path / "clip")
-    finetuned_from(clip, seed=1).save_pretrained(tmp_path / "digits")
+    finetuned_vision(clip, seed=1).save_pretrained(tmp_path / "digits")
     with open(tmp_path / "landuse.pkl", "wb") as handle:
         pickle.dump({k: v for k, v in clip.state_dict().items() if k.startswith("vision_model.")}, handle, protocol=4)
     script = Path(__file__).resolve().parents[1] / "src" / "import_checkpoints.py"

@@ -61,29 +61,18 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same folder and rename, so readers never see half a file."""
-    path = Path(path)
-    with translating_write_errors(path, len(data)):
-        check_output_path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _temp_beside(path)
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    with atomic_stream(path, len(data)) as handle:
+        handle.write(data)
 
 
 @contextlib.contextmanager
 def atomic_stream(path: Path, size: int) -> Iterator[BinaryIO]:
-    """Write a file too large to hold in memory piece by piece: it appears at `path`, complete,
-    only when the block ends without an error (temporary in the same folder, fsync, rename).
-    `size` (bytes) is what a full disk's message says was needed."""
+    """Write a file piece by piece (one too large to hold in memory, or all at once): it appears at
+    `path`, complete, only when the block ends without an error (temporary in the same folder,
+    fsync, rename). `size` (bytes) is what a full disk's message says was needed."""
     path = Path(path)
     with translating_write_errors(path, size):
+        check_output_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = _temp_beside(path)
         try:
