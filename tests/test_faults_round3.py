@@ -226,9 +226,12 @@ def test_sigkill_of_the_study_ends_its_workers_which_save_and_release_their_lock
     study = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
-        while len(list(ck.rglob(".lock"))) < 2 and study.poll() is None and time.monotonic() < deadline:
+        def training() -> int:  # runs past their first step (a run killed during its set-up has no state to save)
+            return sum(1 for log in ck.rglob("log.jsonl") if log.stat().st_size > 0)
+
+        while (len(list(ck.rglob(".lock"))) < 2 or training() < 2) and study.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)  # both workers are fine-tuning, each holding its run folder's lock
-        assert len(list(ck.rglob(".lock"))) == 2, study.stderr.read() if study.poll() is not None else "timed out"
+        assert len(list(ck.rglob(".lock"))) == 2 and training() == 2, study.stderr.read() if study.poll() is not None else "timed out"
         workers = _children(study.pid)
         assert len(workers) >= 2
     finally:
@@ -248,13 +251,14 @@ def test_sigkill_of_the_study_ends_its_workers_which_save_and_release_their_lock
 
 @pytest.fixture(scope="module")
 def hf_clip_folders(tmp_path_factory) -> Path:
-    from test_public_checkpoints import finetuned_from, tiny_clip
+    from openai_clip import finetuned_vision
+    from test_public_checkpoints import tiny_clip
 
     root = tmp_path_factory.mktemp("hf")
     clip = tiny_clip("gelu")
     clip.save_pretrained(root / "clip")
-    finetuned_from(clip, seed=1).save_pretrained(root / "tuned")
-    finetuned_from(tiny_clip("gelu", seed=5), seed=2).save_pretrained(root / "unrelated")
+    finetuned_vision(clip, seed=1).save_pretrained(root / "tuned")
+    finetuned_vision(tiny_clip("gelu", seed=5), seed=2).save_pretrained(root / "unrelated")
     return root
 
 
