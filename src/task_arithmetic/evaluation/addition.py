@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
-from ..flags import alpha_step
 from ..reporting.table import RunResults, Table, pct_cell, task_columns
 from .edits import Edit
 from .selection import ALPHA_GRID, alpha_grid, best_index, mean
-from .spec import Evaluation, Row, param, pct
+from .spec import Evaluation, Row, alpha_step_param, pct
 
 if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
     from .session import EvalSession
@@ -24,7 +23,7 @@ ONE_SHOT_ALPHA = 1.0
 
 @dataclass(frozen=True)
 class AdditionParams:
-    alpha_step: float = param(0.05, "coefficient grid 0, step, ..., 1 (0.05: the paper's 21 points)", alpha_step, study=True)
+    alpha_step: float = alpha_step_param()
 
 
 @dataclass(frozen=True)

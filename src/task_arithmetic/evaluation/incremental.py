@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Mapping
 
-from ..flags import alpha_step
 from ..reporting.table import RunResults, Table, pct_cell
 from .addition import Chosen, chosen_rows, sweep
 from .selection import alpha_grid
-from .spec import Evaluation, Row, param, pct
+from .spec import Evaluation, Row, alpha_step_param, pct
 
 if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
     from .session import EvalSession
@@ -23,7 +22,7 @@ if TYPE_CHECKING:  # the session imports torch: the registry is read by every sc
 
 @dataclass(frozen=True)
 class IncrementalParams:
-    alpha_step: float = param(0.05, "coefficient grid 0, step, ..., 1", alpha_step, study=True)
+    alpha_step: float = alpha_step_param()
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
-from ..flags import alpha_step, positive_int
+from ..flags import positive_int
 from ..lazy import deferred
 from ..reporting.table import RunResults, Table, pct_cell
 from .addition import CurvePoint, Scores, choose, curve_rows, score_rows, summarize
 from .selection import alpha_grid
-from .spec import Evaluation, Row, param, pct
+from .spec import Evaluation, Row, alpha_step_param, param, pct
 
 if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
     from torch import nn
@@ -58,7 +58,7 @@ DATA_EXAMPLES = 256
 
 @dataclass(frozen=True)
 class MergingParams:
-    alpha_step: float = param(0.05, "coefficient grid 0, step, ..., 1", alpha_step, study=True)
+    alpha_step: float = alpha_step_param()
     adamerging_steps: int = param(100, "Adam steps of AdaMerging (FusionBench: 1000)", positive_int, study=True)
 
 

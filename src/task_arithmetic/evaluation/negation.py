@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
 from ..data.registry import control_for, get_task
 from ..errors import UserError
-from ..flags import alpha_step, check_float, positive_float
+from ..flags import check_float, positive_float
 from ..reporting.table import RunResults, Table, pct_cell
 from .edits import Edit
 from .selection import ALPHA_GRID, alpha_grid, best_index, mean
-from .spec import Evaluation, Row, param, pct
+from .spec import Evaluation, Row, alpha_step_param, param, pct
 
 if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
     from .session import EvalSession
@@ -27,7 +27,7 @@ CONTROL_RATIO = 0.95
 
 @dataclass(frozen=True)
 class NegationParams:
-    alpha_step: float = param(0.05, "coefficient grid 0, step, ..., 1", alpha_step, study=True)
+    alpha_step: float = alpha_step_param()
     control: str | None = param(None, "control task (default: the benchmark's, e.g. ImageNet)", study=True)
     control_ratio: float = param(CONTROL_RATIO, "control Val accuracy must stay >= ratio x zero-shot", positive_float)
 

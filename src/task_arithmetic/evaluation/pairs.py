@@ -6,11 +6,10 @@ import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
-from ..flags import alpha_step
 from ..reporting.table import RunResults, Table, pct_cell
 from .addition import Chosen, CurvePoint, chosen_rows, curve_rows, sweep
 from .selection import ALPHA_GRID, alpha_grid, mean
-from .spec import Evaluation, Row, param, pct
+from .spec import Evaluation, Row, alpha_step_param, pct
 
 if TYPE_CHECKING:  # the session imports torch: the registry is read by every script's --help
     from .session import EvalSession
@@ -18,7 +17,7 @@ if TYPE_CHECKING:  # the session imports torch: the registry is read by every sc
 
 @dataclass(frozen=True)
 class PairsParams:
-    alpha_step: float = param(0.05, "coefficient grid 0, step, ..., 1", alpha_step, study=True)
+    alpha_step: float = alpha_step_param()
 
 
 @dataclass(frozen=True)

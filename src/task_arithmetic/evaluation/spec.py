@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Iterable, Ma
 
 from .. import typed_json
 from ..errors import UserError
-from ..flags import finite_float, int_in
+from ..flags import alpha_step, finite_float, int_in
 
 if TYPE_CHECKING:
     from ..reporting.table import RunResults, Table
@@ -40,6 +40,12 @@ def param(default: Any, help: str, parse: Callable[[str], Any] | None = None, st
     """A field of an evaluation's parameters: its default, its flag's help and parser; `study`:
     also a study-level setting (src/run_study.py --<name>, a preset's eval_params)."""
     return dataclasses.field(default=default, metadata={"help": help, "parse": parse, "study": study, "choices": choices})
+
+
+def alpha_step_param() -> Any:
+    """The coefficient grid's step: one study-level setting shared by every evaluation that sweeps a
+    coefficient (addition, negation, pairs, incremental, merging), so it is declared once."""
+    return param(0.05, "coefficient grid 0, step, ..., 1 (0.05: the paper's 21 points)", alpha_step, study=True)
 
 
 def flag(name: str) -> str:
